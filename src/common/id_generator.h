@@ -1,0 +1,31 @@
+// IdGenerator: makes the ids Wallex invents (transfer ids, correlation ids). Injected so tests and
+// simulations get reproducible ids.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <random>
+#include <string>
+
+namespace wallex {
+
+class IdGenerator {
+ public:
+  virtual ~IdGenerator() = default;
+  // A random (version 4) UUID in canonical lowercase text form.
+  virtual std::string next_uuid() = 0;
+};
+
+// Seeded from std::random_device unless a seed is given. Thread-safe.
+class RandomIdGenerator final : public IdGenerator {
+ public:
+  RandomIdGenerator();
+  explicit RandomIdGenerator(std::uint64_t seed);
+  std::string next_uuid() override;
+
+ private:
+  std::mutex mutex_;
+  std::mt19937_64 engine_;
+};
+
+}  // namespace wallex

@@ -1,0 +1,350 @@
+#include "http/request_handler.h"
+
+#include "domain/ids.h"
+#include "json/body_decoder.h"
+#include "json/json_writer.h"
+#include "service/reply_encoding.h"
+
+namespace wallex {
+namespace {
+
+constexpr std::size_t kCorrelationIdLengthMax = 128;
+
+struct InputError {
+  ErrorCode code;
+  std::string message;
+};
+
+template <typename T>
+using Decoded = Result<T, InputError>;
+
+InputError input_error(ErrorCode code, std::string message) { return {code, std::move(message)}; }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    if (i + 2 >= text.size()) return std::nullopt;
+    const int high = hex_value(text[i + 1]);
+    const int low = hex_value(text[i + 2]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out += static_cast<char>(high * 16 + low);
+    i += 2;
+  }
+  return out;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> segments;
+  std::size_t start = 1;  // paths start with '/'
+  while (start <= path.size()) {
+    const std::size_t slash = path.find('/', start);
+    const std::size_t end = slash == std::string_view::npos ? path.size() : slash;
+    segments.push_back(path.substr(start, end - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (!segments.empty() && segments.back().empty()) segments.pop_back();  // trailing '/'
+  return segments;
+}
+
+Decoded<std::string> wallet_id_from_path(std::string_view segment) {
+  std::optional<std::string> id = percent_decode(segment);
+  if (!id || !is_valid_id(*id)) {
+    return fail(input_error(ErrorCode::kInvalidWalletId,
+                            "Wallet id in the path must be 1-128 characters of [A-Za-z0-9._:@-]"));
+  }
+  return std::move(*id);
+}
+
+// A required string id field of the body.
+Decoded<std::string> id_field(const DecodedBody& body, std::string_view name, ErrorCode invalid,
+                              std::string_view missing_message) {
+  const JsonField* field = body.find(name);
+  if (field == nullptr || field->kind == JsonKind::kNull ||
+      (field->kind == JsonKind::kString && field->text.empty())) {
+    return fail(input_error(ErrorCode::kMissingField, std::string(missing_message)));
+  }
+  if (field->kind != JsonKind::kString) {
+    return fail(input_error(ErrorCode::kInvalidField, std::string(name) + " must be a string, not " +
+                                                          std::string(json_kind_name(field->kind))));
+  }
+  if (!is_valid_id(field->text)) {
+    return fail(input_error(invalid, std::string(name) +
+                                         " must be 1-128 characters of [A-Za-z0-9._:@-]"));
+  }
+  return field->text;
+}
+
+Decoded<Money> money_field(const JsonField& field, std::string_view name) {
+  if (field.kind != JsonKind::kNumber && field.kind != JsonKind::kString) {
+    return fail(input_error(ErrorCode::kInvalidAmount,
+                            std::string(name) + " must be a number or a decimal string, not " +
+                                std::string(json_kind_name(field.kind))));
+  }
+  auto parsed = Money::parse(field.text);
+  if (parsed) return parsed.value();
+  switch (parsed.error()) {
+    case MoneyParseError::kOutOfRange:
+      return fail(input_error(ErrorCode::kAmountTooLarge,
+                              std::string(name) + " must not exceed " +
+                                  Money::from_minor(Money::kAmountMaxMinor).to_json_number()));
+    case MoneyParseError::kTooManyDecimals:
+      return fail(input_error(ErrorCode::kInvalidAmount,
+                              std::string(name) + " must have at most two decimal places"));
+    case MoneyParseError::kNotANumber: break;
+  }
+  return fail(input_error(ErrorCode::kInvalidAmount,
+                          std::string(name) + " must be a decimal number such as 12.50"));
+}
+
+Decoded<Money> required_amount(const DecodedBody& body) {
+  const JsonField* field = body.find("amount");
+  if (field == nullptr || field->kind == JsonKind::kNull) {
+    return fail(input_error(ErrorCode::kMissingField, "amount is required"));
+  }
+  return money_field(*field, "amount");
+}
+
+Decoded<std::optional<std::string>> optional_description(const DecodedBody& body) {
+  const JsonField* field = body.find("description");
+  if (field == nullptr || field->kind == JsonKind::kNull) return std::optional<std::string>();
+  if (field->kind != JsonKind::kString) {
+    return fail(input_error(ErrorCode::kInvalidField, "description must be a string"));
+  }
+  if (field->text.size() > kDescriptionLengthMax) {
+    return fail(input_error(ErrorCode::kInvalidField,
+                            "description must be at most " + std::to_string(kDescriptionLengthMax) +
+                                " bytes"));
+  }
+  return std::optional<std::string>(field->text);
+}
+
+Decoded<DecodedBody> decode_body(std::string_view text) {
+  auto body = decode_object_body(text);
+  if (body) return std::move(body).value();
+  const ErrorCode code = body.error().error == BodyDecodeError::kInvalidJson
+                             ? ErrorCode::kInvalidJson
+                             : ErrorCode::kInvalidBody;
+  return fail(input_error(code, body.error().message));
+}
+
+Decoded<Command> decode_create(std::string_view text) {
+  auto body = decode_body(text);
+  if (!body) return fail(body.error());
+  constexpr std::string_view kMissing = "walletId and ownerId are required";
+  auto wallet_id = id_field(body.value(), "walletId", ErrorCode::kInvalidWalletId, kMissing);
+  if (!wallet_id) return fail(wallet_id.error());
+  auto owner_id = id_field(body.value(), "ownerId", ErrorCode::kInvalidOwnerId, kMissing);
+  if (!owner_id) return fail(owner_id.error());
+  Money initial;
+  if (const JsonField* field = body.value().find("initialBalance");
+      field != nullptr && field->kind != JsonKind::kNull) {
+    auto amount = money_field(*field, "initialBalance");
+    if (!amount) return fail(amount.error());
+    initial = amount.value();
+  }
+  return Command(CreateWallet{std::move(wallet_id).value(), std::move(owner_id).value(), initial});
+}
+
+template <typename MoneyCommand>
+Decoded<Command> decode_money_command(std::string wallet_id, std::string_view text) {
+  auto body = decode_body(text);
+  if (!body) return fail(body.error());
+  auto amount = required_amount(body.value());
+  if (!amount) return fail(amount.error());
+  auto description = optional_description(body.value());
+  if (!description) return fail(description.error());
+  return Command(MoneyCommand{std::move(wallet_id), amount.value(), std::move(description).value()});
+}
+
+Decoded<Command> decode_transfer(std::string from_wallet_id, std::string_view text) {
+  auto body = decode_body(text);
+  if (!body) return fail(body.error());
+  auto to = id_field(body.value(), "toWalletId", ErrorCode::kInvalidWalletId,
+                     "toWalletId is required");
+  if (!to) return fail(to.error());
+  auto amount = required_amount(body.value());
+  if (!amount) return fail(amount.error());
+  auto description = optional_description(body.value());
+  if (!description) return fail(description.error());
+  return Command(TransferMoney{std::move(from_wallet_id), std::move(to).value(), amount.value(),
+                               std::move(description).value(), {}});
+}
+
+HttpResponse json_response(int status, std::string body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
+HttpResponse module_health(std::string_view module) {
+  JsonWriter out;
+  out.begin_object().key("status").string("ok").key("module").string(module).end_object();
+  return json_response(200, out.take());
+}
+
+HttpResponse method_not_allowed(std::string_view method, std::string_view path,
+                                std::string_view allow) {
+  HttpResponse response = error_response(
+      ErrorCode::kMethodNotAllowed,
+      "Cannot " + std::string(method) + " " + std::string(path) + "; allowed: " + std::string(allow));
+  response.headers.emplace_back("Allow", std::string(allow));
+  return response;
+}
+
+}  // namespace
+
+HttpResponse error_response(ErrorCode code, std::string_view message) {
+  HttpResponse response = json_response(http_status(code), encode_error(code, message));
+  if (response.status == 503) response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
+RequestHandler::RequestHandler(WalletService& service, IdGenerator& ids)
+    : service_(service), ids_(ids) {}
+
+void RequestHandler::handle(const HttpRequest& request,
+                            std::function<void(HttpResponse&&)> respond) {
+  // Correlation id: the client's when it is sane, otherwise a fresh one; always echoed.
+  std::string correlation_id;
+  if (request.correlation_id && !request.correlation_id->empty() &&
+      request.correlation_id->size() <= kCorrelationIdLengthMax &&
+      is_valid_idempotency_key(*request.correlation_id)) {
+    correlation_id = std::string(*request.correlation_id);
+  } else {
+    correlation_id = ids_.next_uuid();
+  }
+  auto finish = [respond, correlation_id](HttpResponse&& response) {
+    response.headers.emplace_back("X-Correlation-Id", correlation_id);
+    respond(std::move(response));
+  };
+
+  const std::string_view target = request.target;
+  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view method = request.method;
+  const bool is_get = method == "GET";
+  const bool is_post = method == "POST";
+  if (path.empty() || path.front() != '/') {
+    return finish(error_response(ErrorCode::kRouteNotFound, "Cannot " + std::string(method) + " " +
+                                                                std::string(path)));
+  }
+  const std::vector<std::string_view> segments = split_path(path);
+  const std::size_t n = segments.size();
+
+  // Fixed routes.
+  if (n == 0) {
+    if (!is_get) return finish(method_not_allowed(method, path, "GET"));
+    HttpResponse hello;
+    hello.body = "Hello World!";
+    hello.content_type = "text/html; charset=utf-8";
+    return finish(std::move(hello));
+  }
+  if (n == 1 && segments[0] == "health") {
+    if (!is_get) return finish(method_not_allowed(method, path, "GET"));
+    const ServiceHealth health = service_.health();
+    const bool ok = health.accepting && !health.store_failed;
+    JsonWriter out;
+    out.begin_object();
+    out.key("status").string(ok ? "ok" : "unavailable");
+    out.key("store").begin_object();
+    out.key("status").string(health.store_failed ? "failed" : "ok");
+    out.key("wallets").integer(static_cast<std::int64_t>(health.wallet_count));
+    out.key("lastPosition").integer(health.last_position);
+    out.key("commits").integer(static_cast<std::int64_t>(health.commits));
+    out.key("commands").integer(static_cast<std::int64_t>(health.commands));
+    out.end_object();
+    out.key("writer").begin_object();
+    out.key("accepting").boolean(health.accepting);
+    out.key("queueLength").integer(static_cast<std::int64_t>(health.queue_length));
+    out.end_object();
+    out.end_object();
+    HttpResponse response = json_response(ok ? 200 : 503, out.take());
+    if (!ok) response.headers.emplace_back("Retry-After", "1");
+    return finish(std::move(response));
+  }
+  if (n == 2 && segments[1] == "health" &&
+      (segments[0] == "ledger" || segments[0] == "users" || segments[0] == "integration")) {
+    if (!is_get) return finish(method_not_allowed(method, path, "GET"));
+    return finish(module_health(segments[0] == "users" ? "user" : segments[0]));
+  }
+
+  // Wallet routes.
+  if (segments[0] != "wallets" || n > 3) {
+    return finish(error_response(ErrorCode::kRouteNotFound,
+                                 "Cannot " + std::string(method) + " " + std::string(path)));
+  }
+  if (n == 1) {
+    if (!is_post) return finish(method_not_allowed(method, path, "POST"));
+  } else if (n == 2) {
+    if (!is_get) return finish(method_not_allowed(method, path, "GET"));
+  } else if (segments[2] == "credit" || segments[2] == "debit" || segments[2] == "transfer") {
+    if (!is_post) return finish(method_not_allowed(method, path, "POST"));
+  } else {
+    return finish(error_response(ErrorCode::kRouteNotFound,
+                                 "Cannot " + std::string(method) + " " + std::string(path)));
+  }
+
+  std::optional<std::string> path_wallet_id;
+  if (n >= 2) {
+    auto id = wallet_id_from_path(segments[1]);
+    if (!id) return finish(error_response(id.error().code, id.error().message));
+    path_wallet_id = std::move(id).value();
+  }
+
+  if (is_get) {
+    const std::optional<WalletState> wallet = service_.find_wallet(*path_wallet_id);
+    if (!wallet) {
+      return finish(error_response(ErrorCode::kWalletNotFound,
+                                   "Wallet " + *path_wallet_id + " not found"));
+    }
+    return finish(json_response(200, encode_snapshot(*wallet)));
+  }
+
+  // Commands.
+  std::optional<std::string> idempotency_key;
+  if (request.idempotency_key && !request.idempotency_key->empty()) {
+    if (!is_valid_idempotency_key(*request.idempotency_key)) {
+      return finish(error_response(ErrorCode::kInvalidIdempotencyKey,
+                                   "Idempotency-Key must be 1-255 printable ASCII characters"));
+    }
+    idempotency_key = std::string(*request.idempotency_key);
+  }
+  Decoded<Command> command = fail(input_error(ErrorCode::kInternalError, "unreachable"));
+  if (n == 1) {
+    command = decode_create(request.body);
+  } else if (segments[2] == "credit") {
+    command = decode_money_command<CreditWallet>(std::move(*path_wallet_id), request.body);
+  } else if (segments[2] == "debit") {
+    command = decode_money_command<DebitWallet>(std::move(*path_wallet_id), request.body);
+  } else {
+    command = decode_transfer(std::move(*path_wallet_id), request.body);
+  }
+  if (!command) return finish(error_response(command.error().code, command.error().message));
+
+  service_.submit(
+      CommandRequest{std::move(command).value(), std::move(idempotency_key), correlation_id},
+      [finish](Reply&& reply) {
+        HttpResponse response = json_response(reply.status, std::move(reply.body));
+        if (reply.position > 0) {
+          response.headers.emplace_back("X-Wallex-Position", std::to_string(reply.position));
+        }
+        if (reply.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
+        if (response.status == 503) response.headers.emplace_back("Retry-After", "1");
+        finish(std::move(response));
+      });
+}
+
+}  // namespace wallex

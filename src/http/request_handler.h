@@ -1,0 +1,48 @@
+// RequestHandler: routes one HTTP request to the service and builds its response. Knows HTTP
+// semantics (routes, status codes, headers) but no transport: server.cc owns sockets and Beast,
+// so this file compiles fast and is tested without a network.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/id_generator.h"
+#include "service/wallet_service.h"
+
+namespace wallex {
+
+struct HttpRequest {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // path and query, as sent
+  std::string_view body;
+  std::optional<std::string_view> idempotency_key;
+  std::optional<std::string_view> correlation_id;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// An error response with the standard body (and Retry-After on 503).
+HttpResponse error_response(ErrorCode code, std::string_view message);
+
+class RequestHandler {
+ public:
+  RequestHandler(WalletService& service, IdGenerator& ids);
+
+  // Calls `respond` exactly once, possibly on another thread (commands answer from the writer).
+  void handle(const HttpRequest& request, std::function<void(HttpResponse&&)> respond);
+
+ private:
+  WalletService& service_;
+  IdGenerator& ids_;
+};
+
+}  // namespace wallex

@@ -1,0 +1,39 @@
+// JsonWriter: appends compact JSON text to a string. No third-party dependency, no floating
+// point: numbers are written from text the caller formatted exactly (Money::to_json_number).
+// The caller is responsible for well-formed nesting; strings must be valid UTF-8 (every string
+// Wallex writes came through the validating body decoder or from its own code).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace wallex {
+
+class JsonWriter {
+ public:
+  JsonWriter& begin_object();
+  JsonWriter& end_object();
+  JsonWriter& begin_array();
+  JsonWriter& end_array();
+  JsonWriter& key(std::string_view name);
+  JsonWriter& string(std::string_view value);
+  JsonWriter& number_text(std::string_view json_number);  // already valid JSON number text
+  JsonWriter& integer(std::int64_t value);
+  JsonWriter& boolean(bool value);
+  JsonWriter& null();
+  // Inserts an already serialized JSON value (e.g. a stored document).
+  JsonWriter& raw_value(std::string_view json);
+
+  const std::string& text() const { return out_; }
+  std::string take() { return std::move(out_); }
+
+ private:
+  void separate();
+  std::string out_;
+};
+
+// Appends `value` as a quoted, escaped JSON string.
+void append_json_string(std::string& out, std::string_view value);
+
+}  // namespace wallex

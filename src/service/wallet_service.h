@@ -1,0 +1,130 @@
+// WalletService: the write side. One writer thread owns every decision and every commit:
+//
+//   submit() ─▶ bounded queue ─▶ writer: take up to batch_commands_max commands, decide each
+//   against in-memory state (plus the batch's own earlier decisions), write all their events,
+//   write-model rows and idempotency records in ONE store transaction (one fsync), then publish
+//   the new state and answer every command of the batch.
+//
+// Guarantees:
+//  - a reply is delivered only after the commit that holds its effect is durable;
+//  - a failed commit fails exactly the commands of its batch (503) and leaves in-memory state
+//    equal to the store; an I/O failure is fatal: the service stops accepting work and calls
+//    on_fatal, it never retries an fsync;
+//  - idempotency: a key is checked against the batch (in flight → 409) and the store (same
+//    request → stored reply, replayed; different request → 409); the record is written in the
+//    same transaction as the request's events, business rejections included;
+//  - a full queue answers 503 (OVERLOADED) at once instead of growing.
+//
+// Thread safety: submit(), find_wallet() and health() may be called from any thread. Reply
+// callbacks run on the writer thread and must not block (post the work elsewhere).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "common/id_generator.h"
+#include "domain/wallet.h"
+#include "store/store.h"
+
+namespace wallex {
+
+struct ServiceOptions {
+  std::size_t queue_length_max = 100'000;  // commands waiting for the writer
+  std::size_t batch_commands_max = 4'096;  // commands decided and committed together
+  TimestampMs idempotency_retention_ms = 24LL * 3600 * 1000;
+  TimestampMs purge_interval_ms = 60'000;
+  std::size_t purge_batch_max = 10'000;  // records deleted per purge transaction
+  // Called once, on the writer thread, when the store fails in a way that forbids going on.
+  std::function<void(const StoreError&)> on_fatal;
+};
+
+struct CommandRequest {
+  Command command;
+  std::optional<std::string> idempotency_key;
+  std::string correlation_id;
+};
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::int64_t position = 0;  // log position of the command's last event; 0 if none
+  bool replayed = false;
+};
+
+using ReplyCallback = std::function<void(Reply&&)>;
+
+struct ServiceHealth {
+  bool accepting = false;
+  bool store_failed = false;
+  std::size_t queue_length = 0;
+  std::size_t wallet_count = 0;
+  std::int64_t last_position = 0;
+  std::uint64_t commits = 0;
+  std::uint64_t commands = 0;
+};
+
+class WalletService {
+ public:
+  WalletService(EventStore& store, const Clock& clock, IdGenerator& ids, ServiceOptions options);
+  ~WalletService();
+  WalletService(const WalletService&) = delete;
+  WalletService& operator=(const WalletService&) = delete;
+
+  // Loads every wallet from the store's write model and starts the writer thread.
+  Status<StoreError> start();
+  // Queues a command; `done` is called exactly once with its reply.
+  void submit(CommandRequest request, ReplyCallback done);
+  // The state after the last acknowledged commit (read-your-writes for every acknowledged reply).
+  std::optional<WalletState> find_wallet(std::string_view id) const;
+  ServiceHealth health() const;
+  // Stops accepting commands, decides and commits everything already queued, joins the writer.
+  void stop();
+
+ private:
+  struct Pending {
+    CommandRequest request;
+    ReplyCallback done;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using WalletMap = std::unordered_map<std::string, WalletState, StringHash, std::equal_to<>>;
+
+  void run();
+  void process_batch(std::deque<Pending>& batch);
+  void purge_expired_keys(TimestampMs now_ms);
+
+  EventStore& store_;
+  const Clock& clock_;
+  IdGenerator& ids_;
+  const ServiceOptions options_;
+
+  mutable std::shared_mutex wallets_mutex_;  // writers: the writer thread only
+  WalletMap wallets_;
+
+  mutable std::mutex queue_mutex_;
+  std::condition_variable queue_ready_;
+  std::deque<Pending> queue_;
+  bool accepting_ = false;
+  bool stopping_ = false;
+
+  std::thread writer_;
+  std::atomic<bool> store_failed_{false};
+  std::atomic<std::int64_t> last_position_{0};
+  std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::uint64_t> commands_{0};
+  TimestampMs last_purge_ms_ = 0;
+};
+
+}  // namespace wallex

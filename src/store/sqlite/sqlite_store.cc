@@ -1,0 +1,400 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "store/event_codec.h"
+
+namespace wallex {
+namespace {
+
+// 'WALX': marks the file as a Wallex store, so a foreign SQLite file is refused at open.
+constexpr int kApplicationId = 0x57414C58;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE events (
+  position       INTEGER PRIMARY KEY,
+  wallet_id      TEXT    NOT NULL,
+  version        INTEGER NOT NULL CHECK (version >= 0),
+  type           TEXT    NOT NULL,
+  data           TEXT    NOT NULL,
+  metadata       TEXT    NOT NULL,
+  occurred_at_ms INTEGER NOT NULL,
+  UNIQUE (wallet_id, version)
+);
+CREATE TABLE wallets (
+  id            TEXT    PRIMARY KEY,
+  owner_id      TEXT    NOT NULL,
+  balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0),
+  version       INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE idempotency_keys (
+  key           TEXT    PRIMARY KEY,
+  fingerprint   TEXT    NOT NULL,
+  status        INTEGER NOT NULL,
+  body          TEXT    NOT NULL,
+  position      INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
+)sql";
+
+StoreErrorKind classify(int code) {
+  switch (code & 0xff) {
+    case SQLITE_IOERR: return StoreErrorKind::kIo;
+    case SQLITE_FULL: return StoreErrorKind::kFull;
+    case SQLITE_CONSTRAINT: return StoreErrorKind::kConflict;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return StoreErrorKind::kCorrupt;
+    default: return StoreErrorKind::kOther;
+  }
+}
+
+StoreError error_of(sqlite3* db, int code, std::string_view what) {
+  return StoreError{classify(code), std::string(what) + ": " + sqlite3_errstr(code) + " (" +
+                                        (db != nullptr ? sqlite3_errmsg(db) : "") + ")"};
+}
+
+// A prepared statement, reset after every use so it can be reused.
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  int prepare(sqlite3* db, const char* sql) {
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+  }
+  void bind(int index, std::int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
+  void bind(int index, std::string_view value) {
+    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  }
+  int step() { return sqlite3_step(stmt_); }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
+  std::string_view text(int column) const {
+    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    return data == nullptr ? std::string_view()
+                           : std::string_view(data, static_cast<std::size_t>(
+                                                        sqlite3_column_bytes(stmt_, column)));
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Resets a statement when a scope ends, whichever way it ends.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(Statement& statement) : statement_(statement) {}
+  ~ResetOnExit() { statement_.reset(); }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  Statement& statement_;
+};
+
+}  // namespace
+
+struct SqliteStore::Impl {
+  sqlite3* db = nullptr;
+  std::int64_t last_position = 0;  // single writer: the store knows the head of the log
+  Statement insert_event, upsert_wallet, upsert_idempotency, find_idempotency, select_wallets,
+      purge_idempotency, read_events, read_wallet_events, max_position, begin, commit, rollback;
+
+  ~Impl() {
+    // Statements must be finalized before the connection closes; the members' destructors run
+    // after this body, so close through sqlite3_close_v2, which defers until they are gone.
+    sqlite3_close_v2(db);
+  }
+
+  Status<StoreError> exec(const char* sql, std::string_view what) {
+    char* message = nullptr;
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &message);
+    if (rc == SQLITE_OK) return Ok{};
+    StoreError error{classify(rc), std::string(what) + ": " + (message ? message : sqlite3_errstr(rc))};
+    sqlite3_free(message);
+    return fail(std::move(error));
+  }
+
+  Result<std::int64_t, StoreError> pragma_int(const char* sql) {
+    Statement statement;
+    int rc = statement.prepare(db, sql);
+    if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+    rc = statement.step();
+    if (rc != SQLITE_ROW) return fail(error_of(db, rc, sql));
+    return statement.int64(0);
+  }
+
+  Status<StoreError> prepare_all() {
+    const std::pair<Statement*, const char*> statements[] = {
+        {&insert_event,
+         "INSERT INTO events (position, wallet_id, version, type, data, metadata, occurred_at_ms)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+        {&upsert_wallet,
+         "INSERT INTO wallets (id, owner_id, balance_minor, version, created_at_ms, updated_at_ms)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET"
+         " balance_minor = excluded.balance_minor, version = excluded.version,"
+         " updated_at_ms = excluded.updated_at_ms WHERE wallets.version < excluded.version"},
+        {&upsert_idempotency,
+         "INSERT OR REPLACE INTO idempotency_keys"
+         " (key, fingerprint, status, body, position, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+        {&find_idempotency,
+         "SELECT fingerprint, status, body, position, created_at_ms FROM idempotency_keys"
+         " WHERE key = ?1"},
+        {&select_wallets,
+         "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"},
+        {&purge_idempotency,
+         "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"
+         " WHERE created_at_ms < ?1 ORDER BY created_at_ms LIMIT ?2)"},
+        {&read_events,
+         "SELECT position, wallet_id, version, type, data, metadata FROM events"
+         " WHERE position > ?1 ORDER BY position LIMIT ?2"},
+        {&read_wallet_events,
+         "SELECT position, wallet_id, version, type, data, metadata FROM events"
+         " WHERE wallet_id = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"},
+        {&max_position, "SELECT COALESCE(MAX(position), 0) FROM events"},
+        {&begin, "BEGIN IMMEDIATE"},
+        {&commit, "COMMIT"},
+        {&rollback, "ROLLBACK"},
+    };
+    for (const auto& [statement, sql] : statements) {
+      const int rc = statement->prepare(db, sql);
+      if (rc != SQLITE_OK) return fail(error_of(db, rc, "preparing statements"));
+    }
+    return Ok{};
+  }
+
+  Status<StoreError> create_or_check_schema(const std::string& path) {
+    auto application_id = pragma_int("PRAGMA application_id");
+    if (!application_id) return fail(application_id.error());
+    auto user_version = pragma_int("PRAGMA user_version");
+    if (!user_version) return fail(user_version.error());
+    auto table_count = pragma_int("SELECT count(*) FROM sqlite_schema");
+    if (!table_count) return fail(table_count.error());
+
+    if (application_id.value() == 0 && user_version.value() == 0 && table_count.value() == 0) {
+      const std::string script = std::string("BEGIN IMMEDIATE;") + kSchema +
+                                 "PRAGMA application_id = " + std::to_string(kApplicationId) +
+                                 "; PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion) +
+                                 "; COMMIT;";
+      return exec(script.c_str(), "creating schema");
+    }
+    if (application_id.value() != kApplicationId) {
+      return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex store"});
+    }
+    if (user_version.value() > kSqliteSchemaVersion) {
+      return fail(StoreError{StoreErrorKind::kSchemaTooNew,
+                             path + " was written by schema version " +
+                                 std::to_string(user_version.value()) +
+                                 "; this wallex understands up to version " +
+                                 std::to_string(kSqliteSchemaVersion) + ". Upgrade wallex."});
+    }
+    if (user_version.value() < 1) {
+      return fail(StoreError{StoreErrorKind::kCorrupt, path + " has no Wallex schema version"});
+    }
+    return Ok{};
+  }
+
+  Result<std::vector<StoredEvent>, StoreError> collect_events(Statement& statement) {
+    std::vector<StoredEvent> events;
+    int rc = SQLITE_OK;
+    while ((rc = statement.step()) == SQLITE_ROW) {
+      auto decoded = decode_stored_event(statement.int64(0), statement.text(1), statement.int64(2),
+                                         statement.text(3), statement.text(4), statement.text(5));
+      if (!decoded) return fail(StoreError{StoreErrorKind::kCorrupt, decoded.error()});
+      events.push_back(std::move(decoded).value());
+    }
+    if (rc != SQLITE_DONE) return fail(error_of(db, rc, "reading events"));
+    return events;
+  }
+};
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteStore::~SqliteStore() = default;
+
+Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::string& data_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    return fail(StoreError{StoreErrorKind::kIo, "cannot create data directory " + data_dir + ": " +
+                                                    ec.message()});
+  }
+  const std::string path = (std::filesystem::path(data_dir) / "wallex.db").string();
+  auto impl = std::make_unique<Impl>();
+  int rc = sqlite3_open_v2(path.c_str(), &impl->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, "opening " + path));
+  sqlite3_extended_result_codes(impl->db, 1);
+
+  // journal_mode is the first statement that reads the file: a foreign or damaged file fails here.
+  if (auto s = impl->exec("PRAGMA journal_mode = WAL", "opening " + path); !s) {
+    return fail(s.error());
+  }
+  if (auto s = impl->exec("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;"
+                          " PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000",
+                          "configuring " + path);
+      !s) {
+    return fail(s.error());
+  }
+  if (auto s = impl->create_or_check_schema(path); !s) return fail(s.error());
+  if (auto s = impl->prepare_all(); !s) return fail(s.error());
+  auto store = std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+  auto last = store->last_position();
+  if (!last) return fail(last.error());
+  store->impl_->last_position = last.value();
+  return store;
+}
+
+Result<std::vector<WalletState>, StoreError> SqliteStore::load_wallets() {
+  Statement& s = impl_->select_wallets;
+  ResetOnExit reset(s);
+  std::vector<WalletState> wallets;
+  int rc = SQLITE_OK;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    WalletState w;
+    w.id = std::string(s.text(0));
+    w.owner_id = std::string(s.text(1));
+    w.balance = Money::from_minor(s.int64(2));
+    w.version = s.int64(3);
+    w.created_at_ms = s.int64(4);
+    w.updated_at_ms = s.int64(5);
+    wallets.push_back(std::move(w));
+  }
+  if (rc != SQLITE_DONE) return fail(error_of(impl_->db, rc, "loading wallets"));
+  return wallets;
+}
+
+Result<std::optional<IdempotencyRecord>, StoreError> SqliteStore::find_idempotency(
+    std::string_view key) {
+  Statement& s = impl_->find_idempotency;
+  ResetOnExit reset(s);
+  s.bind(1, key);
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<IdempotencyRecord>();
+  if (rc != SQLITE_ROW) return fail(error_of(impl_->db, rc, "reading an idempotency record"));
+  IdempotencyRecord record;
+  record.key = std::string(key);
+  record.fingerprint = std::string(s.text(0));
+  record.status = static_cast<int>(s.int64(1));
+  record.body = std::string(s.text(2));
+  record.position = s.int64(3);
+  record.created_at_ms = s.int64(4);
+  return std::optional<IdempotencyRecord>(std::move(record));
+}
+
+Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
+  Impl& impl = *impl_;
+  auto run = [&](Statement& s, std::string_view what) -> Status<StoreError> {
+    ResetOnExit reset(s);
+    const int rc = s.step();
+    if (rc != SQLITE_DONE) return fail(error_of(impl.db, rc, what));
+    return Ok{};
+  };
+  auto rollback = [&](StoreError error) -> Result<CommitResult, StoreError> {
+    // After an I/O error SQLite may already have rolled back; a failing ROLLBACK changes nothing.
+    (void)run(impl.rollback, "rollback");
+    return fail(std::move(error));
+  };
+
+  if (auto s = run(impl.begin, "begin"); !s) return fail(s.error());
+  CommitResult result;
+  result.entry_positions.reserve(batch.entries.size());
+  std::int64_t position = impl.last_position;
+  for (const CommitBatch::Entry& entry : batch.entries) {
+    for (const Event& event : entry.events) {
+      ++position;
+      Statement& s = impl.insert_event;
+      s.bind(1, position);
+      s.bind(2, event.wallet_id);
+      s.bind(3, event.version);
+      s.bind(4, event_type_name(event.type));
+      s.bind(5, encode_event_data(event));
+      s.bind(6, encode_event_metadata(event, entry.metadata));
+      s.bind(7, event.occurred_at_ms);
+      if (auto st = run(s, "appending an event"); !st) return rollback(st.error());
+    }
+    const std::int64_t entry_position = entry.events.empty() ? 0 : position;
+    result.entry_positions.push_back(entry_position);
+    if (entry.idempotency) {
+      const IdempotencyRecord& record = *entry.idempotency;
+      Statement& s = impl.upsert_idempotency;
+      s.bind(1, record.key);
+      s.bind(2, record.fingerprint);
+      s.bind(3, static_cast<std::int64_t>(record.status));
+      s.bind(4, record.body);
+      s.bind(5, entry_position);
+      s.bind(6, record.created_at_ms);
+      if (auto st = run(s, "recording an idempotency key"); !st) return rollback(st.error());
+    }
+  }
+  for (const WalletState& wallet : batch.wallets) {
+    Statement& s = impl.upsert_wallet;
+    s.bind(1, wallet.id);
+    s.bind(2, wallet.owner_id);
+    s.bind(3, wallet.balance.minor());
+    s.bind(4, wallet.version);
+    s.bind(5, wallet.created_at_ms);
+    s.bind(6, wallet.updated_at_ms);
+    if (auto st = run(s, "updating the write model"); !st) return rollback(st.error());
+    if (sqlite3_changes(impl.db) != 1) {
+      return rollback(StoreError{StoreErrorKind::kConflict,
+                                 "write model of wallet " + wallet.id + " is not behind version " +
+                                     std::to_string(wallet.version)});
+    }
+  }
+  if (auto s = run(impl.commit, "commit"); !s) return rollback(s.error());
+  impl.last_position = position;
+  result.last_position = position;
+  return result;
+}
+
+Result<std::int64_t, StoreError> SqliteStore::purge_idempotency(TimestampMs created_before_ms,
+                                                                std::size_t limit) {
+  Statement& s = impl_->purge_idempotency;
+  ResetOnExit reset(s);
+  s.bind(1, created_before_ms);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  const int rc = s.step();
+  if (rc != SQLITE_DONE) return fail(error_of(impl_->db, rc, "purging idempotency records"));
+  return static_cast<std::int64_t>(sqlite3_changes(impl_->db));
+}
+
+Result<std::vector<StoredEvent>, StoreError> SqliteStore::read_events(std::int64_t after_position,
+                                                                      std::size_t limit) {
+  Statement& s = impl_->read_events;
+  ResetOnExit reset(s);
+  s.bind(1, after_position);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  return impl_->collect_events(s);
+}
+
+Result<std::vector<StoredEvent>, StoreError> SqliteStore::read_wallet_events(
+    std::string_view wallet_id, std::int64_t from_version, std::size_t limit) {
+  Statement& s = impl_->read_wallet_events;
+  ResetOnExit reset(s);
+  s.bind(1, wallet_id);
+  s.bind(2, from_version);
+  s.bind(3, static_cast<std::int64_t>(limit));
+  return impl_->collect_events(s);
+}
+
+Result<std::int64_t, StoreError> SqliteStore::last_position() {
+  Statement& s = impl_->max_position;
+  ResetOnExit reset(s);
+  const int rc = s.step();
+  if (rc != SQLITE_ROW) return fail(error_of(impl_->db, rc, "reading the log head"));
+  return s.int64(0);
+}
+
+}  // namespace wallex

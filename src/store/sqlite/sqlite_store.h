@@ -1,0 +1,44 @@
+// SqliteStore: the embedded EventStore, one SQLite database file in WAL mode with
+// synchronous=FULL, so a returned commit has been fsync'd. The only file that includes sqlite3.h.
+//
+// Layout: <data_dir>/wallex.db. The schema version lives in PRAGMA user_version; a file written
+// by a newer schema is refused (StoreErrorKind::kSchemaTooNew), a file that is not a Wallex store
+// is refused (kCorrupt).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "store/store.h"
+
+namespace wallex {
+
+inline constexpr int kSqliteSchemaVersion = 1;
+
+class SqliteStore final : public EventStore {
+ public:
+  // Creates the directory and the schema when they do not exist yet.
+  static Result<std::unique_ptr<SqliteStore>, StoreError> open(const std::string& data_dir);
+  ~SqliteStore() override;
+
+  Result<std::vector<WalletState>, StoreError> load_wallets() override;
+  Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
+      std::string_view key) override;
+  Result<CommitResult, StoreError> commit(const CommitBatch& batch) override;
+  Result<std::int64_t, StoreError> purge_idempotency(TimestampMs created_before_ms,
+                                                     std::size_t limit) override;
+  Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after_position,
+                                                           std::size_t limit) override;
+  Result<std::vector<StoredEvent>, StoreError> read_wallet_events(std::string_view wallet_id,
+                                                                  std::int64_t from_version,
+                                                                  std::size_t limit) override;
+  Result<std::int64_t, StoreError> last_position() override;
+
+  struct Impl;
+
+ private:
+  explicit SqliteStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wallex

@@ -1,0 +1,99 @@
+// EventStore: the write side's durable state behind one interface, so the embedded SQLite store
+// and the PostgreSQL store are interchangeable and share one test suite (tests/store/).
+//
+// What it holds: the event log (global position, per-wallet contiguous versions), the write
+// model (current state of every wallet) and idempotency records. A commit writes all three in
+// one database transaction and returns only once that transaction is durable (fsync'd).
+//
+// Thread safety: none. A store has one owner, the service's writer thread; read-only tools
+// (verify, tests) open their own instance.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "domain/wallet.h"
+
+namespace wallex {
+
+enum class StoreErrorKind {
+  kIo,            // a read, write or fsync failed: the process must stop (never retry an fsync)
+  kFull,          // the disk is full: this transaction was rolled back, nothing is lost
+  kConflict,      // a uniqueness guard fired (e.g. a wallet version already exists)
+  kCorrupt,       // the store's files are damaged or are not a Wallex store
+  kSchemaTooNew,  // written by a newer Wallex: refuse rather than misread it
+  kOther,
+};
+
+struct StoreError {
+  StoreErrorKind kind = StoreErrorKind::kOther;
+  std::string message;
+};
+
+struct EventMetadata {
+  std::string correlation_id;
+  std::optional<std::string> causation_id;  // the idempotency key of the request, if any
+  bool operator==(const EventMetadata&) const = default;
+};
+
+struct StoredEvent {
+  std::int64_t position = 0;  // global, starts at 1, strictly increasing in commit order
+  Event event;
+  EventMetadata metadata;
+  bool operator==(const StoredEvent&) const = default;
+};
+
+struct IdempotencyRecord {
+  std::string key;
+  std::string fingerprint;  // canonical text of the request (see service/reply_encoding.h)
+  int status = 0;
+  std::string body;
+  std::int64_t position = 0;  // position of the request's last event; 0 when it wrote none
+  TimestampMs created_at_ms = 0;
+  bool operator==(const IdempotencyRecord&) const = default;
+};
+
+// Everything one group commit writes. Entries are in decision order; each is one request.
+struct CommitBatch {
+  struct Entry {
+    std::vector<Event> events;
+    EventMetadata metadata;
+    std::optional<IdempotencyRecord> idempotency;  // its `position` is filled in by the store
+  };
+  std::vector<Entry> entries;
+  std::vector<WalletState> wallets;  // the final state of every wallet the batch touches
+};
+
+struct CommitResult {
+  // For each entry, the position of its last event (0 if it had none).
+  std::vector<std::int64_t> entry_positions;
+  std::int64_t last_position = 0;
+};
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  virtual Result<std::vector<WalletState>, StoreError> load_wallets() = 0;
+  virtual Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
+      std::string_view key) = 0;
+  // Writes the batch in one transaction and makes it durable; all or nothing.
+  virtual Result<CommitResult, StoreError> commit(const CommitBatch& batch) = 0;
+  // Deletes up to `limit` idempotency records created before `created_before_ms`.
+  virtual Result<std::int64_t, StoreError> purge_idempotency(TimestampMs created_before_ms,
+                                                             std::size_t limit) = 0;
+  // Events with position > after_position, in position order, at most `limit`.
+  virtual Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after_position,
+                                                                   std::size_t limit) = 0;
+  // One wallet's events with version >= from_version, in version order, at most `limit`.
+  virtual Result<std::vector<StoredEvent>, StoreError> read_wallet_events(
+      std::string_view wallet_id, std::int64_t from_version, std::size_t limit) = 0;
+  virtual Result<std::int64_t, StoreError> last_position() = 0;
+};
+
+}  // namespace wallex

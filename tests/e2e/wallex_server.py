@@ -1,0 +1,301 @@
+"""Start, talk to and stop a real `wallex serve` process for end-to-end tests.
+
+Standard library only. Typical use:
+
+    server = WallexServer(wallex_binary())
+    status, headers, body = server.request("GET", "/health")
+    server.stop()      # SIGTERM, asserts exit code 0
+    server.cleanup()   # removes the temporary directories it created
+"""
+
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from decimal import Decimal
+
+STARTUP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 30.0
+
+_live_servers = set()
+
+
+def wallex_binary():
+    """The binary under test, from $WALLEX_BIN. Fails loudly when it is missing."""
+    path = os.environ.get("WALLEX_BIN")
+    if not path:
+        raise RuntimeError("WALLEX_BIN is not set: export WALLEX_BIN=/path/to/wallex")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise RuntimeError(f"WALLEX_BIN={path!r} is not an executable file")
+    return os.path.abspath(path)
+
+
+def free_port():
+    """A loopback port that was free a moment ago (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loads(text):
+    """JSON with exact decimals: floats become Decimal, never binary floating point."""
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    return json.loads(text, parse_float=Decimal)
+
+
+def encode_body(body):
+    if body is None:
+        return None
+    if isinstance(body, (dict, list)):
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    raise TypeError(f"unsupported body type {type(body)!r}")
+
+
+class ServerError(AssertionError):
+    pass
+
+
+class WallexServer:
+    def __init__(self, binary, data_dir=None, extra_args=()):
+        self.binary = binary
+        self.extra_args = tuple(extra_args)
+        self.host = "127.0.0.1"
+        self._own_dirs = []
+        if data_dir is None:
+            base = tempfile.mkdtemp(prefix="wallex-e2e-")
+            self._own_dirs.append(base)
+            data_dir = os.path.join(base, "data")
+            os.mkdir(data_dir)
+        self.data_dir = os.path.abspath(data_dir)
+        parent = os.path.dirname(self.data_dir)
+        name = os.path.basename(self.data_dir)
+        self.stderr_path = os.path.join(parent, f"{name}.server-stderr.log")
+        self.stdout_path = os.path.join(parent, f"{name}.server-stdout.log")
+        self.port = free_port()
+        self.proc = None
+        self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self):
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("server already running")
+        cmd = [self.binary, "serve", "--port", str(self.port), "--host", self.host,
+               "--data-dir", self.data_dir, *self.extra_args]
+        with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
+            marker = f"\n===== {time.strftime('%H:%M:%S')} start: {' '.join(cmd)}\n".encode()
+            err.write(marker)
+            err.flush()
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _live_servers.add(self)
+        self._wait_healthy()
+
+    def _wait_healthy(self):
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        last_error = None
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise ServerError(f"wallex exited with code {rc} during startup\n{self.stderr_tail()}")
+            try:
+                status, _, _ = self.request("GET", "/health", timeout=2.0)
+                if status == 200:
+                    return
+                last_error = f"GET /health answered {status}"
+            except OSError as e:
+                last_error = repr(e)
+            time.sleep(0.05)
+        self.kill9()
+        raise ServerError(f"wallex not healthy after {STARTUP_TIMEOUT_S}s ({last_error})\n"
+                          f"{self.stderr_tail()}")
+
+    def stop(self):
+        """Graceful stop: SIGTERM, wait up to 10 s, assert exit code 0."""
+        if self.proc is None:
+            return
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                _live_servers.discard(self)
+                raise ServerError(f"wallex did not exit within {STOP_TIMEOUT_S}s of SIGTERM\n"
+                                  f"{self.stderr_tail()}")
+        _live_servers.discard(self)
+        rc = proc.returncode
+        if rc != 0:
+            raise ServerError(f"wallex exited with code {rc} after SIGTERM (expected 0)\n"
+                              f"{self.stderr_tail()}")
+
+    def kill9(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        _live_servers.discard(self)
+
+    def restart(self):
+        """Start again on the same data dir and port (the previous process must be gone)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("restart() needs the server stopped first (stop() or kill9())")
+        self.start()
+
+    def is_running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cleanup(self):
+        """Kill the process if still running and remove temporary directories we created."""
+        if self.is_running():
+            self.kill9()
+        for d in self._own_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._own_dirs = []
+
+    def stderr_tail(self, limit=8000):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            return f"(no stderr: {e})"
+        text = data[-limit:].decode("utf-8", "replace")
+        return f"--- wallex stderr ({self.stderr_path}) ---\n{text}\n--- end of stderr ---"
+
+    # ------------------------------------------------------------------ HTTP
+
+    def connect(self, timeout=REQUEST_TIMEOUT_S):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def raw_socket(self, timeout=REQUEST_TIMEOUT_S):
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=REQUEST_TIMEOUT_S):
+        """One request on a fresh connection.
+
+        body: dict/list -> JSON-encoded; str/bytes -> sent as is. Content-Type defaults to
+        application/json whenever there is a body.
+        Returns (status, headers with lower-case names, raw body bytes).
+        """
+        conn = self.connect(timeout)
+        try:
+            return self.request_on(conn, method, path, body, headers)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def request_on(conn, method, path, body=None, headers=None):
+        """One request on a given (possibly kept-alive) HTTPConnection."""
+        data = encode_body(body)
+        hdrs = dict(headers or {})
+        if data is not None and not any(k.lower() == "content-type" for k in hdrs):
+            hdrs["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, lower_headers(resp.getheaders()), raw
+
+    def json(self, method, path, body=None, headers=None):
+        """Like request(), but returns (status, parsed JSON with Decimal floats, headers, text)."""
+        status, hdrs, raw = self.request(method, path, body, headers)
+        text = raw.decode("utf-8")
+        try:
+            parsed = loads(text) if text else None
+        except ValueError:
+            parsed = None
+        return status, parsed, hdrs, text
+
+
+def lower_headers(pairs):
+    out = {}
+    for name, value in pairs:
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+# ---------------------------------------------------------------------- raw HTTP/1.1 parsing
+
+def build_request(method, path, body=None, headers=None, host="127.0.0.1"):
+    """Bytes of one HTTP/1.1 request (for raw-socket tests)."""
+    data = encode_body(body) or b""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    hdrs = dict(headers or {})
+    if body is not None:
+        hdrs.setdefault("Content-Type", "application/json")
+        hdrs.setdefault("Content-Length", str(len(data)))
+    for k, v in hdrs.items():
+        lines.append(f"{k}: {v}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
+
+
+def read_response(f):
+    """Reads exactly one HTTP/1.1 response from a binary file object (sock.makefile('rb')).
+
+    Returns (status, headers_lowercase, body). Supports Content-Length and chunked bodies, so
+    several pipelined responses can be read one after another from the same file object.
+    """
+    status_line = f.readline(65537)
+    if not status_line:
+        raise ConnectionError("connection closed before a response")
+    parts = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        raise ValueError(f"bad status line {status_line!r}")
+    status = int(parts[1])
+    pairs = []
+    while True:
+        line = f.readline(65537)
+        if not line:
+            raise ConnectionError("connection closed inside the response headers")
+        if line in (b"\r\n", b"\n"):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        pairs.append((name.strip(), value.strip()))
+    headers = lower_headers(pairs)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = b""
+        while True:
+            size = int(f.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                while f.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            body += _read_exact(f, size)
+            f.readline()
+    elif "content-length" in headers:
+        body = _read_exact(f, int(headers["content-length"]))
+    elif status in (204, 304) or 100 <= status < 200:
+        body = b""
+    else:
+        body = f.read()
+    return status, headers, body
+
+
+def _read_exact(f, n):
+    data = f.read(n)
+    if len(data) != n:
+        raise ConnectionError(f"connection closed after {len(data)} of {n} body bytes")
+    return data
+
+
+@atexit.register
+def _kill_leftovers():
+    for server in list(_live_servers):
+        try:
+            server.kill9()
+        except Exception:
+            pass
