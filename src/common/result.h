@@ -38,7 +38,8 @@ class [[nodiscard]] Result {
     WALLEX_CHECK(ok());
     return std::get<0>(state_);
   }
-  T&& value() && {
+  // By value, so `for (auto& x : f().value())` does not dangle.
+  T value() && {
     WALLEX_CHECK(ok());
     return std::get<0>(std::move(state_));
   }

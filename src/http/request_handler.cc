@@ -216,17 +216,26 @@ HttpResponse error_response(ErrorCode code, std::string_view message) {
 RequestHandler::RequestHandler(WalletService& service, IdGenerator& ids)
     : service_(service), ids_(ids) {}
 
+// The client's correlation id when it is sane (1-128 printable ASCII characters), otherwise a
+// fresh one; every response echoes it.
+std::string RequestHandler::correlation_id_for(std::optional<std::string_view> sent) {
+  if (sent && !sent->empty() && sent->size() <= kCorrelationIdLengthMax &&
+      is_valid_idempotency_key(*sent)) {
+    return std::string(*sent);
+  }
+  return ids_.next_uuid();
+}
+
+HttpResponse RequestHandler::rejection(std::optional<std::string_view> correlation_id,
+                                       ErrorCode code, std::string_view message) {
+  HttpResponse response = error_response(code, message);
+  response.headers.emplace_back("X-Correlation-Id", correlation_id_for(correlation_id));
+  return response;
+}
+
 void RequestHandler::handle(const HttpRequest& request,
                             std::function<void(HttpResponse&&)> respond) {
-  // Correlation id: the client's when it is sane, otherwise a fresh one; always echoed.
-  std::string correlation_id;
-  if (request.correlation_id && !request.correlation_id->empty() &&
-      request.correlation_id->size() <= kCorrelationIdLengthMax &&
-      is_valid_idempotency_key(*request.correlation_id)) {
-    correlation_id = std::string(*request.correlation_id);
-  } else {
-    correlation_id = ids_.next_uuid();
-  }
+  const std::string correlation_id = correlation_id_for(request.correlation_id);
   auto finish = [respond, correlation_id](HttpResponse&& response) {
     response.headers.emplace_back("X-Correlation-Id", correlation_id);
     respond(std::move(response));

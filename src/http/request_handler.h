@@ -40,7 +40,14 @@ class RequestHandler {
   // Calls `respond` exactly once, possibly on another thread (commands answer from the writer).
   void handle(const HttpRequest& request, std::function<void(HttpResponse&&)> respond);
 
+  // The response to a request the transport refused before it could be handled (too large,
+  // malformed), with the same correlation-id treatment as every other response.
+  HttpResponse rejection(std::optional<std::string_view> correlation_id, ErrorCode code,
+                         std::string_view message);
+
  private:
+  std::string correlation_id_for(std::optional<std::string_view> sent);
+
   WalletService& service_;
   IdGenerator& ids_;
 };

@@ -120,10 +120,17 @@ class Session : public std::enable_shared_from_this<Session> {
                       });
   }
 
-  void respond_and_close(ErrorCode code, std::string message) {
+  void respond_and_close(ErrorCode code, const std::string& message) {
     keep_alive_ = false;
+    // The fields parsed so far are in the message, complete or not (Beast refuses a too-large
+    // Content-Length before it marks the header done).
+    std::optional<std::string_view> correlation_id;
+    if (parser_) {
+      const auto& headers = parser_->get();
+      if (auto it = headers.find("X-Correlation-Id"); it != headers.end()) correlation_id = it->value();
+    }
     server_.in_flight.fetch_add(1);
-    write(error_response(code, message));
+    write(server_.handler.rejection(correlation_id, code, message));
   }
 
   void close() {

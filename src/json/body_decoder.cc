@@ -162,6 +162,11 @@ Result<DecodedBody, BodyDecodeFailure> decode_object_body(std::string_view body)
                                   "malformed JSON at byte " + std::to_string(consumed) + ": " +
                                       ec.message()});
   }
+  if (consumed != body.size()) {
+    return fail(BodyDecodeFailure{BodyDecodeError::kInvalidJson,
+                                  "malformed JSON: unexpected data after the object at byte " +
+                                      std::to_string(consumed)});
+  }
   return std::move(collector.body);
 }
 

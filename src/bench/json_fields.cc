@@ -1,0 +1,232 @@
+#include "bench/json_fields.h"
+
+namespace wallex::bench {
+
+// Recursive descent over the text; `path` holds the dotted path of the value being read.
+class JsonFieldsReader {
+ public:
+  explicit JsonFieldsReader(std::string_view text) : text_(text) {}
+
+  Result<JsonFields, std::string> read() {
+    std::string path;
+    skip_space();
+    if (!value(path, 0)) return fail(error_);
+    skip_space();
+    if (pos_ != text_.size()) return fail(at("trailing characters"));
+    return std::move(fields_);
+  }
+
+ private:
+  std::string at(std::string_view what) const {
+    return std::string(what) + " at byte " + std::to_string(pos_);
+  }
+  bool stop(std::string_view what) {
+    if (error_.empty()) error_ = at(what);
+    return false;
+  }
+  void skip_space() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
+                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
+      ++pos_;
+    }
+  }
+  bool consume(char c) {
+    if (pos_ < text_.size() && text_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  bool literal(std::string_view word) {
+    if (text_.substr(pos_, word.size()) != word) return stop("invalid literal");
+    pos_ += word.size();
+    return true;
+  }
+  void add(const std::string& path, JsonScalarKind kind, std::string text) {
+    fields_.scalars_.push_back(JsonScalar{path, kind, std::move(text)});
+  }
+
+  bool value(std::string& path, int depth) {
+    if (depth > kJsonDepthMax) return stop("nesting too deep");
+    if (pos_ >= text_.size()) return stop("unexpected end");
+    const char c = text_[pos_];
+    if (c == '{') return object(path, depth);
+    if (c == '[') return array(path, depth);
+    if (c == '"') {
+      std::string decoded;
+      if (!string(decoded)) return false;
+      add(path, JsonScalarKind::kString, std::move(decoded));
+      return true;
+    }
+    if (c == 't' || c == 'f') {
+      const bool truth = c == 't';
+      if (!literal(truth ? "true" : "false")) return false;
+      add(path, JsonScalarKind::kBool, truth ? "true" : "false");
+      return true;
+    }
+    if (c == 'n') {
+      if (!literal("null")) return false;
+      add(path, JsonScalarKind::kNull, "");
+      return true;
+    }
+    return number(path);
+  }
+
+  bool object(std::string& path, int depth) {
+    ++pos_;  // '{'
+    skip_space();
+    if (consume('}')) return true;
+    const std::size_t base = path.size();
+    while (true) {
+      skip_space();
+      std::string key;
+      if (pos_ >= text_.size() || text_[pos_] != '"') return stop("expected a key");
+      if (!string(key)) return false;
+      skip_space();
+      if (!consume(':')) return stop("expected ':'");
+      skip_space();
+      if (base > 0) path += '.';
+      path += key;
+      if (!value(path, depth + 1)) return false;
+      path.resize(base);
+      skip_space();
+      if (consume('}')) return true;
+      if (!consume(',')) return stop("expected ',' or '}'");
+    }
+  }
+
+  bool array(std::string& path, int depth) {
+    ++pos_;  // '['
+    skip_space();
+    if (consume(']')) return true;
+    const std::size_t base = path.size();
+    for (std::size_t index = 0;; ++index) {
+      skip_space();
+      if (base > 0) path += '.';
+      path += std::to_string(index);
+      if (!value(path, depth + 1)) return false;
+      path.resize(base);
+      skip_space();
+      if (consume(']')) return true;
+      if (!consume(',')) return stop("expected ',' or ']'");
+    }
+  }
+
+  static int hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  bool hex4(unsigned& out) {
+    if (pos_ + 4 > text_.size()) return stop("short \\u escape");
+    out = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int digit = hex(text_[pos_++]);
+      if (digit < 0) return stop("bad \\u escape");
+      out = out * 16 + static_cast<unsigned>(digit);
+    }
+    return true;
+  }
+  static void append_utf8(std::string& out, unsigned code_point) {
+    if (code_point < 0x80) {
+      out += static_cast<char>(code_point);
+    } else if (code_point < 0x800) {
+      out += static_cast<char>(0xC0 | (code_point >> 6));
+      out += static_cast<char>(0x80 | (code_point & 0x3F));
+    } else if (code_point < 0x10000) {
+      out += static_cast<char>(0xE0 | (code_point >> 12));
+      out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (code_point & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (code_point >> 18));
+      out += static_cast<char>(0x80 | ((code_point >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (code_point & 0x3F));
+    }
+  }
+
+  bool string(std::string& out) {
+    ++pos_;  // opening quote
+    while (true) {
+      if (pos_ >= text_.size()) return stop("unterminated string");
+      const char c = text_[pos_++];
+      if (c == '"') return true;
+      if (static_cast<unsigned char>(c) < 0x20) return stop("control character in string");
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (pos_ >= text_.size()) return stop("unterminated escape");
+      const char e = text_[pos_++];
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          unsigned code_point = 0;
+          if (!hex4(code_point)) return false;
+          if (code_point >= 0xD800 && code_point < 0xDC00) {
+            unsigned low = 0;
+            if (!consume('\\') || !consume('u') || !hex4(low) || low < 0xDC00 || low > 0xDFFF) {
+              return stop("unpaired surrogate");
+            }
+            code_point = 0x10000 + ((code_point - 0xD800) << 10) + (low - 0xDC00);
+          } else if (code_point >= 0xDC00 && code_point < 0xE000) {
+            return stop("unpaired surrogate");
+          }
+          append_utf8(out, code_point);
+          break;
+        }
+        default: return stop("bad escape");
+      }
+    }
+  }
+
+  bool digits() {
+    const std::size_t start = pos_;
+    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+    return pos_ > start;
+  }
+
+  bool number(const std::string& path) {
+    const std::size_t start = pos_;
+    consume('-');
+    if (consume('0')) {
+      // a leading zero stands alone
+    } else if (!digits()) {
+      return stop("expected a value");
+    }
+    if (consume('.') && !digits()) return stop("bad fraction");
+    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
+      ++pos_;
+      if (!consume('+')) consume('-');
+      if (!digits()) return stop("bad exponent");
+    }
+    add(path, JsonScalarKind::kNumber, std::string(text_.substr(start, pos_ - start)));
+    return true;
+  }
+
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  std::string error_;
+  JsonFields fields_;
+};
+
+Result<JsonFields, std::string> JsonFields::parse(std::string_view text) {
+  return JsonFieldsReader(text).read();
+}
+
+const JsonScalar* JsonFields::find(std::string_view path) const {
+  for (const JsonScalar& scalar : scalars_) {
+    if (scalar.path == path) return &scalar;
+  }
+  return nullptr;
+}
+
+}  // namespace wallex::bench

@@ -1,0 +1,43 @@
+// Reads a JSON reply into a flat list of its scalar values, each named by its path
+// ("fromWallet.balance", "items.0.id"). Numbers keep their exact text, so a balance is converted
+// by wallex::Money::parse and never passes through a double.
+//
+// Why not the service's body decoder: it keeps only top-level fields, and a transfer reply nests
+// two wallet snapshots. Why not Boost.JSON here: each third-party library lives in one adapter
+// folder (src/json), and this reader is 150 lines.
+//
+// Strict RFC 8259 grammar; nesting deeper than kJsonDepthMax is refused.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace wallex::bench {
+
+inline constexpr int kJsonDepthMax = 32;
+
+enum class JsonScalarKind { kNull, kBool, kNumber, kString };
+
+struct JsonScalar {
+  std::string path;
+  JsonScalarKind kind = JsonScalarKind::kNull;
+  std::string text;  // decoded string, exact number text, "true"/"false", or empty for null
+};
+
+class JsonFields {
+ public:
+  // Fails with a short description of where the text stops being JSON.
+  static Result<JsonFields, std::string> parse(std::string_view text);
+
+  const JsonScalar* find(std::string_view path) const;
+  const std::vector<JsonScalar>& scalars() const { return scalars_; }
+
+ private:
+  friend class JsonFieldsReader;
+  std::vector<JsonScalar> scalars_;
+};
+
+}  // namespace wallex::bench

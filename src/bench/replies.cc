@@ -1,0 +1,103 @@
+#include "bench/replies.h"
+
+#include <array>
+#include <charconv>
+
+#include "bench/json_fields.h"
+
+namespace wallex::bench {
+namespace {
+
+constexpr std::array<std::string_view, 6> kSnapshotKeys = {"id",      "ownerId",   "balance",
+                                                           "version", "createdAt", "updatedAt"};
+
+std::string joined(std::string_view prefix, std::string_view key) {
+  if (prefix.empty()) return std::string(key);
+  return std::string(prefix) + "." + std::string(key);
+}
+
+// The snapshot under `prefix` ("" for the top level, "fromWallet" inside a transfer reply).
+Result<WalletSnapshot, std::string> snapshot_at(const JsonFields& fields, std::string_view prefix) {
+  const std::string where = prefix.empty() ? "snapshot" : std::string(prefix);
+  // Exactly the six keys, each a scalar: anything else breaks the contract.
+  std::size_t keys_seen = 0;
+  for (const JsonScalar& scalar : fields.scalars()) {
+    std::string_view path = scalar.path;
+    if (!prefix.empty()) {
+      if (!path.starts_with(prefix) || path.size() <= prefix.size() || path[prefix.size()] != '.') {
+        continue;
+      }
+      path.remove_prefix(prefix.size() + 1);
+    }
+    bool known = false;
+    for (std::string_view key : kSnapshotKeys) known = known || key == path;
+    if (!known) {
+      if (prefix.empty()) return fail(where + " has an unexpected key " + std::string(path));
+      continue;  // a key of the enclosing reply is checked by its own decoder
+    }
+    ++keys_seen;
+  }
+  if (keys_seen != kSnapshotKeys.size()) {
+    return fail(where + " must have exactly id, ownerId, balance, version, createdAt, updatedAt");
+  }
+
+  WalletSnapshot snapshot;
+  const JsonScalar* id = fields.find(joined(prefix, "id"));
+  if (id->kind != JsonScalarKind::kString) return fail(where + ".id is not a string");
+  snapshot.id = id->text;
+
+  const JsonScalar* balance = fields.find(joined(prefix, "balance"));
+  if (balance->kind != JsonScalarKind::kNumber) return fail(where + ".balance is not a number");
+  auto money = Money::parse(balance->text);
+  if (!money) return fail(where + ".balance is not exact money: " + balance->text);
+  snapshot.balance = money.value();
+
+  const JsonScalar* version = fields.find(joined(prefix, "version"));
+  const std::string& text = version->text;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), snapshot.version);
+  if (version->kind != JsonScalarKind::kNumber || ec != std::errc() ||
+      end != text.data() + text.size() || snapshot.version < 0) {
+    return fail(where + ".version is not a non-negative integer: " + text);
+  }
+  return snapshot;
+}
+
+}  // namespace
+
+Result<WalletSnapshot, std::string> decode_wallet_snapshot(std::string_view body) {
+  auto fields = JsonFields::parse(body);
+  if (!fields) return fail("reply is not JSON: " + fields.error());
+  return snapshot_at(fields.value(), "");
+}
+
+Result<TransferReply, std::string> decode_transfer_reply(std::string_view body) {
+  auto fields = JsonFields::parse(body);
+  if (!fields) return fail("reply is not JSON: " + fields.error());
+  for (const JsonScalar& scalar : fields.value().scalars()) {
+    const std::string_view path = scalar.path;
+    if (!path.starts_with("fromWallet.") && !path.starts_with("toWallet.") &&
+        path != "transferId") {
+      return fail("transfer reply has an unexpected key " + scalar.path);
+    }
+  }
+  auto from = snapshot_at(fields.value(), "fromWallet");
+  if (!from) return fail(from.error());
+  auto to = snapshot_at(fields.value(), "toWallet");
+  if (!to) return fail(to.error());
+  const JsonScalar* transfer_id = fields.value().find("transferId");
+  if (transfer_id == nullptr || transfer_id->kind != JsonScalarKind::kString ||
+      transfer_id->text.empty()) {
+    return fail("transfer reply lacks transferId");
+  }
+  return TransferReply{std::move(from).value(), std::move(to).value(), transfer_id->text};
+}
+
+std::string error_code_of(std::string_view body) {
+  auto fields = JsonFields::parse(body);
+  if (!fields) return "";
+  const JsonScalar* code = fields.value().find("code");
+  if (code == nullptr || code->kind != JsonScalarKind::kString) return "";
+  return code->text;
+}
+
+}  // namespace wallex::bench

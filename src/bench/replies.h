@@ -1,0 +1,36 @@
+// Decoding of the Wallex replies the bench relies on (docs: /work/shared/DESIGN.md §2):
+//   wallet snapshot  {id, ownerId, balance, version, createdAt, updatedAt} — exactly these keys,
+//                    balance a JSON number with at most two decimals;
+//   transfer reply   {fromWallet: snapshot, toWallet: snapshot, transferId};
+//   error            {statusCode, message, error, code}.
+// A reply that breaks the contract is a failure of the run, so decoding is strict.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "domain/money.h"
+
+namespace wallex::bench {
+
+struct WalletSnapshot {
+  std::string id;
+  Money balance;
+  std::int64_t version = 0;
+};
+
+struct TransferReply {
+  WalletSnapshot from;
+  WalletSnapshot to;
+  std::string transfer_id;
+};
+
+Result<WalletSnapshot, std::string> decode_wallet_snapshot(std::string_view body);
+Result<TransferReply, std::string> decode_transfer_reply(std::string_view body);
+
+// The `code` of a Wallex error body ("INSUFFICIENT_FUNDS"), or "" when there is none.
+std::string error_code_of(std::string_view body);
+
+}  // namespace wallex::bench

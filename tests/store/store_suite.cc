@@ -1,0 +1,212 @@
+#include "store_suite.h"
+
+namespace wallex::testing {
+namespace {
+
+Money money(std::string_view text) { return Money::parse(text).value(); }
+
+Event created(const std::string& id, TimestampMs at = 1000) {
+  Event e;
+  e.type = EventType::kWalletCreated;
+  e.wallet_id = id;
+  e.version = 0;
+  e.occurred_at_ms = at;
+  e.owner_id = "owner-of-" + id;
+  return e;
+}
+
+Event credited(const std::string& id, std::int64_t version, std::string_view amount,
+               std::optional<std::string> description = std::nullopt) {
+  Event e;
+  e.type = EventType::kWalletCredited;
+  e.wallet_id = id;
+  e.version = version;
+  e.occurred_at_ms = 2000 + version;
+  e.amount = money(amount);
+  e.description = std::move(description);
+  return e;
+}
+
+WalletState state(const std::string& id, std::string_view balance, std::int64_t version) {
+  return WalletState{id, "owner-of-" + id, money(balance), version, 1000, 2000 + version};
+}
+
+CommitBatch::Entry entry(std::vector<Event> events, std::string correlation = "corr",
+                         std::optional<std::string> key = std::nullopt) {
+  CommitBatch::Entry e;
+  e.events = std::move(events);
+  e.metadata = EventMetadata{std::move(correlation), key};
+  if (key) e.idempotency = IdempotencyRecord{*key, "fp:" + *key, 201, "{\"body\":1}", 0, 5000};
+  return e;
+}
+
+TEST_P(StoreSuite, EmptyStoreHoldsNothing) {
+  EXPECT_TRUE(store_->load_wallets().value().empty());
+  EXPECT_EQ(store_->last_position().value(), 0);
+  EXPECT_TRUE(store_->read_events(0, 100).value().empty());
+  EXPECT_FALSE(store_->find_idempotency("k").value().has_value());
+}
+
+TEST_P(StoreSuite, CommitAssignsContiguousPositionsAndRoundTripsEvents) {
+  Event out;
+  out.type = EventType::kWalletTransferInitiated;
+  out.wallet_id = "a";
+  out.version = 2;
+  out.occurred_at_ms = 3000;
+  out.amount = money("0.3");
+  out.description = "Transfer to wallet b \"quoted\" \n and ünïcode";
+  out.transfer_id = "t-1";
+  out.counterparty_id = "b";
+  Event in = out;
+  in.type = EventType::kWalletTransferCompleted;
+  in.wallet_id = "b";
+  in.version = 1;
+  in.counterparty_id = "a";
+  in.description = std::nullopt;
+
+  CommitBatch batch;
+  batch.entries.push_back(entry({created("a"), credited("a", 1, "100")}, "c1", "key-1"));
+  batch.entries.push_back(entry({created("b")}, "c2"));
+  batch.entries.push_back(entry({out, in}, "c3"));
+  batch.wallets = {state("a", "99.7", 2), state("b", "0.3", 1)};
+  auto result = store_->commit(batch);
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  EXPECT_EQ(result.value().entry_positions, (std::vector<std::int64_t>{2, 3, 5}));
+  EXPECT_EQ(result.value().last_position, 5);
+  EXPECT_EQ(store_->last_position().value(), 5);
+
+  auto events = store_->read_events(0, 100);
+  ASSERT_TRUE(events.ok()) << events.error().message;
+  ASSERT_EQ(events.value().size(), 5u);
+  const std::vector<Event> expected = {created("a"), credited("a", 1, "100"), created("b"), out, in};
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(events.value()[i].position, static_cast<std::int64_t>(i + 1));
+    EXPECT_EQ(events.value()[i].event, expected[i]) << "event " << i;
+  }
+  EXPECT_EQ(events.value()[0].metadata, (EventMetadata{"c1", "key-1"}));
+  EXPECT_EQ(events.value()[2].metadata, (EventMetadata{"c2", std::nullopt}));
+}
+
+TEST_P(StoreSuite, EverythingSurvivesReopening) {
+  CommitBatch batch;
+  batch.entries.push_back(entry({created("a"), credited("a", 1, "12.34")}, "c", "key-a"));
+  batch.wallets = {state("a", "12.34", 1)};
+  ASSERT_TRUE(store_->commit(batch).ok());
+  reopen();
+  auto wallets = store_->load_wallets();
+  ASSERT_TRUE(wallets.ok());
+  ASSERT_EQ(wallets.value().size(), 1u);
+  EXPECT_EQ(wallets.value()[0], state("a", "12.34", 1));
+  EXPECT_EQ(store_->last_position().value(), 2);
+  auto record = store_->find_idempotency("key-a");
+  ASSERT_TRUE(record.ok());
+  ASSERT_TRUE(record.value().has_value());
+  EXPECT_EQ(*record.value(), (IdempotencyRecord{"key-a", "fp:key-a", 201, "{\"body\":1}", 2, 5000}));
+
+  // The log continues where it stopped.
+  CommitBatch next;
+  next.entries.push_back(entry({credited("a", 2, "1")}));
+  next.wallets = {state("a", "13.34", 2)};
+  auto result = store_->commit(next);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result.value().last_position, 3);
+}
+
+TEST_P(StoreSuite, IdempotencyRecordWithoutEventsHasPositionZero) {
+  CommitBatch batch;
+  CommitBatch::Entry rejected;
+  rejected.idempotency = IdempotencyRecord{"k", "fp", 400, "{\"code\":\"X\"}", 0, 7};
+  batch.entries.push_back(rejected);
+  auto result = store_->commit(batch);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result.value().entry_positions, (std::vector<std::int64_t>{0}));
+  auto record = store_->find_idempotency("k").value();
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->status, 400);
+  EXPECT_EQ(record->position, 0);
+  EXPECT_EQ(store_->last_position().value(), 0);
+}
+
+TEST_P(StoreSuite, ADuplicateVersionFailsTheWholeBatch) {
+  CommitBatch first;
+  first.entries.push_back(entry({created("a")}));
+  first.wallets = {state("a", "0", 0)};
+  ASSERT_TRUE(store_->commit(first).ok());
+
+  CommitBatch clash;
+  clash.entries.push_back(entry({created("b")}, "c", "key-b"));
+  clash.entries.push_back(entry({created("a")}));  // version 0 of "a" exists already
+  clash.wallets = {state("b", "0", 0), state("a", "0", 0)};
+  auto result = store_->commit(clash);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().kind, StoreErrorKind::kConflict);
+
+  // Nothing of the failed batch is visible, and the next batch gets the next free positions.
+  EXPECT_EQ(store_->last_position().value(), 1);
+  EXPECT_EQ(store_->load_wallets().value().size(), 1u);
+  EXPECT_FALSE(store_->find_idempotency("key-b").value().has_value());
+  CommitBatch next;
+  next.entries.push_back(entry({created("b")}));
+  next.wallets = {state("b", "0", 0)};
+  auto ok = store_->commit(next);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value().last_position, 2);
+}
+
+TEST_P(StoreSuite, WriteModelNeverMovesBackwards) {
+  CommitBatch first;
+  first.entries.push_back(entry({created("a"), credited("a", 1, "5")}));
+  first.wallets = {state("a", "5", 1)};
+  ASSERT_TRUE(store_->commit(first).ok());
+  CommitBatch stale;
+  stale.entries.push_back(entry({credited("a", 2, "1")}));
+  stale.wallets = {state("a", "6", 1)};  // claims version 1 again: a stale writer
+  auto result = store_->commit(stale);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().kind, StoreErrorKind::kConflict);
+  EXPECT_EQ(store_->load_wallets().value()[0], state("a", "5", 1));
+}
+
+TEST_P(StoreSuite, ReadsPageThroughTheLogAndOneWallet) {
+  CommitBatch batch;
+  batch.entries.push_back(entry({created("a"), created("b")}));
+  for (int v = 1; v <= 5; ++v) batch.entries.push_back(entry({credited("a", v, "1")}));
+  batch.wallets = {state("a", "5", 5), state("b", "0", 0)};
+  ASSERT_TRUE(store_->commit(batch).ok());
+
+  auto page = store_->read_events(3, 2).value();
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0].position, 4);
+  EXPECT_EQ(page[1].position, 5);
+
+  auto wallet_events = store_->read_wallet_events("a", 2, 10).value();
+  ASSERT_EQ(wallet_events.size(), 4u);
+  for (std::size_t i = 0; i < wallet_events.size(); ++i) {
+    EXPECT_EQ(wallet_events[i].event.wallet_id, "a");
+    EXPECT_EQ(wallet_events[i].event.version, static_cast<std::int64_t>(i + 2));
+  }
+  EXPECT_EQ(store_->read_wallet_events("b", 0, 10).value().size(), 1u);
+  EXPECT_TRUE(store_->read_wallet_events("zz", 0, 10).value().empty());
+}
+
+TEST_P(StoreSuite, PurgeRemovesOnlyOldRecordsAndRespectsTheLimit) {
+  CommitBatch batch;
+  for (int i = 0; i < 5; ++i) {
+    CommitBatch::Entry e;
+    e.idempotency = IdempotencyRecord{"old-" + std::to_string(i), "fp", 201, "{}", 0, 100 + i};
+    batch.entries.push_back(e);
+  }
+  CommitBatch::Entry fresh;
+  fresh.idempotency = IdempotencyRecord{"fresh", "fp", 201, "{}", 0, 10'000};
+  batch.entries.push_back(fresh);
+  ASSERT_TRUE(store_->commit(batch).ok());
+
+  EXPECT_EQ(store_->purge_idempotency(1000, 3).value(), 3);
+  EXPECT_EQ(store_->purge_idempotency(1000, 100).value(), 2);
+  EXPECT_EQ(store_->purge_idempotency(1000, 100).value(), 0);
+  EXPECT_FALSE(store_->find_idempotency("old-4").value().has_value());
+  EXPECT_TRUE(store_->find_idempotency("fresh").value().has_value());
+}
+
+}  // namespace
+}  // namespace wallex::testing

@@ -1,0 +1,319 @@
+#include "service/wallet_service.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <mutex>
+
+#include "store/sqlite/sqlite_store.h"
+
+namespace wallex {
+namespace {
+
+Money money(std::string_view text) { return Money::parse(text).value(); }
+
+// Forwards to a real store; lets a test hold a commit back or make it fail.
+class ControlledStore final : public EventStore {
+ public:
+  explicit ControlledStore(EventStore& inner) : inner_(inner) {}
+
+  void hold_commits() {
+    std::lock_guard lock(mutex_);
+    held_ = true;
+  }
+  void release_commits() {
+    {
+      std::lock_guard lock(mutex_);
+      held_ = false;
+    }
+    changed_.notify_all();
+  }
+  // Blocks until the writer is inside a held commit.
+  void wait_until_commit_is_held() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return waiting_in_commit_; });
+  }
+  void fail_next_commit(StoreErrorKind kind) {
+    std::lock_guard lock(mutex_);
+    fail_next_ = kind;
+  }
+  int commits() const {
+    std::lock_guard lock(mutex_);
+    return commits_;
+  }
+
+  Result<std::vector<WalletState>, StoreError> load_wallets() override { return inner_.load_wallets(); }
+  Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(std::string_view key) override {
+    return inner_.find_idempotency(key);
+  }
+  Result<CommitResult, StoreError> commit(const CommitBatch& batch) override {
+    {
+      std::unique_lock lock(mutex_);
+      waiting_in_commit_ = true;
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return !held_; });
+      waiting_in_commit_ = false;
+      ++commits_;
+      if (fail_next_) {
+        const StoreErrorKind kind = *fail_next_;
+        fail_next_.reset();
+        return fail(StoreError{kind, "injected failure"});
+      }
+    }
+    return inner_.commit(batch);
+  }
+  Result<std::int64_t, StoreError> purge_idempotency(TimestampMs before, std::size_t limit) override {
+    return inner_.purge_idempotency(before, limit);
+  }
+  Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after, std::size_t limit) override {
+    return inner_.read_events(after, limit);
+  }
+  Result<std::vector<StoredEvent>, StoreError> read_wallet_events(std::string_view id, std::int64_t from,
+                                                                  std::size_t limit) override {
+    return inner_.read_wallet_events(id, from, limit);
+  }
+  Result<std::int64_t, StoreError> last_position() override { return inner_.last_position(); }
+
+ private:
+  EventStore& inner_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  bool held_ = false;
+  bool waiting_in_commit_ = false;
+  int commits_ = 0;
+  std::optional<StoreErrorKind> fail_next_;
+};
+
+class WalletServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "wallex-svc-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    start();
+  }
+  void TearDown() override {
+    service_.reset();
+    controlled_.reset();
+    sqlite_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void start(ServiceOptions options = {}) {
+    service_.reset();
+    controlled_.reset();
+    sqlite_.reset();
+    auto opened = SqliteStore::open(dir_);
+    ASSERT_TRUE(opened.ok());
+    sqlite_ = std::move(opened).value();
+    controlled_ = std::make_unique<ControlledStore>(*sqlite_);
+    options.on_fatal = [this](const StoreError&) { fatal_calls_.fetch_add(1); };
+    service_ = std::make_unique<WalletService>(*controlled_, clock_, ids_, options);
+    ASSERT_TRUE(service_->start().ok());
+  }
+
+  std::future<Reply> submit_async(Command command, std::optional<std::string> key = std::nullopt) {
+    auto promise = std::make_shared<std::promise<Reply>>();
+    auto future = promise->get_future();
+    service_->submit(CommandRequest{std::move(command), std::move(key), "corr"},
+                     [promise](Reply&& reply) { promise->set_value(std::move(reply)); });
+    return future;
+  }
+  Reply submit(Command command, std::optional<std::string> key = std::nullopt) {
+    return submit_async(std::move(command), std::move(key)).get();
+  }
+  void create(const std::string& id, std::string_view initial) {
+    ASSERT_EQ(submit(CreateWallet{id, "owner", money(initial)}).status, 201);
+  }
+  // The persisted write model row of a wallet, read through a fresh store instance.
+  std::optional<WalletState> on_disk(const std::string& id) {
+    auto store = SqliteStore::open(dir_);
+    EXPECT_TRUE(store.ok());
+    for (const WalletState& w : store.value()->load_wallets().value()) {
+      if (w.id == id) return w;
+    }
+    return std::nullopt;
+  }
+
+  std::string dir_;
+  ManualClock clock_{1'764'000'000'000};
+  RandomIdGenerator ids_{42};
+  std::unique_ptr<SqliteStore> sqlite_;
+  std::unique_ptr<ControlledStore> controlled_;
+  std::unique_ptr<WalletService> service_;
+  std::atomic<int> fatal_calls_{0};
+};
+
+TEST_F(WalletServiceTest, ConcurrentCommandsShareOneCommit) {
+  create("w", "0");
+  controlled_->hold_commits();
+  auto first = submit_async(CreditWallet{"w", money("1"), {}});
+  controlled_->wait_until_commit_is_held();
+  const int commits_before = controlled_->commits();
+  std::vector<std::future<Reply>> rest;
+  for (int i = 0; i < 500; ++i) rest.push_back(submit_async(CreditWallet{"w", money("0.01"), {}}));
+  controlled_->release_commits();
+  EXPECT_EQ(first.get().status, 201);
+  for (auto& f : rest) EXPECT_EQ(f.get().status, 201);
+  // The held commit, then the 500 queued behind it decided and committed together: two commits.
+  EXPECT_EQ(controlled_->commits() - commits_before, 2);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("6"));
+  EXPECT_EQ(service_->find_wallet("w")->version, 501);
+  EXPECT_EQ(on_disk("w"), service_->find_wallet("w"));
+}
+
+TEST_F(WalletServiceTest, RepliesCarryTheCommitPosition) {
+  const Reply created = submit(CreateWallet{"w", "o", money("5")});
+  EXPECT_EQ(created.position, 2);  // created + initial credit
+  EXPECT_EQ(submit(CreditWallet{"w", money("1"), {}}).position, 3);
+  EXPECT_EQ(submit(DebitWallet{"w", money("100"), {}}).position, 0);  // refused: wrote nothing
+}
+
+TEST_F(WalletServiceTest, AFailedCommitFailsItsBatchAndChangesNothing) {
+  create("w", "10");
+  controlled_->fail_next_commit(StoreErrorKind::kFull);
+  const Reply failed = submit(CreditWallet{"w", money("5"), {}}, "key-1");
+  EXPECT_EQ(failed.status, 503);
+  EXPECT_NE(failed.body.find("STORE_UNAVAILABLE"), std::string::npos);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("10"));
+  EXPECT_EQ(service_->find_wallet("w")->version, 1);
+  EXPECT_EQ(on_disk("w"), service_->find_wallet("w"));
+  EXPECT_EQ(fatal_calls_.load(), 0);  // a full disk is not fatal
+  // The key was not recorded: the retry executes for real.
+  const Reply retried = submit(CreditWallet{"w", money("5"), {}}, "key-1");
+  EXPECT_EQ(retried.status, 201);
+  EXPECT_FALSE(retried.replayed);
+  EXPECT_EQ(service_->find_wallet("w")->version, 2);
+}
+
+TEST_F(WalletServiceTest, AnIoFailureIsFatal) {
+  create("w", "10");
+  controlled_->fail_next_commit(StoreErrorKind::kIo);
+  EXPECT_EQ(submit(CreditWallet{"w", money("5"), {}}).status, 503);
+  EXPECT_EQ(fatal_calls_.load(), 1);
+  EXPECT_TRUE(service_->health().store_failed);
+  // Never retried: every later command is refused without touching the store.
+  const int commits = controlled_->commits();
+  EXPECT_EQ(submit(CreditWallet{"w", money("5"), {}}).status, 503);
+  EXPECT_EQ(controlled_->commits(), commits);
+}
+
+TEST_F(WalletServiceTest, IdempotentReplayReturnsTheStoredReply) {
+  create("w", "10");
+  const Reply first = submit(CreditWallet{"w", money("5"), "x"}, "k");
+  ASSERT_EQ(first.status, 201);
+  const Reply again = submit(CreditWallet{"w", money("5"), "x"}, "k");
+  EXPECT_TRUE(again.replayed);
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_EQ(again.position, first.position);
+  EXPECT_EQ(service_->find_wallet("w")->version, 2);
+
+  const Reply different = submit(CreditWallet{"w", money("6"), "x"}, "k");
+  EXPECT_EQ(different.status, 409);
+  EXPECT_NE(different.body.find("IDEMPOTENCY_KEY_REUSED"), std::string::npos);
+  EXPECT_EQ(submit(DebitWallet{"w", money("5"), "x"}, "k").status, 409);
+}
+
+TEST_F(WalletServiceTest, BusinessFailuresAreReplayedToo) {
+  create("w", "10");
+  const Reply refused = submit(DebitWallet{"w", money("50"), {}}, "k");
+  ASSERT_EQ(refused.status, 400);
+  create("other", "0");
+  ASSERT_EQ(submit(CreditWallet{"w", money("100"), {}}).status, 201);
+  const Reply replay = submit(DebitWallet{"w", money("50"), {}}, "k");
+  EXPECT_TRUE(replay.replayed);
+  EXPECT_EQ(replay.status, 400);
+  EXPECT_EQ(replay.body, refused.body);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("110"));
+}
+
+TEST_F(WalletServiceTest, TheSameKeyInFlightIsAConflict) {
+  create("w", "10");
+  controlled_->hold_commits();
+  auto blocker = submit_async(CreditWallet{"w", money("1"), {}});
+  controlled_->wait_until_commit_is_held();
+  auto first = submit_async(CreditWallet{"w", money("1"), {}}, "k");
+  auto second = submit_async(CreditWallet{"w", money("1"), {}}, "k");
+  controlled_->release_commits();
+  EXPECT_EQ(blocker.get().status, 201);
+  EXPECT_EQ(first.get().status, 201);
+  const Reply conflict = second.get();
+  EXPECT_EQ(conflict.status, 409);
+  EXPECT_NE(conflict.body.find("IDEMPOTENCY_REQUEST_IN_FLIGHT"), std::string::npos);
+  EXPECT_EQ(service_->find_wallet("w")->version, 3);
+}
+
+TEST_F(WalletServiceTest, ExpiredKeysExecuteAgainAndArePurged) {
+  ServiceOptions options;
+  options.idempotency_retention_ms = 1000;
+  options.purge_interval_ms = 10;
+  start(options);
+  create("w", "0");
+  ASSERT_EQ(submit(CreditWallet{"w", money("1"), {}}, "k").status, 201);
+  clock_.advance_ms(1001);
+  const Reply later = submit(CreditWallet{"w", money("1"), {}}, "k");
+  EXPECT_EQ(later.status, 201);
+  EXPECT_FALSE(later.replayed);
+  EXPECT_EQ(service_->find_wallet("w")->version, 2);
+  // The re-executed request wrote a fresh record; once that one expires the purge removes it.
+  clock_.advance_ms(2000);
+  for (int i = 0; i < 200 && sqlite_->find_idempotency("k").value().has_value(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto store = SqliteStore::open(dir_);
+  EXPECT_FALSE(store.value()->find_idempotency("k").value().has_value());
+}
+
+TEST_F(WalletServiceTest, AFullQueueAnswersOverloadedAtOnce) {
+  ServiceOptions options;
+  options.queue_length_max = 2;
+  start(options);
+  create("w", "0");
+  controlled_->hold_commits();
+  auto in_commit = submit_async(CreditWallet{"w", money("1"), {}});
+  controlled_->wait_until_commit_is_held();
+  auto queued1 = submit_async(CreditWallet{"w", money("1"), {}});
+  auto queued2 = submit_async(CreditWallet{"w", money("1"), {}});
+  const Reply refused = submit(CreditWallet{"w", money("1"), {}});  // answered without the writer
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_NE(refused.body.find("OVERLOADED"), std::string::npos);
+  controlled_->release_commits();
+  EXPECT_EQ(in_commit.get().status, 201);
+  EXPECT_EQ(queued1.get().status, 201);
+  EXPECT_EQ(queued2.get().status, 201);
+  EXPECT_EQ(service_->find_wallet("w")->version, 3);
+}
+
+TEST_F(WalletServiceTest, StateIsLoadedFromTheWriteModelOnRestart) {
+  create("a", "100");
+  create("b", "0");
+  ASSERT_EQ(submit(TransferMoney{"a", "b", money("25.5"), {}, {}}).status, 201);
+  const WalletState a = *service_->find_wallet("a");
+  const WalletState b = *service_->find_wallet("b");
+  start();
+  EXPECT_EQ(service_->find_wallet("a"), a);
+  EXPECT_EQ(service_->find_wallet("b"), b);
+  EXPECT_EQ(service_->health().wallet_count, 2u);
+  EXPECT_EQ(service_->health().last_position, 5);
+}
+
+TEST_F(WalletServiceTest, StopDrainsTheQueue) {
+  create("w", "0");
+  controlled_->hold_commits();
+  auto first = submit_async(CreditWallet{"w", money("1"), {}});
+  controlled_->wait_until_commit_is_held();
+  std::vector<std::future<Reply>> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(submit_async(CreditWallet{"w", money("1"), {}}));
+  std::thread stopper([this] { service_->stop(); });
+  controlled_->release_commits();
+  stopper.join();
+  EXPECT_EQ(first.get().status, 201);
+  for (auto& f : queued) EXPECT_EQ(f.get().status, 201);
+  EXPECT_EQ(submit(CreditWallet{"w", money("1"), {}}).status, 503);  // no longer accepting
+  EXPECT_EQ(on_disk("w")->version, 11);
+}
+
+}  // namespace
+}  // namespace wallex
