@@ -233,13 +233,18 @@ HttpResponse RequestHandler::rejection(std::optional<std::string_view> correlati
   return response;
 }
 
-void RequestHandler::handle(const HttpRequest& request,
-                            std::function<void(HttpResponse&&)> respond) {
+std::optional<HttpResponse> RequestHandler::handle(const HttpRequest& request,
+                                                   std::function<void(HttpResponse&&)> respond) {
   const std::string correlation_id = correlation_id_for(request.correlation_id);
-  auto finish = [respond, correlation_id](HttpResponse&& response) {
-    response.headers.emplace_back("X-Correlation-Id", correlation_id);
-    respond(std::move(response));
-  };
+  std::optional<HttpResponse> response = route(request, correlation_id, respond);
+  if (response) response->headers.emplace_back("X-Correlation-Id", correlation_id);
+  return response;
+}
+
+std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
+                                                  const std::string& correlation_id,
+                                                  std::function<void(HttpResponse&&)>& respond) {
+  auto finish = [](HttpResponse&& response) { return std::optional<HttpResponse>(std::move(response)); };
 
   const std::string_view target = request.target;
   const std::string_view path = target.substr(0, target.find('?'));
@@ -345,15 +350,17 @@ void RequestHandler::handle(const HttpRequest& request,
 
   service_.submit(
       CommandRequest{std::move(command).value(), std::move(idempotency_key), correlation_id},
-      [finish](Reply&& reply) {
+      [respond = std::move(respond), correlation_id](Reply&& reply) {
         HttpResponse response = json_response(reply.status, std::move(reply.body));
         if (reply.position > 0) {
           response.headers.emplace_back("X-Wallex-Position", std::to_string(reply.position));
         }
         if (reply.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
         if (response.status == 503) response.headers.emplace_back("Retry-After", "1");
-        finish(std::move(response));
+        response.headers.emplace_back("X-Correlation-Id", correlation_id);
+        respond(std::move(response));
       });
+  return std::nullopt;
 }
 
 }  // namespace wallex

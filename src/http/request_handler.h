@@ -37,8 +37,11 @@ class RequestHandler {
  public:
   RequestHandler(WalletService& service, IdGenerator& ids);
 
-  // Calls `respond` exactly once, possibly on another thread (commands answer from the writer).
-  void handle(const HttpRequest& request, std::function<void(HttpResponse&&)> respond);
+  // Returns the response when it is ready at once (reads, invalid input). Otherwise the request
+  // went to the writer: returns nullopt and calls `respond` exactly once, later, on the writer
+  // thread.
+  std::optional<HttpResponse> handle(const HttpRequest& request,
+                                     std::function<void(HttpResponse&&)> respond);
 
   // The response to a request the transport refused before it could be handled (too large,
   // malformed), with the same correlation-id treatment as every other response.
@@ -47,6 +50,8 @@ class RequestHandler {
 
  private:
   std::string correlation_id_for(std::optional<std::string_view> sent);
+  std::optional<HttpResponse> route(const HttpRequest& request, const std::string& correlation_id,
+                                    std::function<void(HttpResponse&&)>& respond);
 
   WalletService& service_;
   IdGenerator& ids_;

@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -10,6 +12,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -33,11 +37,38 @@ struct HttpServer::Impl {
   std::atomic<std::size_t> in_flight{0};  // requests read but not yet fully answered
   std::atomic<bool> draining{false};
 
+  // Replies from the writer thread, waiting for an I/O thread. One post wakes an I/O thread
+  // for everything that arrived meanwhile, instead of one wake-up (and syscall) per reply.
+  std::mutex mailbox_mutex;
+  std::vector<std::function<void()>> mailbox;
+  bool flush_scheduled = false;
+
   Impl(RequestHandler& h, ServerOptions o)
       : handler(h), options(std::move(o)), ioc(options.io_threads), acceptor(ioc) {}
 
   void accept();
   void refuse(tcp::socket socket);
+
+  void deliver(std::function<void()> task) {
+    bool schedule = false;
+    {
+      std::lock_guard lock(mailbox_mutex);
+      mailbox.push_back(std::move(task));
+      schedule = !flush_scheduled;
+      flush_scheduled = true;
+    }
+    if (schedule) net::post(ioc, [this] { flush_mailbox(); });
+  }
+
+  void flush_mailbox() {
+    std::vector<std::function<void()>> tasks;
+    {
+      std::lock_guard lock(mailbox_mutex);
+      tasks.swap(mailbox);
+      flush_scheduled = false;
+    }
+    for (auto& task : tasks) task();
+  }
 };
 
 namespace {
@@ -96,10 +127,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (auto it = request.find("X-Correlation-Id"); it != request.end()) view.correlation_id = it->value();
 
     server_.in_flight.fetch_add(1);
-    server_.handler.handle(view, [self = shared_from_this()](HttpResponse&& response) {
-      net::post(self->stream_.get_executor(),
-                [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
-    });
+    std::optional<HttpResponse> immediate =
+        server_.handler.handle(view, [self = shared_from_this()](HttpResponse&& response) {
+          self->server_.deliver([self, response = std::move(response)]() mutable {
+            // On the I/O thread; with one I/O thread there is no strand and this runs inline.
+            net::dispatch(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+              self->write(std::move(response));
+            });
+          });
+        });
+    if (immediate) write(std::move(*immediate));
   }
 
   void write(HttpResponse&& response) {
@@ -163,7 +200,11 @@ void HttpServer::Impl::refuse(tcp::socket socket) {
 }
 
 void HttpServer::Impl::accept() {
-  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  // A strand per connection is needed only when several threads run the io_context.
+  const net::any_io_executor executor = options.io_threads > 1
+                                            ? net::any_io_executor(net::make_strand(ioc))
+                                            : net::any_io_executor(ioc.get_executor());
+  acceptor.async_accept(executor, [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
     if (!ec) {
       if (connections.load() >= options.connections_max) {
@@ -207,7 +248,10 @@ std::uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint()
 void HttpServer::start() {
   impl_->accept();
   for (int i = 0; i < impl_->options.io_threads; ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "wallex-http");
+      impl_->ioc.run();
+    });
   }
 }
 

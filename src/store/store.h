@@ -58,6 +58,15 @@ struct IdempotencyRecord {
   bool operator==(const IdempotencyRecord&) const = default;
 };
 
+// The write-model change of one wallet: its state after the batch, and the version the batch
+// was decided against (-1 for a wallet the batch creates). The store refuses the whole batch
+// (kConflict) when the stored row is not at expected_version or the batch's events of that wallet
+// do not run from expected_version + 1 to state.version.
+struct WalletWrite {
+  WalletState state;
+  std::int64_t expected_version = -1;
+};
+
 // Everything one group commit writes. Entries are in decision order; each is one request.
 struct CommitBatch {
   struct Entry {
@@ -66,7 +75,7 @@ struct CommitBatch {
     std::optional<IdempotencyRecord> idempotency;  // its `position` is filled in by the store
   };
   std::vector<Entry> entries;
-  std::vector<WalletState> wallets;  // the final state of every wallet the batch touches
+  std::vector<WalletWrite> wallets;  // every wallet the batch touches, once
 };
 
 struct CommitResult {
@@ -82,6 +91,9 @@ class EventStore {
   virtual Result<std::vector<WalletState>, StoreError> load_wallets() = 0;
   virtual Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
       std::string_view key) = 0;
+  // The records of many keys at once (one read transaction): result[i] belongs to keys[i].
+  virtual Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
+      const std::vector<std::string>& keys) = 0;
   // Writes the batch in one transaction and makes it durable; all or nothing.
   virtual Result<CommitResult, StoreError> commit(const CommitBatch& batch) = 0;
   // Deletes up to `limit` idempotency records created before `created_before_ms`.
@@ -90,9 +102,6 @@ class EventStore {
   // Events with position > after_position, in position order, at most `limit`.
   virtual Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after_position,
                                                                    std::size_t limit) = 0;
-  // One wallet's events with version >= from_version, in version order, at most `limit`.
-  virtual Result<std::vector<StoredEvent>, StoreError> read_wallet_events(
-      std::string_view wallet_id, std::int64_t from_version, std::size_t limit) = 0;
   virtual Result<std::int64_t, StoreError> last_position() = 0;
 };
 

@@ -31,6 +31,12 @@ WalletState state(const std::string& id, std::string_view balance, std::int64_t 
   return WalletState{id, "owner-of-" + id, money(balance), version, 1000, 2000 + version};
 }
 
+// A write-model change; `expected` is the version the batch was decided against (-1: new).
+WalletWrite write(const std::string& id, std::string_view balance, std::int64_t version,
+                  std::int64_t expected = -1) {
+  return WalletWrite{state(id, balance, version), expected};
+}
+
 CommitBatch::Entry entry(std::vector<Event> events, std::string correlation = "corr",
                          std::optional<std::string> key = std::nullopt) {
   CommitBatch::Entry e;
@@ -68,7 +74,7 @@ TEST_P(StoreSuite, CommitAssignsContiguousPositionsAndRoundTripsEvents) {
   batch.entries.push_back(entry({created("a"), credited("a", 1, "100")}, "c1", "key-1"));
   batch.entries.push_back(entry({created("b")}, "c2"));
   batch.entries.push_back(entry({out, in}, "c3"));
-  batch.wallets = {state("a", "99.7", 2), state("b", "0.3", 1)};
+  batch.wallets = {write("a", "99.7", 2), write("b", "0.3", 1)};
   auto result = store_->commit(batch);
   ASSERT_TRUE(result.ok()) << result.error().message;
   EXPECT_EQ(result.value().entry_positions, (std::vector<std::int64_t>{2, 3, 5}));
@@ -90,7 +96,7 @@ TEST_P(StoreSuite, CommitAssignsContiguousPositionsAndRoundTripsEvents) {
 TEST_P(StoreSuite, EverythingSurvivesReopening) {
   CommitBatch batch;
   batch.entries.push_back(entry({created("a"), credited("a", 1, "12.34")}, "c", "key-a"));
-  batch.wallets = {state("a", "12.34", 1)};
+  batch.wallets = {write("a", "12.34", 1)};
   ASSERT_TRUE(store_->commit(batch).ok());
   reopen();
   auto wallets = store_->load_wallets();
@@ -106,7 +112,7 @@ TEST_P(StoreSuite, EverythingSurvivesReopening) {
   // The log continues where it stopped.
   CommitBatch next;
   next.entries.push_back(entry({credited("a", 2, "1")}));
-  next.wallets = {state("a", "13.34", 2)};
+  next.wallets = {write("a", "13.34", 2, 1)};
   auto result = store_->commit(next);
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(result.value().last_position, 3);
@@ -130,13 +136,13 @@ TEST_P(StoreSuite, IdempotencyRecordWithoutEventsHasPositionZero) {
 TEST_P(StoreSuite, ADuplicateVersionFailsTheWholeBatch) {
   CommitBatch first;
   first.entries.push_back(entry({created("a")}));
-  first.wallets = {state("a", "0", 0)};
+  first.wallets = {write("a", "0", 0)};
   ASSERT_TRUE(store_->commit(first).ok());
 
   CommitBatch clash;
   clash.entries.push_back(entry({created("b")}, "c", "key-b"));
   clash.entries.push_back(entry({created("a")}));  // version 0 of "a" exists already
-  clash.wallets = {state("b", "0", 0), state("a", "0", 0)};
+  clash.wallets = {write("b", "0", 0), write("a", "0", 0)};
   auto result = store_->commit(clash);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.error().kind, StoreErrorKind::kConflict);
@@ -147,31 +153,63 @@ TEST_P(StoreSuite, ADuplicateVersionFailsTheWholeBatch) {
   EXPECT_FALSE(store_->find_idempotency("key-b").value().has_value());
   CommitBatch next;
   next.entries.push_back(entry({created("b")}));
-  next.wallets = {state("b", "0", 0)};
+  next.wallets = {write("b", "0", 0)};
   auto ok = store_->commit(next);
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok.value().last_position, 2);
 }
 
-TEST_P(StoreSuite, WriteModelNeverMovesBackwards) {
+TEST_P(StoreSuite, AStaleExpectedVersionFailsTheBatch) {
   CommitBatch first;
   first.entries.push_back(entry({created("a"), credited("a", 1, "5")}));
-  first.wallets = {state("a", "5", 1)};
+  first.wallets = {write("a", "5", 1)};
   ASSERT_TRUE(store_->commit(first).ok());
+  // A writer that still believes "a" is at version 0 appends version 1 again: a lost update.
   CommitBatch stale;
-  stale.entries.push_back(entry({credited("a", 2, "1")}));
-  stale.wallets = {state("a", "6", 1)};  // claims version 1 again: a stale writer
+  stale.entries.push_back(entry({credited("a", 1, "1")}));
+  stale.wallets = {write("a", "1", 1, 0)};
   auto result = store_->commit(stale);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.error().kind, StoreErrorKind::kConflict);
   EXPECT_EQ(store_->load_wallets().value()[0], state("a", "5", 1));
+  EXPECT_EQ(store_->last_position().value(), 2);
 }
 
-TEST_P(StoreSuite, ReadsPageThroughTheLogAndOneWallet) {
+TEST_P(StoreSuite, EventsMustContinueTheWalletsVersions) {
+  CommitBatch first;
+  first.entries.push_back(entry({created("a")}));
+  first.wallets = {write("a", "0", 0)};
+  ASSERT_TRUE(store_->commit(first).ok());
+
+  CommitBatch gap;  // skips version 1
+  gap.entries.push_back(entry({credited("a", 2, "1")}));
+  gap.wallets = {write("a", "1", 2, 0)};
+  auto skipped = store_->commit(gap);
+  ASSERT_FALSE(skipped.ok());
+  EXPECT_EQ(skipped.error().kind, StoreErrorKind::kConflict);
+
+  CommitBatch mismatch;  // the events reach version 1, the write model claims 2
+  mismatch.entries.push_back(entry({credited("a", 1, "1")}));
+  mismatch.wallets = {write("a", "1", 2, 0)};
+  auto wrong = store_->commit(mismatch);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().kind, StoreErrorKind::kConflict);
+
+  CommitBatch unlisted;  // an event of a wallet the batch does not declare
+  unlisted.entries.push_back(entry({created("b")}));
+  auto undeclared = store_->commit(unlisted);
+  ASSERT_FALSE(undeclared.ok());
+  EXPECT_EQ(undeclared.error().kind, StoreErrorKind::kConflict);
+
+  EXPECT_EQ(store_->last_position().value(), 1);
+  EXPECT_EQ(store_->load_wallets().value().size(), 1u);
+}
+
+TEST_P(StoreSuite, ReadsPageThroughTheLog) {
   CommitBatch batch;
   batch.entries.push_back(entry({created("a"), created("b")}));
   for (int v = 1; v <= 5; ++v) batch.entries.push_back(entry({credited("a", v, "1")}));
-  batch.wallets = {state("a", "5", 5), state("b", "0", 0)};
+  batch.wallets = {write("a", "5", 5), write("b", "0", 0)};
   ASSERT_TRUE(store_->commit(batch).ok());
 
   auto page = store_->read_events(3, 2).value();
@@ -179,14 +217,11 @@ TEST_P(StoreSuite, ReadsPageThroughTheLogAndOneWallet) {
   EXPECT_EQ(page[0].position, 4);
   EXPECT_EQ(page[1].position, 5);
 
-  auto wallet_events = store_->read_wallet_events("a", 2, 10).value();
-  ASSERT_EQ(wallet_events.size(), 4u);
-  for (std::size_t i = 0; i < wallet_events.size(); ++i) {
-    EXPECT_EQ(wallet_events[i].event.wallet_id, "a");
-    EXPECT_EQ(wallet_events[i].event.version, static_cast<std::int64_t>(i + 2));
-  }
-  EXPECT_EQ(store_->read_wallet_events("b", 0, 10).value().size(), 1u);
-  EXPECT_TRUE(store_->read_wallet_events("zz", 0, 10).value().empty());
+  auto rest = store_->read_events(5, 100).value();
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest.back().position, 7);
+  EXPECT_EQ(rest.back().event.version, 5);
+  EXPECT_TRUE(store_->read_events(7, 100).value().empty());
 }
 
 TEST_P(StoreSuite, PurgeRemovesOnlyOldRecordsAndRespectsTheLimit) {

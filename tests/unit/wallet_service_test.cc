@@ -48,6 +48,10 @@ class ControlledStore final : public EventStore {
   Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(std::string_view key) override {
     return inner_.find_idempotency(key);
   }
+  Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
+      const std::vector<std::string>& keys) override {
+    return inner_.find_idempotency_many(keys);
+  }
   Result<CommitResult, StoreError> commit(const CommitBatch& batch) override {
     {
       std::unique_lock lock(mutex_);
@@ -69,10 +73,6 @@ class ControlledStore final : public EventStore {
   }
   Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after, std::size_t limit) override {
     return inner_.read_events(after, limit);
-  }
-  Result<std::vector<StoredEvent>, StoreError> read_wallet_events(std::string_view id, std::int64_t from,
-                                                                  std::size_t limit) override {
-    return inner_.read_wallet_events(id, from, limit);
   }
   Result<std::int64_t, StoreError> last_position() override { return inner_.last_position(); }
 

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <unordered_map>
 #include <system_error>
 
 #include "store/event_codec.h"
@@ -21,8 +22,7 @@ CREATE TABLE events (
   type           TEXT    NOT NULL,
   data           TEXT    NOT NULL,
   metadata       TEXT    NOT NULL,
-  occurred_at_ms INTEGER NOT NULL,
-  UNIQUE (wallet_id, version)
+  occurred_at_ms INTEGER NOT NULL
 );
 CREATE TABLE wallets (
   id            TEXT    PRIMARY KEY,
@@ -108,8 +108,8 @@ class ResetOnExit {
 struct SqliteStore::Impl {
   sqlite3* db = nullptr;
   std::int64_t last_position = 0;  // single writer: the store knows the head of the log
-  Statement insert_event, upsert_wallet, upsert_idempotency, find_idempotency, select_wallets,
-      purge_idempotency, read_events, read_wallet_events, max_position, begin, commit, rollback;
+  Statement insert_event, insert_wallet, update_wallet, upsert_idempotency, find_idempotency,
+      select_wallets, purge_idempotency, read_events, max_position, begin, commit, rollback;
 
   ~Impl() {
     // Statements must be finalized before the connection closes; the members' destructors run
@@ -140,11 +140,12 @@ struct SqliteStore::Impl {
         {&insert_event,
          "INSERT INTO events (position, wallet_id, version, type, data, metadata, occurred_at_ms)"
          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
-        {&upsert_wallet,
+        {&insert_wallet,
          "INSERT INTO wallets (id, owner_id, balance_minor, version, created_at_ms, updated_at_ms)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET"
-         " balance_minor = excluded.balance_minor, version = excluded.version,"
-         " updated_at_ms = excluded.updated_at_ms WHERE wallets.version < excluded.version"},
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+        {&update_wallet,
+         "UPDATE wallets SET balance_minor = ?2, version = ?3, updated_at_ms = ?4"
+         " WHERE id = ?1 AND version = ?5"},
         {&upsert_idempotency,
          "INSERT OR REPLACE INTO idempotency_keys"
          " (key, fingerprint, status, body, position, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -159,9 +160,6 @@ struct SqliteStore::Impl {
         {&read_events,
          "SELECT position, wallet_id, version, type, data, metadata FROM events"
          " WHERE position > ?1 ORDER BY position LIMIT ?2"},
-        {&read_wallet_events,
-         "SELECT position, wallet_id, version, type, data, metadata FROM events"
-         " WHERE wallet_id = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"},
         {&max_position, "SELECT COALESCE(MAX(position), 0) FROM events"},
         {&begin, "BEGIN IMMEDIATE"},
         {&commit, "COMMIT"},
@@ -241,7 +239,7 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   if (auto s = impl->exec("PRAGMA journal_mode = WAL", "opening " + path); !s) {
     return fail(s.error());
   }
-  if (auto s = impl->exec("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;"
+  if (auto s = impl->exec("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 20000;"
                           " PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000",
                           "configuring " + path);
       !s) {
@@ -293,6 +291,25 @@ Result<std::optional<IdempotencyRecord>, StoreError> SqliteStore::find_idempoten
   return std::optional<IdempotencyRecord>(std::move(record));
 }
 
+Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> SqliteStore::find_idempotency_many(
+    const std::vector<std::string>& keys) {
+  // One read transaction for all lookups: each autocommit read would take and release the WAL
+  // read lock (two fcntl calls) on its own.
+  if (auto s = impl_->exec("BEGIN", "begin read"); !s) return fail(s.error());
+  std::vector<std::optional<IdempotencyRecord>> records;
+  records.reserve(keys.size());
+  for (const std::string& key : keys) {
+    auto record = find_idempotency(key);
+    if (!record) {
+      (void)impl_->exec("ROLLBACK", "end read");
+      return fail(record.error());
+    }
+    records.push_back(std::move(record).value());
+  }
+  if (auto s = impl_->exec("COMMIT", "end read"); !s) return fail(s.error());
+  return records;
+}
+
 Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
   Impl& impl = *impl_;
   auto run = [&](Statement& s, std::string_view what) -> Status<StoreError> {
@@ -307,12 +324,28 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
     return fail(std::move(error));
   };
 
+  // The lost-update guard: every event of a wallet must continue that wallet's versions from
+  // the version the batch was decided against, and the write-model row must still be at that
+  // version when it is updated. Together these make versions contiguous and unique without a
+  // per-wallet index on the log (whose random page writes would double the cost of a commit).
+  std::unordered_map<std::string_view, std::int64_t> next_version;
+  next_version.reserve(batch.wallets.size());
+  for (const WalletWrite& write : batch.wallets) {
+    next_version.emplace(write.state.id, write.expected_version + 1);
+  }
   if (auto s = run(impl.begin, "begin"); !s) return fail(s.error());
   CommitResult result;
   result.entry_positions.reserve(batch.entries.size());
   std::int64_t position = impl.last_position;
   for (const CommitBatch::Entry& entry : batch.entries) {
     for (const Event& event : entry.events) {
+      const auto next = next_version.find(event.wallet_id);
+      if (next == next_version.end() || next->second != event.version) {
+        return rollback(StoreError{StoreErrorKind::kConflict,
+                                   "event version " + std::to_string(event.version) +
+                                       " does not continue wallet " + event.wallet_id});
+      }
+      ++next->second;
       ++position;
       Statement& s = impl.insert_event;
       s.bind(1, position);
@@ -338,19 +371,35 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
       if (auto st = run(s, "recording an idempotency key"); !st) return rollback(st.error());
     }
   }
-  for (const WalletState& wallet : batch.wallets) {
-    Statement& s = impl.upsert_wallet;
-    s.bind(1, wallet.id);
-    s.bind(2, wallet.owner_id);
-    s.bind(3, wallet.balance.minor());
-    s.bind(4, wallet.version);
-    s.bind(5, wallet.created_at_ms);
-    s.bind(6, wallet.updated_at_ms);
-    if (auto st = run(s, "updating the write model"); !st) return rollback(st.error());
-    if (sqlite3_changes(impl.db) != 1) {
+  for (const WalletWrite& write : batch.wallets) {
+    const WalletState& wallet = write.state;
+    if (next_version.at(wallet.id) != wallet.version + 1) {
       return rollback(StoreError{StoreErrorKind::kConflict,
-                                 "write model of wallet " + wallet.id + " is not behind version " +
-                                     std::to_string(wallet.version)});
+                                 "write model of wallet " + wallet.id + " at version " +
+                                     std::to_string(wallet.version) + " does not match its events"});
+    }
+    if (write.expected_version < 0) {
+      Statement& s = impl.insert_wallet;
+      s.bind(1, wallet.id);
+      s.bind(2, wallet.owner_id);
+      s.bind(3, wallet.balance.minor());
+      s.bind(4, wallet.version);
+      s.bind(5, wallet.created_at_ms);
+      s.bind(6, wallet.updated_at_ms);
+      if (auto st = run(s, "creating a wallet"); !st) return rollback(st.error());
+    } else {
+      Statement& s = impl.update_wallet;
+      s.bind(1, wallet.id);
+      s.bind(2, wallet.balance.minor());
+      s.bind(3, wallet.version);
+      s.bind(4, wallet.updated_at_ms);
+      s.bind(5, write.expected_version);
+      if (auto st = run(s, "updating the write model"); !st) return rollback(st.error());
+      if (sqlite3_changes(impl.db) != 1) {
+        return rollback(StoreError{StoreErrorKind::kConflict,
+                                   "wallet " + wallet.id + " is no longer at version " +
+                                       std::to_string(write.expected_version)});
+      }
     }
   }
   if (auto s = run(impl.commit, "commit"); !s) return rollback(s.error());
@@ -376,16 +425,6 @@ Result<std::vector<StoredEvent>, StoreError> SqliteStore::read_events(std::int64
   ResetOnExit reset(s);
   s.bind(1, after_position);
   s.bind(2, static_cast<std::int64_t>(limit));
-  return impl_->collect_events(s);
-}
-
-Result<std::vector<StoredEvent>, StoreError> SqliteStore::read_wallet_events(
-    std::string_view wallet_id, std::int64_t from_version, std::size_t limit) {
-  Statement& s = impl_->read_wallet_events;
-  ResetOnExit reset(s);
-  s.bind(1, wallet_id);
-  s.bind(2, from_version);
-  s.bind(3, static_cast<std::int64_t>(limit));
   return impl_->collect_events(s);
 }
 

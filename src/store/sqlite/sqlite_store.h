@@ -24,14 +24,13 @@ class SqliteStore final : public EventStore {
   Result<std::vector<WalletState>, StoreError> load_wallets() override;
   Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
       std::string_view key) override;
+  Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
+      const std::vector<std::string>& keys) override;
   Result<CommitResult, StoreError> commit(const CommitBatch& batch) override;
   Result<std::int64_t, StoreError> purge_idempotency(TimestampMs created_before_ms,
                                                      std::size_t limit) override;
   Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after_position,
                                                            std::size_t limit) override;
-  Result<std::vector<StoredEvent>, StoreError> read_wallet_events(std::string_view wallet_id,
-                                                                  std::int64_t from_version,
-                                                                  std::size_t limit) override;
   Result<std::int64_t, StoreError> last_position() override;
 
   struct Impl;
