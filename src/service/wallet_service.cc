@@ -269,6 +269,7 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
     }
     last_position_.store(committed.value().last_position);
     commits_.fetch_add(1);
+    if (options_.on_commit) options_.on_commit(committed.value().last_position);
     for (Awaiting& a : awaiting) {
       if (a.entry) a.reply.position = committed.value().entry_positions[*a.entry];
     }

@@ -46,6 +46,9 @@ struct ServiceOptions {
   std::size_t purge_batch_max = 10'000;  // records deleted per purge transaction
   // Called once, on the writer thread, when the store fails in a way that forbids going on.
   std::function<void(const StoreError&)> on_fatal;
+  // Called on the writer thread after every durable commit with the new last log position,
+  // before the batch's replies are sent (projectors wake on it). Must not block.
+  std::function<void(std::int64_t last_position)> on_commit;
 };
 
 struct CommandRequest {
