@@ -1,6 +1,6 @@
 # Front door. `make run` builds and serves on :3000 with data in ./data; `make test` builds and
 # runs every test. Both install missing Debian packages first (scripts/install-deps.sh).
-.PHONY: deps build run test test-asan test-tsan format clean
+.PHONY: deps build run test test-asan test-tsan format clean bench
 
 PRESET ?= release
 JOBS ?= 2
@@ -33,3 +33,8 @@ format:
 
 clean:
 	rm -rf build
+
+# The benchmark: a release server on a temp data dir, the same-run GET /health ceiling and the
+# scenarios (see scripts/bench.sh, BENCHMARKS.md).
+bench: build
+	scripts/bench.sh

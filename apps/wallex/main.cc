@@ -1,16 +1,28 @@
-// wallex: the service binary. `wallex serve` runs the HTTP service on the embedded store.
+// wallex: the service binary. `wallex serve` runs the HTTP service on the embedded store;
+// `wallex rebuild` recomputes the read side from the log; `wallex verify` checks every invariant.
+#include <pthread.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <pthread.h>
 
 #include "common/clock.h"
 #include "common/id_generator.h"
 #include "common/log.h"
 #include "http/request_handler.h"
 #include "http/server.h"
+#include "projection/projection_runner.h"
+#include "projection/projectors.h"
+#include "projection/query_service.h"
+#include "projection/rebuild.h"
+#include "projection/verify.h"
 #include "service/wallet_service.h"
+#include "store/sqlite/sqlite_read_store.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace {
@@ -26,6 +38,9 @@ struct ServeConfig {
   std::size_t batch_commands_max = 4'096;
   std::size_t body_bytes_max = 100 * 1024;
   std::size_t connections_max = 10'000;
+  std::size_t projection_batch_max = 50'000;
+  int projection_interval_ms = 200;
+  int min_position_wait_ms = 2'000;
 };
 
 // Exit codes: 0 clean shutdown, 1 start-up failure, 2 usage, 3 fatal store failure.
@@ -64,12 +79,53 @@ int serve(const ServeConfig& config) {
     fatal.store(true);
     kill(getpid(), SIGUSR1);
   };
+
+  // The read side: its own read-only connection to the log, its own file (read.db), a projector
+  // thread woken by every commit (and polling), and a query thread with its own connection.
+  auto event_log = SqliteEventLog::open(config.data_dir);
+  if (!event_log) {
+    log::error("cannot open the log for the projectors: " + event_log.error().message);
+    return 1;
+  }
+  auto projection_store =
+      SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadWrite);
+  if (!projection_store) {
+    log::error("cannot open the read side: " + projection_store.error().message);
+    return 1;
+  }
+  auto query_store = SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadOnly);
+  if (!query_store) {
+    log::error("cannot open the read side for queries: " + query_store.error().message);
+    return 1;
+  }
+  RunnerOptions runner_options;
+  runner_options.batch_events_max = config.projection_batch_max;
+  runner_options.batch_interval_ms = config.projection_interval_ms;
+  ProjectionRunner projections(*event_log.value(), *projection_store.value(), make_projectors(),
+                               clock, runner_options);
+  if (auto opened = projections.open(); !opened) {
+    log::error("cannot read the projection checkpoints: " + opened.error().message);
+    return 1;
+  }
+  QueryOptions query_options;
+  query_options.wait_max_ms = config.min_position_wait_ms;
+  QueryService queries(
+      std::move(query_store).value(),
+      [&projections](ProjectorId id) { return projections.checkpoint(id); }, query_options);
+  projections.set_on_progress([&queries] { queries.notify_progress(); });
+  queries.set_on_wait([&projections] { projections.notify_waiting(); });
+  service_options.on_commit = [&projections](std::int64_t last_position) {
+    projections.notify_head(last_position);
+  };
+
   WalletService service(*store.value(), clock, ids, service_options);
   if (auto started = service.start(); !started) {
     log::error("cannot load state: " + started.error().message);
     return 1;
   }
-  RequestHandler handler(service, ids);
+  queries.start();
+  projections.start();
+  RequestHandler handler(service, ids, ReadSideAccess{&queries, &projections});
   ServerOptions server_options;
   server_options.host = config.host;
   server_options.port = static_cast<std::uint16_t>(config.port);
@@ -80,6 +136,8 @@ int serve(const ServeConfig& config) {
   if (auto listening = server.listen(); !listening) {
     log::error(listening.error());
     service.stop();
+    queries.stop();
+    projections.stop();
     return 1;
   }
   server.start();
@@ -93,9 +151,118 @@ int serve(const ServeConfig& config) {
             ")");
   server.stop_accepting();
   service.stop();          // decides and commits everything already queued
+  queries.stop();          // answers queued queries; waiting ones get 503
   server.shutdown(5'000);  // lets those replies reach their clients
+  projections.stop();      // applies what the log still holds (≤ 5 s), then stops
   log::info("stopped");
   return fatal.load() ? 3 : 0;
+}
+
+std::string with_thousands(std::int64_t value) {
+  std::string digits = std::to_string(value);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3)
+    digits.insert(static_cast<std::size_t>(i), ",");
+  return digits;
+}
+
+std::int64_t per_second(std::int64_t count, std::int64_t elapsed_ms) {
+  return elapsed_ms > 0 ? count * 1000 / elapsed_ms : count * 1000;
+}
+
+// Exit codes: 0 rebuilt, 1 failure (the live tables are then unchanged).
+int rebuild_command(const std::string& data_dir) {
+  using namespace wallex;
+  auto event_log = SqliteEventLog::open(data_dir);
+  if (!event_log) {
+    std::fprintf(stderr, "wallex rebuild: %s\n", event_log.error().message.c_str());
+    return 1;
+  }
+  auto read_store = SqliteReadStore::open(data_dir, SqliteReadStore::Access::kReadWrite);
+  if (!read_store) {
+    std::fprintf(stderr, "wallex rebuild: %s\n", read_store.error().message.c_str());
+    return 1;
+  }
+  const bool terminal = isatty(STDERR_FILENO) != 0;
+  std::int64_t last_report_ms = -1'000'000;
+  RebuildOptions options;
+  options.on_progress = [&](const RebuildProgress& progress) {
+    // A progress bar on a terminal, a line a second otherwise.
+    if (progress.elapsed_ms - last_report_ms < (terminal ? 200 : 1'000)) return;
+    last_report_ms = progress.elapsed_ms;
+    const std::int64_t total = std::max<std::int64_t>(progress.head, 1);
+    const int percent =
+        static_cast<int>(std::min<std::int64_t>(100, progress.last_position * 100 / total));
+    const std::string bar = std::string(static_cast<std::size_t>(percent / 4), '#') +
+                            std::string(static_cast<std::size_t>(25 - percent / 4), '.');
+    std::fprintf(stderr, "%srebuild [%s] %3d%% %s/%s events, %s events/s%s", terminal ? "\r" : "",
+                 bar.c_str(), percent, with_thousands(progress.events).c_str(),
+                 with_thousands(progress.head).c_str(),
+                 with_thousands(per_second(progress.events, progress.elapsed_ms)).c_str(),
+                 terminal ? "" : "\n");
+    std::fflush(stderr);
+  };
+  SystemClock clock;
+  auto rebuilt = rebuild(*event_log.value(), *read_store.value(), clock, options);
+  if (terminal) std::fprintf(stderr, "\n");
+  if (!rebuilt) {
+    std::fprintf(stderr, "wallex rebuild failed, projections unchanged: %s\n",
+                 rebuilt.error().message.c_str());
+    return 1;
+  }
+  const RebuildSummary& summary = rebuilt.value();
+  std::fprintf(stderr,
+               "rebuilt readModel, ledger and walletEvents from %s events (%s wallets, up to "
+               "position %lld) in %.3f s (of which indexing and swap %.3f s): %s events/s\n",
+               with_thousands(summary.events).c_str(), with_thousands(summary.wallets).c_str(),
+               static_cast<long long>(summary.last_position),
+               static_cast<double>(summary.elapsed_ms) / 1000.0,
+               static_cast<double>(summary.swap_ms) / 1000.0,
+               with_thousands(per_second(summary.events, summary.elapsed_ms)).c_str());
+  return 0;
+}
+
+// Exit codes: 0 every invariant holds, 1 a difference was found or the store could not be read.
+int verify_command(const std::string& data_dir) {
+  using namespace wallex;
+  auto event_log = SqliteEventLog::open(data_dir);
+  if (!event_log) {
+    std::fprintf(stderr, "wallex verify: %s\n", event_log.error().message.c_str());
+    return 1;
+  }
+  std::unique_ptr<SqliteReadStore> read_store;
+  auto opened = SqliteReadStore::open(data_dir, SqliteReadStore::Access::kReadOnly);
+  if (opened) {
+    read_store = std::move(opened).value();
+  } else {
+    std::printf("read side: %s\n", opened.error().message.c_str());
+  }
+  const auto started = std::chrono::steady_clock::now();
+  auto report = verify(*event_log.value(), read_store.get());
+  if (!report) {
+    std::printf("verify: FAILED, the store could not be read: %s\n",
+                report.error().message.c_str());
+    return 1;
+  }
+  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+  std::printf("wallex verify %s\n", data_dir.c_str());
+  for (const std::string& line : report.value().summary) std::printf("  %s\n", line.c_str());
+  for (const std::string& line : report.value().differences)
+    std::printf("DIFFERENCE %s\n", line.c_str());
+  const std::int64_t count = report.value().difference_count;
+  if (count > static_cast<std::int64_t>(report.value().differences.size())) {
+    std::printf("... and %lld more\n",
+                static_cast<long long>(
+                    count - static_cast<std::int64_t>(report.value().differences.size())));
+  }
+  if (count == 0) {
+    std::printf("verify: OK, every invariant holds (%lld ms)\n",
+                static_cast<long long>(elapsed_ms));
+    return 0;
+  }
+  std::printf("verify: FAILED, %lld difference(s)\n", static_cast<long long>(count));
+  return 1;
 }
 
 }  // namespace
@@ -129,7 +296,30 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1024, 16 * 1024 * 1024));
   serve_command->add_option("--connections-max", config.connections_max, "Open connection limit")
       ->check(CLI::Range(1, 1'000'000));
+  serve_command
+      ->add_option("--projection-batch-max", config.projection_batch_max,
+                   "Events per projection transaction")
+      ->check(CLI::Range(1, 1'000'000));
+  serve_command
+      ->add_option("--projection-interval-ms", config.projection_interval_ms,
+                   "Time new events are gathered into one projection batch when caught up")
+      ->check(CLI::Range(0, 10'000));
+  serve_command
+      ->add_option("--min-position-wait-ms", config.min_position_wait_ms,
+                   "Longest wait of a query for its minPosition before 503")
+      ->check(CLI::Range(0, 60'000));
+
+  std::string tool_data_dir = "./data";
+  CLI::App* rebuild_sub = app.add_subcommand(
+      "rebuild", "Rebuild every projection (read.db) from the log, then swap it in");
+  rebuild_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  CLI::App* verify_sub = app.add_subcommand(
+      "verify", "Replay the log and check every invariant, the write model and the projections");
+  verify_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+
   CLI11_PARSE(app, argc, argv);
   if (serve_command->parsed()) return serve(config);
+  if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
+  if (verify_sub->parsed()) return verify_command(tool_data_dir);
   return 2;
 }

@@ -9,9 +9,9 @@
 namespace wallex::bench {
 
 struct HttpRequestParts {
-  std::string_view method;  // "GET", "POST"
-  std::string_view target;  // "/wallets/abc/credit"
-  std::string_view host;    // "127.0.0.1:3000"
+  std::string_view method;           // "GET", "POST"
+  std::string_view target;           // "/wallets/abc/credit"
+  std::string_view host;             // "127.0.0.1:3000"
   std::string_view idempotency_key;  // empty: no header
   std::string_view body;             // empty: no body and no Content-Type
 };

@@ -13,16 +13,16 @@
 namespace wallex::bench {
 
 // Headers larger than this are malformed for our purposes (Wallex sends a few hundred bytes).
-inline constexpr std::size_t kResponseHeaderBytesMax = 64 * 1024;
-inline constexpr std::size_t kResponseBodyBytesMax = 64 * 1024 * 1024;
+inline constexpr std::size_t kResponseHeaderBytesMax = std::size_t{64} * 1024;
+inline constexpr std::size_t kResponseBodyBytesMax = std::size_t{64} * 1024 * 1024;
 
 enum class ParseState { kIncomplete, kComplete, kMalformed };
 
 struct ParsedResponse {
   ParseState state = ParseState::kIncomplete;
   int status = 0;
-  bool keep_alive = true;  // false when the server said `Connection: close` (or HTTP/1.0)
-  std::string_view body;   // points into the parsed buffer
+  bool keep_alive = true;    // false when the server said `Connection: close` (or HTTP/1.0)
+  std::string_view body;     // points into the parsed buffer
   std::size_t consumed = 0;  // bytes of the buffer this response occupies
   std::string error;         // what was malformed
 };

@@ -160,14 +160,30 @@ class JsonFieldsReader {
       if (pos_ >= text_.size()) return stop("unterminated escape");
       const char e = text_[pos_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           unsigned code_point = 0;
           if (!hex4(code_point)) return false;
@@ -183,7 +199,8 @@ class JsonFieldsReader {
           append_utf8(out, code_point);
           break;
         }
-        default: return stop("bad escape");
+        default:
+          return stop("bad escape");
       }
     }
   }

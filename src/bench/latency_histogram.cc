@@ -24,7 +24,7 @@ LatencyHistogram::LatencyHistogram() : counts_(kBucketCount, 0) {}
 std::size_t LatencyHistogram::bucket_of(std::int64_t value_us) {
   if (value_us < kExactLimit) return static_cast<std::size_t>(value_us);
   const int top_bit = 63 - std::countl_zero(static_cast<std::uint64_t>(value_us));
-  const int shift = top_bit - kSubBucketBits;  // bucket width is 2^shift
+  const int shift = top_bit - kSubBucketBits;                  // bucket width is 2^shift
   const std::int64_t sub = (value_us >> shift) - kSubBuckets;  // in [0, kSubBuckets)
   return static_cast<std::size_t>(kExactLimit + (top_bit - kSubBucketBits - 1) * kSubBuckets + sub);
 }

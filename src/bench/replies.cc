@@ -87,7 +87,7 @@ Result<TransferReply, std::string> decode_transfer_reply(std::string_view body) 
   const JsonScalar* transfer_id = fields.value().find("transferId");
   if (transfer_id == nullptr || transfer_id->kind != JsonScalarKind::kString ||
       transfer_id->text.empty()) {
-    return fail("transfer reply lacks transferId");
+    return fail(std::string("transfer reply lacks transferId"));
   }
   return TransferReply{std::move(from).value(), std::move(to).value(), transfer_id->text};
 }

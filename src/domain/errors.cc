@@ -16,7 +16,8 @@ int http_status(ErrorCode code) {
     case ErrorCode::kInvalidIdempotencyKey:
     case ErrorCode::kInsufficientFunds:
     case ErrorCode::kSameWalletTransfer:
-    case ErrorCode::kBalanceLimitExceeded: return 400;
+    case ErrorCode::kBalanceLimitExceeded:
+    case ErrorCode::kInvalidQuery: return 400;
     case ErrorCode::kWalletNotFound:
     case ErrorCode::kRouteNotFound: return 404;
     case ErrorCode::kMethodNotAllowed: return 405;
@@ -28,7 +29,8 @@ int http_status(ErrorCode code) {
     case ErrorCode::kInternalError: return 500;
     case ErrorCode::kStoreUnavailable:
     case ErrorCode::kOverloaded:
-    case ErrorCode::kShuttingDown: return 503;
+    case ErrorCode::kShuttingDown:
+    case ErrorCode::kProjectionBehind: return 503;
   }
   return 500;
 }
@@ -48,6 +50,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kInsufficientFunds: return "INSUFFICIENT_FUNDS";
     case ErrorCode::kSameWalletTransfer: return "SAME_WALLET_TRANSFER";
     case ErrorCode::kBalanceLimitExceeded: return "BALANCE_LIMIT_EXCEEDED";
+    case ErrorCode::kInvalidQuery: return "INVALID_QUERY";
     case ErrorCode::kWalletNotFound: return "WALLET_NOT_FOUND";
     case ErrorCode::kRouteNotFound: return "ROUTE_NOT_FOUND";
     case ErrorCode::kMethodNotAllowed: return "METHOD_NOT_ALLOWED";
@@ -60,6 +63,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kStoreUnavailable: return "STORE_UNAVAILABLE";
     case ErrorCode::kOverloaded: return "OVERLOADED";
     case ErrorCode::kShuttingDown: return "SHUTTING_DOWN";
+    case ErrorCode::kProjectionBehind: return "PROJECTION_BEHIND";
   }
   return "INTERNAL_ERROR";
 }

@@ -22,6 +22,7 @@ enum class ErrorCode {
   kInsufficientFunds,
   kSameWalletTransfer,
   kBalanceLimitExceeded,
+  kInvalidQuery,  // a query parameter of a read-side endpoint
   // 404
   kWalletNotFound,
   kRouteNotFound,
@@ -39,6 +40,7 @@ enum class ErrorCode {
   kStoreUnavailable,
   kOverloaded,
   kShuttingDown,
+  kProjectionBehind,  // minPosition not reached within the wait
 };
 
 int http_status(ErrorCode code);

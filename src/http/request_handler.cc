@@ -3,6 +3,7 @@
 #include "domain/ids.h"
 #include "json/body_decoder.h"
 #include "json/json_writer.h"
+#include "projection/queries.h"
 #include "service/reply_encoding.h"
 
 namespace wallex {
@@ -57,6 +58,33 @@ std::vector<std::string_view> split_path(std::string_view path) {
   }
   if (!segments.empty() && segments.back().empty()) segments.pop_back();  // trailing '/'
   return segments;
+}
+
+// "a=1&b=x%20y" -> {("a","1"), ("b","x y")}. '+' stays '+' (RFC 3986 gives it no meaning, and
+// ISO-8601 offsets such as +01:00 arrive unencoded).
+Decoded<QueryParams> parse_query_string(std::string_view text) {
+  QueryParams params;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t amp = text.find('&', start);
+    const std::string_view part =
+        text.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+    if (!part.empty()) {
+      const std::size_t equals = part.find('=');
+      std::optional<std::string> name = percent_decode(part.substr(0, equals));
+      std::optional<std::string> value = equals == std::string_view::npos
+                                             ? std::string()
+                                             : percent_decode(part.substr(equals + 1));
+      if (!name || !value) {
+        return fail(input_error(ErrorCode::kInvalidQuery,
+                                "Malformed percent-encoding in the query string"));
+      }
+      params.emplace_back(std::move(*name), std::move(*value));
+    }
+    if (amp == std::string_view::npos) break;
+    start = amp + 1;
+  }
+  return params;
 }
 
 Decoded<std::string> wallet_id_from_path(std::string_view segment) {
@@ -213,8 +241,8 @@ HttpResponse error_response(ErrorCode code, std::string_view message) {
   return response;
 }
 
-RequestHandler::RequestHandler(WalletService& service, IdGenerator& ids)
-    : service_(service), ids_(ids) {}
+RequestHandler::RequestHandler(WalletService& service, IdGenerator& ids, ReadSideAccess read_side)
+    : service_(service), ids_(ids), read_side_(read_side) {}
 
 // The client's correlation id when it is sane (1-128 printable ASCII characters), otherwise a
 // fresh one; every response echoes it.
@@ -268,26 +296,7 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
   }
   if (n == 1 && segments[0] == "health") {
     if (!is_get) return finish(method_not_allowed(method, path, "GET"));
-    const ServiceHealth health = service_.health();
-    const bool ok = health.accepting && !health.store_failed;
-    JsonWriter out;
-    out.begin_object();
-    out.key("status").string(ok ? "ok" : "unavailable");
-    out.key("store").begin_object();
-    out.key("status").string(health.store_failed ? "failed" : "ok");
-    out.key("wallets").integer(static_cast<std::int64_t>(health.wallet_count));
-    out.key("lastPosition").integer(health.last_position);
-    out.key("commits").integer(static_cast<std::int64_t>(health.commits));
-    out.key("commands").integer(static_cast<std::int64_t>(health.commands));
-    out.end_object();
-    out.key("writer").begin_object();
-    out.key("accepting").boolean(health.accepting);
-    out.key("queueLength").integer(static_cast<std::int64_t>(health.queue_length));
-    out.end_object();
-    out.end_object();
-    HttpResponse response = json_response(ok ? 200 : 503, out.take());
-    if (!ok) response.headers.emplace_back("Retry-After", "1");
-    return finish(std::move(response));
+    return finish(health());
   }
   if (n == 2 && segments[1] == "health" &&
       (segments[0] == "ledger" || segments[0] == "users" || segments[0] == "integration")) {
@@ -295,20 +304,100 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
     return finish(module_health(segments[0] == "users" ? "user" : segments[0]));
   }
 
-  // Wallet routes.
-  if (segments[0] != "wallets" || n > 3) {
+  const std::size_t question = target.find('?');
+  const std::string_view query_string =
+      question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+  auto not_found = [&] {
     return finish(error_response(ErrorCode::kRouteNotFound,
                                  "Cannot " + std::string(method) + " " + std::string(path)));
+  };
+  // Parses the query string and minPosition, then builds and submits one read-side query.
+  auto read_query = [&](ProjectorId projector, auto&& build) -> std::optional<HttpResponse> {
+    auto params = parse_query_string(query_string);
+    if (!params) return finish(error_response(params.error().code, params.error().message));
+    auto min_position = parse_min_position(params.value());
+    if (!min_position)
+      return finish(error_response(ErrorCode::kInvalidQuery, min_position.error()));
+    Decoded<QueryFunction> query = build(params.value());
+    if (!query) return finish(error_response(query.error().code, query.error().message));
+    return submit_query(projector, min_position.value(), std::move(query).value(), correlation_id,
+                        respond);
+  };
+  auto invalid_query = [](const std::string& message) {
+    return fail(input_error(ErrorCode::kInvalidQuery, message));
+  };
+
+  // Ledger routes (read side).
+  if (segments[0] == "ledger") {
+    const bool wallet_route =
+        (n == 3 || n == 4) && segments[1] == "wallet" && (n == 3 || segments[3] == "summary");
+    const bool reference_route = n == 3 && segments[1] == "reference";
+    const bool all_route = n == 2 && segments[1] == "transactions";
+    if (!wallet_route && !reference_route && !all_route) return not_found();
+    if (!is_get) return finish(method_not_allowed(method, path, "GET"));
+    if (all_route) {
+      return read_query(
+          ProjectorId::kLedger, [&](const QueryParams& params) -> Decoded<QueryFunction> {
+            auto filter = parse_ledger_query(params, std::nullopt);
+            if (!filter) return invalid_query(filter.error());
+            return QueryFunction([filter = std::move(filter).value()](ReadStore& store) {
+              return run_ledger(store, filter);
+            });
+          });
+    }
+    if (reference_route) {
+      std::optional<std::string> reference = percent_decode(segments[2]);
+      if (!reference || !is_plausible_reference_id(*reference)) {
+        return finish(error_response(ErrorCode::kInvalidQuery,
+                                     "A reference id is 1-148 characters of [A-Za-z0-9._:@-]"));
+      }
+      return read_query(ProjectorId::kLedger, [&](const QueryParams&) -> Decoded<QueryFunction> {
+        return QueryFunction([reference = std::move(*reference)](ReadStore& store) {
+          return run_ledger_reference(store, reference);
+        });
+      });
+    }
+    auto id = wallet_id_from_path(segments[2]);
+    if (!id) return finish(error_response(id.error().code, id.error().message));
+    if (n == 4) {
+      return read_query(ProjectorId::kLedger, [&](const QueryParams&) -> Decoded<QueryFunction> {
+        return QueryFunction([id = std::move(id).value()](ReadStore& store) {
+          return run_ledger_summary(store, id);
+        });
+      });
+    }
+    return read_query(
+        ProjectorId::kLedger, [&](const QueryParams& params) -> Decoded<QueryFunction> {
+          auto filter = parse_ledger_query(params, std::move(id).value());
+          if (!filter) return invalid_query(filter.error());
+          return QueryFunction([filter = std::move(filter).value()](ReadStore& store) {
+            return run_ledger(store, filter);
+          });
+        });
   }
+
+  // Wallet routes.
+  if (segments[0] != "wallets" || n > 3) return not_found();
   if (n == 1) {
-    if (!is_post) return finish(method_not_allowed(method, path, "POST"));
+    if (is_get) {
+      return read_query(
+          ProjectorId::kReadModel, [&](const QueryParams& params) -> Decoded<QueryFunction> {
+            auto query = parse_wallet_list_query(params);
+            if (!query) return invalid_query(query.error());
+            return QueryFunction([query = std::move(query).value()](ReadStore& store) {
+              return run_wallet_list(store, query);
+            });
+          });
+    }
+    if (!is_post) return finish(method_not_allowed(method, path, "GET, POST"));
   } else if (n == 2) {
+    if (!is_get) return finish(method_not_allowed(method, path, "GET"));
+  } else if (segments[2] == "events") {
     if (!is_get) return finish(method_not_allowed(method, path, "GET"));
   } else if (segments[2] == "credit" || segments[2] == "debit" || segments[2] == "transfer") {
     if (!is_post) return finish(method_not_allowed(method, path, "POST"));
   } else {
-    return finish(error_response(ErrorCode::kRouteNotFound,
-                                 "Cannot " + std::string(method) + " " + std::string(path)));
+    return not_found();
   }
 
   std::optional<std::string> path_wallet_id;
@@ -318,7 +407,32 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
     path_wallet_id = std::move(id).value();
   }
 
+  if (is_get && n == 3) {
+    return read_query(ProjectorId::kWalletEvents,
+                      [&](const QueryParams& params) -> Decoded<QueryFunction> {
+                        auto query = parse_wallet_events_query(params, *path_wallet_id);
+                        if (!query) return invalid_query(query.error());
+                        return QueryFunction([query = std::move(query).value()](ReadStore& store) {
+                          return run_wallet_events(store, query);
+                        });
+                      });
+  }
+
   if (is_get) {
+    // ?atVersion=N or ?at=<time>: the snapshot as it was then, from the read side. Otherwise the
+    // authoritative state of the write side (read-your-writes).
+    auto params = parse_query_string(query_string);
+    if (!params) return finish(error_response(params.error().code, params.error().message));
+    auto time_travel = parse_time_travel_query(params.value(), *path_wallet_id);
+    if (!time_travel) return finish(error_response(ErrorCode::kInvalidQuery, time_travel.error()));
+    if (time_travel.value()) {
+      return read_query(
+          ProjectorId::kWalletEvents, [&](const QueryParams&) -> Decoded<QueryFunction> {
+            return QueryFunction([query = std::move(*time_travel.value())](ReadStore& store) {
+              return run_time_travel(store, query);
+            });
+          });
+    }
     const std::optional<WalletState> wallet = service_.find_wallet(*path_wallet_id);
     if (!wallet) {
       return finish(error_response(ErrorCode::kWalletNotFound,
@@ -360,6 +474,68 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
         response.headers.emplace_back("X-Correlation-Id", correlation_id);
         respond(std::move(response));
       });
+  return std::nullopt;
+}
+
+HttpResponse RequestHandler::health() const {
+  const ServiceHealth health = service_.health();
+  std::vector<ProjectorStatus> projectors;
+  if (read_side_.projections != nullptr) projectors = read_side_.projections->statuses();
+  bool ok = health.accepting && !health.store_failed;
+  for (const ProjectorStatus& projector : projectors) ok = ok && !projector.stuck;
+
+  JsonWriter out;
+  out.begin_object();
+  out.key("status").string(ok ? "ok" : "unavailable");
+  out.key("store").begin_object();
+  out.key("status").string(health.store_failed ? "failed" : "ok");
+  out.key("wallets").integer(static_cast<std::int64_t>(health.wallet_count));
+  out.key("lastPosition").integer(health.last_position);
+  out.key("commits").integer(static_cast<std::int64_t>(health.commits));
+  out.key("commands").integer(static_cast<std::int64_t>(health.commands));
+  out.end_object();
+  out.key("writer").begin_object();
+  out.key("accepting").boolean(health.accepting);
+  out.key("queueLength").integer(static_cast<std::int64_t>(health.queue_length));
+  out.end_object();
+  if (read_side_.projections != nullptr) {
+    out.key("projections").begin_object();
+    for (const ProjectorStatus& projector : projectors) {
+      out.key(projector_name(projector.id)).begin_object();
+      out.key("status").string(projector.stuck                      ? "stuck"
+                               : projector.consecutive_failures > 0 ? "retrying"
+                                                                    : "ok");
+      out.key("position").integer(projector.position);
+      out.key("positionsBehind").integer(projector.positions_behind);
+      const std::string millis = std::to_string(projector.ms_behind % 1000);
+      out.key("secondsBehind")
+          .number_text(std::to_string(projector.ms_behind / 1000) + "." +
+                       std::string(3 - millis.size(), '0') + millis);
+      if (!projector.last_error.empty()) out.key("error").string(projector.last_error);
+      out.end_object();
+    }
+    out.end_object();
+  }
+  out.end_object();
+  HttpResponse response = json_response(ok ? 200 : 503, out.take());
+  if (!ok) response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
+std::optional<HttpResponse> RequestHandler::submit_query(
+    ProjectorId projector, std::int64_t min_position, QueryFunction query,
+    const std::string& correlation_id, std::function<void(HttpResponse&&)>& respond) {
+  if (read_side_.queries == nullptr) {
+    return error_response(ErrorCode::kStoreUnavailable, "The read side is not running");
+  }
+  read_side_.queries->submit(projector, min_position, std::move(query),
+                             [respond = std::move(respond), correlation_id](QueryReply&& reply) {
+                               HttpResponse response =
+                                   json_response(reply.status, std::move(reply.body));
+                               response.headers = std::move(reply.headers);
+                               response.headers.emplace_back("X-Correlation-Id", correlation_id);
+                               respond(std::move(response));
+                             });
   return std::nullopt;
 }
 

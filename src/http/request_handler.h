@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "common/id_generator.h"
+#include "projection/projection_runner.h"
+#include "projection/query_service.h"
 #include "service/wallet_service.h"
 
 namespace wallex {
@@ -33,13 +35,19 @@ struct HttpResponse {
 // An error response with the standard body (and Retry-After on 503).
 HttpResponse error_response(ErrorCode code, std::string_view message);
 
+// The read side as the handler sees it. Without it the query routes answer 503.
+struct ReadSideAccess {
+  QueryService* queries = nullptr;                // runs queries, waits for minPosition
+  const ProjectionRunner* projections = nullptr;  // lag and health of the projectors
+};
+
 class RequestHandler {
  public:
-  RequestHandler(WalletService& service, IdGenerator& ids);
+  RequestHandler(WalletService& service, IdGenerator& ids, ReadSideAccess read_side = {});
 
-  // Returns the response when it is ready at once (reads, invalid input). Otherwise the request
-  // went to the writer: returns nullopt and calls `respond` exactly once, later, on the writer
-  // thread.
+  // Returns the response when it is ready at once (reads of the write side, invalid input).
+  // Otherwise the request went to the writer or to the query thread: returns nullopt and calls
+  // `respond` exactly once, later, on that thread (never blocks the calling I/O thread).
   std::optional<HttpResponse> handle(const HttpRequest& request,
                                      std::function<void(HttpResponse&&)> respond);
 
@@ -52,9 +60,15 @@ class RequestHandler {
   std::string correlation_id_for(std::optional<std::string_view> sent);
   std::optional<HttpResponse> route(const HttpRequest& request, const std::string& correlation_id,
                                     std::function<void(HttpResponse&&)>& respond);
+  HttpResponse health() const;
+  // Hands a read-side query to the query thread (after minPosition is reached).
+  std::optional<HttpResponse> submit_query(ProjectorId projector, std::int64_t min_position,
+                                           QueryFunction query, const std::string& correlation_id,
+                                           std::function<void(HttpResponse&&)>& respond);
 
   WalletService& service_;
   IdGenerator& ids_;
+  ReadSideAccess read_side_;
 };
 
 }  // namespace wallex

@@ -44,10 +44,12 @@ Status<StoreError> WalletService::start() {
     std::lock_guard lock(queue_mutex_);
     accepting_ = true;
   }
-  writer_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "wallex-writer");  // shows in top -H and perf
-    run();
-  });
+  if (options_.run_writer_thread) {
+    writer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "wallex-writer");  // shows in top -H and perf
+      run();
+    });
+  }
   return Ok{};
 }
 
@@ -105,31 +107,54 @@ void WalletService::stop() {
   }
   queue_ready_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (!options_.run_writer_thread) {
+    while (drive_once() > 0) {
+    }
+  }
 }
 
 void WalletService::run() {
   std::deque<Pending> batch;
-  while (true) {
-    {
-      std::unique_lock lock(queue_mutex_);
-      queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms),
-                            [this] { return !queue_.empty() || stopping_; });
-      if (queue_.empty() && stopping_) break;
-      const std::size_t take = std::min(queue_.size(), options_.batch_commands_max);
-      for (std::size_t i = 0; i < take; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
+  while (take_batch(batch, true)) {
     if (!batch.empty()) {
       process_batch(batch);
       batch.clear();
     }
-    const TimestampMs now = clock_.now_ms();
-    if (now - last_purge_ms_ >= options_.purge_interval_ms && !store_failed_.load()) {
-      purge_expired_keys(now);
-      last_purge_ms_ = now;
-    }
+    purge_if_due();
+  }
+}
+
+std::size_t WalletService::drive_once() {
+  WALLEX_CHECK(!options_.run_writer_thread);
+  std::deque<Pending> batch;
+  take_batch(batch, false);
+  const std::size_t processed = batch.size();
+  if (!batch.empty()) process_batch(batch);
+  purge_if_due();
+  return processed;
+}
+
+bool WalletService::take_batch(std::deque<Pending>& batch, bool wait) {
+  std::unique_lock lock(queue_mutex_);
+  if (wait) {
+    // Wakes at least once per purge interval so expired keys are purged on an idle service too.
+    queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms),
+                          [this] { return !queue_.empty() || stopping_; });
+  }
+  if (queue_.empty() && stopping_) return false;
+  const std::size_t take = std::min(queue_.size(), options_.batch_commands_max);
+  for (std::size_t i = 0; i < take; ++i) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  return true;
+}
+
+void WalletService::purge_if_due() {
+  const TimestampMs now = clock_.now_ms();
+  if (now - last_purge_ms_ >= options_.purge_interval_ms && !store_failed_.load()) {
+    purge_expired_keys(now);
+    last_purge_ms_ = now;
   }
 }
 
@@ -252,14 +277,16 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
       const StoreError& error = committed.error();
       log::error("commit of " + std::to_string(commit.entries.size()) +
                  " requests failed: " + error.message);
+      // A fatal failure is recorded before anyone hears of it, so no client can observe the
+      // 503 and then find the service still taking commands.
+      if (error.kind == StoreErrorKind::kIo || error.kind == StoreErrorKind::kCorrupt) {
+        store_failed_.store(true);
+        if (options_.on_fatal) options_.on_fatal(error);
+      }
       // Nothing of this batch is durable: every reply decided in it is withdrawn.
       for (Awaiting& a : awaiting) {
         (*a.done)(error_reply(ErrorCode::kStoreUnavailable,
                               "The store could not commit this request; it has no effect"));
-      }
-      if (error.kind == StoreErrorKind::kIo || error.kind == StoreErrorKind::kCorrupt) {
-        store_failed_.store(true);
-        if (options_.on_fatal) options_.on_fatal(error);
       }
       return;
     }

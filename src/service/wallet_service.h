@@ -49,6 +49,8 @@ struct ServiceOptions {
   // Called on the writer thread after every durable commit with the new last log position,
   // before the batch's replies are sent (projectors wake on it). Must not block.
   std::function<void(std::int64_t last_position)> on_commit;
+  // false: no writer thread; the owner calls drive_once() (deterministic simulation and tests).
+  bool run_writer_thread = true;
 };
 
 struct CommandRequest {
@@ -93,6 +95,11 @@ class WalletService {
   // Stops accepting commands, decides and commits everything already queued, joins the writer.
   void stop();
 
+  // Without a writer thread (run_writer_thread = false): decides and commits everything queued
+  // as one batch on the calling thread, replies included, then runs a due purge. Returns the
+  // number of commands processed.
+  std::size_t drive_once();
+
  private:
   struct Pending {
     CommandRequest request;
@@ -105,7 +112,10 @@ class WalletService {
   using WalletMap = std::unordered_map<std::string, WalletState, StringHash, std::equal_to<>>;
 
   void run();
+  // Moves up to batch_commands_max queued commands into `batch`; false once stopped and drained.
+  bool take_batch(std::deque<Pending>& batch, bool wait);
   void process_batch(std::deque<Pending>& batch);
+  void purge_if_due();
   void purge_expired_keys(TimestampMs now_ms);
 
   EventStore& store_;

@@ -1,0 +1,70 @@
+// run_bench: one complete wallex-bench run against a running server.
+//
+//   phase 1  create the wallets (POST /wallets, each with its own Idempotency-Key), closed loop;
+//            skipped by the health scenario. A failed creation ends the run (nothing after it
+//            could be verified).
+//   phase 2  the scenario's operations, closed or open loop, each POST with its own key.
+//   phase 3  unless verify is off: read every wallet back (GET /wallets/{id}) and check it
+//            against the VerificationModel.
+//
+// Wallet ids and idempotency keys start with run_id, so runs never collide on one server.
+// Passing means: the run could be carried out, no failure outcome in any phase, and (when
+// verifying) every wallet exact. Progress goes to stderr about once per second.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/endpoint.h"
+#include "bench/outcomes.h"
+#include "bench/verification_model.h"
+#include "bench/workload.h"
+
+namespace wallex::bench {
+
+struct BenchOptions {
+  Endpoint endpoint;
+  WorkloadOptions workload;
+  std::uint64_t operations = 20'000;  // closed loop without a duration
+  int workers = 20;                   // connections
+  int threads = 1;
+  double rate_per_second = 0;  // > 0: open loop for duration_s
+  double duration_s = 0;       // closed loop: run for this long instead of `operations`
+  std::int64_t timeout_ms = 10'000;
+  bool verify = true;
+  bool progress = true;
+  std::string run_id;  // 1–100 characters of [A-Za-z0-9._:@-]
+};
+
+// Why the options cannot make a run, or nullopt.
+std::optional<std::string> bench_options_problem(const BenchOptions& options);
+
+struct PhaseReport {
+  std::string name;
+  std::uint64_t requests = 0;  // completed: replies and failures
+  std::int64_t elapsed_us = 0;
+  PhaseStats stats;
+
+  double requests_per_second() const;
+};
+
+struct BenchReport {
+  BenchOptions options;
+  std::optional<PhaseReport> create;
+  std::optional<PhaseReport> operations;
+  std::optional<PhaseReport> read_back;
+  std::optional<VerificationReport> verification;
+  std::vector<std::string> errors;  // why (part of) the run could not be carried out
+
+  std::uint64_t failures() const;
+  bool passed() const;
+};
+
+BenchReport run_bench(const BenchOptions& options);
+
+// The wallet id of wallet `index` in the run `run_id`.
+std::string wallet_id(const std::string& run_id, std::uint32_t index);
+
+}  // namespace wallex::bench

@@ -1,0 +1,74 @@
+// EventLog: the read side's view of the write side's durable state: the log, read by position,
+// and (for verify) the write model. Read-only by contract: nothing on the read side ever writes
+// the write side's files.
+//
+// Thread safety: none; each user (projector thread, rebuild, verify) opens its own.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/result.h"
+#include "store/event_codec.h"
+#include "store/store.h"
+
+namespace wallex {
+
+// An event with its stored documents, as the log holds them: the read side copies them verbatim
+// (the ledger's metadata, the per-wallet event copy) instead of encoding them again.
+struct LoggedEvent : StoredEvent {
+  std::string data_json;
+  std::string metadata_json;
+  // Set by a rebuild only: a dense number of the event's wallet, the same for all its events
+  // (projectors then keep their states in arrays instead of hash maps). -1 otherwise.
+  std::int64_t wallet_slot = -1;
+};
+
+class EventLog {
+ public:
+  virtual ~EventLog() = default;
+
+  // Events with position > after_position, in position order, at most `limit`.
+  virtual Result<std::vector<LoggedEvent>, StoreError> read_events(std::int64_t after_position,
+                                                                   std::size_t limit) = 0;
+  virtual Result<std::int64_t, StoreError> last_position() = 0;
+  // The write model (the state of every wallet after its last event), in no particular order.
+  virtual Result<std::vector<WalletState>, StoreError> load_wallets() = 0;
+
+  // Between these two calls every read sees one snapshot of the log and the write model, even
+  // while a live server commits (verify compares both halves of one moment).
+  virtual Status<StoreError> begin_snapshot() = 0;
+  virtual void end_snapshot() = 0;
+};
+
+// Reads through an EventStore (tests, and any store whose own instance is safe to share).
+class EventStoreLog final : public EventLog {
+ public:
+  explicit EventStoreLog(EventStore& store) : store_(store) {}
+  Result<std::vector<LoggedEvent>, StoreError> read_events(std::int64_t after_position,
+                                                           std::size_t limit) override {
+    auto read = store_.read_events(after_position, limit);
+    if (!read) return fail(read.error());
+    std::vector<LoggedEvent> events;
+    events.reserve(read.value().size());
+    for (StoredEvent& stored : read.value()) {
+      LoggedEvent logged;
+      logged.data_json = encode_event_data(stored.event);
+      logged.metadata_json = encode_event_metadata(stored.event, stored.metadata);
+      static_cast<StoredEvent&>(logged) = std::move(stored);
+      events.push_back(std::move(logged));
+    }
+    return events;
+  }
+  Result<std::int64_t, StoreError> last_position() override { return store_.last_position(); }
+  Result<std::vector<WalletState>, StoreError> load_wallets() override {
+    return store_.load_wallets();
+  }
+  Status<StoreError> begin_snapshot() override { return Ok{}; }
+  void end_snapshot() override {}
+
+ private:
+  EventStore& store_;
+};
+
+}  // namespace wallex

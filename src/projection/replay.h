@@ -1,0 +1,24 @@
+// Replay: the one definition of "what an event does to a wallet" on the read side, with every
+// invariant checked and reported as a value. The write side's domain::apply stops the process on
+// a broken invariant (it decided the event itself); the read side only reads the log, so a bad
+// event there makes the projector stuck (and verify fail) instead of killing the service.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "domain/wallet.h"
+
+namespace wallex {
+
+// The balance after a money event applied to a wallet at (version, balance): checks that the
+// event continues the wallet's versions, that the amount is a valid amount and that the balance
+// stays within [0, kBalanceMax].
+Result<Money, std::string> replay_balance(std::int64_t version, Money balance, const Event& event);
+
+// The state after `event` (nullopt before WalletCreated), or why the event cannot follow.
+Result<WalletState, std::string> replay(const std::optional<WalletState>& state,
+                                        const Event& event);
+
+}  // namespace wallex

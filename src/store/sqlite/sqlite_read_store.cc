@@ -1,0 +1,1280 @@
+#include "store/sqlite/sqlite_read_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <system_error>
+#include <tuple>
+
+#include "store/event_codec.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace wallex {
+namespace {
+
+// 'WXRD': marks read.db, so a foreign SQLite file is refused at open.
+constexpr int kReadApplicationId = 0x57585244;
+// 'WALX': the write store (see sqlite_store.cc).
+constexpr int kStoreApplicationId = 0x57414C58;
+
+// Tables; `$` is replaced by a schema prefix and `%` by a suffix: ("", "") for the live tables,
+// ("", "_next") while a rebuild fills fresh tables beside a running server, ("rebuild.", "")
+// while an offline rebuild fills a fresh file (see begin_rebuild). The type CHECK is an OR chain
+// on purpose: `type IN (...)` makes SQLite build a temporary table on every insert (it was a
+// third of the cost of writing an entry).
+constexpr const char* kTables = R"sql(
+CREATE TABLE $read_wallets% (
+  id            TEXT    PRIMARY KEY,
+  owner_id      TEXT    NOT NULL,
+  balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0),
+  version       INTEGER NOT NULL CHECK (version >= 0),
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE $ledger_wallets% (
+  wallet_id     TEXT    PRIMARY KEY,
+  wallet_key    INTEGER NOT NULL,
+  version       INTEGER NOT NULL CHECK (version >= 0),
+  balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0),
+  credits_minor INTEGER NOT NULL CHECK (credits_minor >= 0),
+  debits_minor  INTEGER NOT NULL CHECK (debits_minor >= 0),
+  entry_count   INTEGER NOT NULL CHECK (entry_count >= 0)
+) WITHOUT ROWID;
+CREATE TABLE $ledger_entries% (
+  position             INTEGER PRIMARY KEY,
+  wallet_id            TEXT    NOT NULL,
+  wallet_key           INTEGER NOT NULL,
+  version              INTEGER NOT NULL,
+  type                 TEXT    NOT NULL CHECK (type = 'CREDIT' OR type = 'DEBIT' OR
+                                            type = 'TRANSFER_OUT' OR type = 'TRANSFER_IN'),
+  amount_minor         INTEGER NOT NULL CHECK (amount_minor > 0),
+  balance_before_minor INTEGER NOT NULL CHECK (balance_before_minor >= 0),
+  balance_after_minor  INTEGER NOT NULL CHECK (balance_after_minor >= 0),
+  description          TEXT,
+  reference_id         TEXT    NOT NULL,
+  related_wallet_id    TEXT,
+  metadata             TEXT    NOT NULL,
+  created_at_ms        INTEGER NOT NULL
+);
+CREATE TABLE $wallet_events% (
+  position            INTEGER PRIMARY KEY,
+  wallet_id           TEXT    NOT NULL,
+  wallet_key          INTEGER NOT NULL,
+  version             INTEGER NOT NULL CHECK (version >= 0),
+  type                TEXT    NOT NULL,
+  data                TEXT    NOT NULL,
+  metadata            TEXT    NOT NULL,
+  occurred_at_ms      INTEGER NOT NULL,
+  balance_after_minor INTEGER NOT NULL CHECK (balance_after_minor >= 0)
+);
+CREATE TABLE $ledger_keys% (
+  wallet_key    INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  position      INTEGER NOT NULL,
+  PRIMARY KEY (wallet_key, created_at_ms, position)
+) WITHOUT ROWID;
+CREATE TABLE $wallet_event_keys% (
+  wallet_key INTEGER NOT NULL,
+  version    INTEGER NOT NULL,
+  position   INTEGER NOT NULL,
+  PRIMARY KEY (wallet_key, version)
+) WITHOUT ROWID;
+CREATE TABLE $event_wallets% (
+  wallet_id     TEXT    PRIMARY KEY,
+  wallet_key    INTEGER NOT NULL,
+  version       INTEGER NOT NULL CHECK (version >= 0),
+  balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0)
+) WITHOUT ROWID;
+)sql";
+
+// Secondary indexes, only ever on the live tables: a rebuild loads its fresh tables without
+// them and builds them once, by sorting, when it swaps the tables in.
+//
+// The two per-wallet indexes are tables of our own instead (ledger_keys, wallet_event_keys):
+// their keys arrive in random order, which SQLite's sorter handles at ~0.7 µs a row, while a
+// rebuild can sort the few integers of each key itself and append them in order. The projector
+// writes a key row with every entry or event, in the same transaction; verify checks them.
+constexpr const char* kIndexes = R"sql(
+CREATE INDEX $read_wallets_by_owner ON read_wallets (owner_id, id);
+CREATE INDEX $ledger_entries_by_time ON ledger_entries (created_at_ms);
+CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_id);
+)sql";
+
+// Key rows a rebuild holds in memory before sorting and writing them (24 bytes each).
+constexpr std::size_t kPendingKeysMax = 4'000'000;
+using KeyRow = std::array<std::int64_t, 3>;
+
+constexpr const char* kCheckpointTable = R"sql(
+CREATE TABLE $checkpoints (
+  projector     TEXT    PRIMARY KEY,
+  position      INTEGER NOT NULL CHECK (position >= 0),
+  updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+constexpr const char* kTableNames[] = {"read_wallets", "ledger_wallets", "ledger_entries",
+                                       "ledger_keys",  "wallet_events",  "wallet_event_keys",
+                                       "event_wallets"};
+
+// "a, b" with prefix "e." -> "e.a, e.b"
+std::string with_prefix(std::string_view columns, std::string_view prefix) {
+  std::string out(prefix);
+  for (const char c : columns) {
+    out += c;
+    if (c == ',') out += std::string(" ") + std::string(prefix);
+  }
+  // Collapse the doubled space left where the list already had one after a comma.
+  std::string collapsed;
+  for (const char c : out) {
+    if (c == ' ' && !collapsed.empty() && collapsed.back() == ' ') continue;
+    collapsed += c;
+  }
+  return collapsed;
+}
+
+std::string with_names(std::string_view text, std::string_view prefix, std::string_view suffix) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '$') {
+      out += prefix;
+    } else if (c == '%') {
+      out += suffix;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string schema_script(std::string_view prefix) {
+  return with_names(std::string(kTables) + kIndexes + kCheckpointTable, prefix, "") + "PRAGMA " +
+         std::string(prefix) + "application_id = " + std::to_string(kReadApplicationId) +
+         "; PRAGMA " + std::string(prefix) +
+         "user_version = " + std::to_string(kReadSchemaVersion) + ";";
+}
+
+StoreErrorKind classify(int code) {
+  switch (code & 0xff) {
+    case SQLITE_IOERR:
+      return StoreErrorKind::kIo;
+    case SQLITE_FULL:
+      return StoreErrorKind::kFull;
+    case SQLITE_CONSTRAINT:
+      return StoreErrorKind::kConflict;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return StoreErrorKind::kCorrupt;
+    default:
+      return StoreErrorKind::kOther;
+  }
+}
+
+StoreError error_of(sqlite3* db, int code, std::string_view what) {
+  return StoreError{classify(code), std::string(what) + ": " + sqlite3_errstr(code) + " (" +
+                                        (db != nullptr ? sqlite3_errmsg(db) : "") + ")"};
+}
+
+// A prepared statement, reset after every use so it can be reused.
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  int prepare(sqlite3* db, const std::string& sql) {
+    sqlite3_finalize(stmt_);
+    stmt_ = nullptr;
+    return sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+  }
+  bool prepared() const { return stmt_ != nullptr; }
+  void bind(int index, std::int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
+  // SQLITE_STATIC: no copy. Every caller's text outlives the statement's use (each use binds,
+  // steps and resets within one call).
+  void bind(int index, std::string_view value) {
+    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+  }
+  void bind_optional(int index, const std::optional<std::string>& value) {
+    if (value) {
+      bind(index, std::string_view(*value));
+    } else {
+      sqlite3_bind_null(stmt_, index);
+    }
+  }
+  int step() { return sqlite3_step(stmt_); }
+  // Every use binds every parameter its SQL refers to, so bindings need no clearing.
+  void reset() { sqlite3_reset(stmt_); }
+  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
+  bool is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+  std::string_view text(int column) const {
+    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    return data == nullptr
+               ? std::string_view()
+               : std::string_view(data,
+                                  static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  std::optional<std::string> optional_text(int column) const {
+    if (is_null(column)) return std::nullopt;
+    return std::string(text(column));
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Resets a statement when a scope ends, whichever way it ends.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(Statement& statement) : statement_(statement) {}
+  ~ResetOnExit() { statement_.reset(); }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  Statement& statement_;
+};
+
+Status<StoreError> exec(sqlite3* db, const std::string& sql, std::string_view what) {
+  char* message = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+  if (rc == SQLITE_OK) return Ok{};
+  StoreError error{classify(rc),
+                   std::string(what) + ": " + (message ? message : sqlite3_errstr(rc))};
+  sqlite3_free(message);
+  return fail(std::move(error));
+}
+
+Result<std::string, StoreError> query_text(sqlite3* db, const std::string& sql) {
+  Statement statement;
+  int rc = statement.prepare(db, sql);
+  if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+  rc = statement.step();
+  if (rc != SQLITE_ROW) return fail(error_of(db, rc, sql));
+  return std::string(statement.text(0));
+}
+
+Result<std::int64_t, StoreError> query_int(sqlite3* db, const std::string& sql) {
+  Statement statement;
+  int rc = statement.prepare(db, sql);
+  if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+  rc = statement.step();
+  if (rc != SQLITE_ROW) return fail(error_of(db, rc, sql));
+  return statement.int64(0);
+}
+
+// Runs a statement that returns no rows.
+Status<StoreError> run(sqlite3* db, Statement& statement, std::string_view what) {
+  ResetOnExit reset(statement);
+  const int rc = statement.step();
+  if (rc != SQLITE_DONE) return fail(error_of(db, rc, what));
+  return Ok{};
+}
+
+// Collects every row of a statement through `read(statement)`.
+template <typename Row, typename Read>
+Result<std::vector<Row>, StoreError> collect(sqlite3* db, Statement& statement,
+                                             std::string_view what, Read&& read) {
+  ResetOnExit reset(statement);
+  std::vector<Row> rows;
+  int rc = SQLITE_OK;
+  while ((rc = statement.step()) == SQLITE_ROW) {
+    auto row = read(statement);
+    if (!row) return fail(row.error());
+    rows.push_back(std::move(row).value());
+  }
+  if (rc != SQLITE_DONE) return fail(error_of(db, rc, what));
+  return rows;
+}
+
+StoreError corrupt(std::string message) {
+  return StoreError{StoreErrorKind::kCorrupt, std::move(message)};
+}
+
+Result<Money, StoreError> money_column(const Statement& s, int column, std::string_view what) {
+  const std::int64_t minor = s.int64(column);
+  if (minor < 0 || minor > Money::kBalanceMaxMinor) {
+    return fail(corrupt(std::string(what) + ": amount out of range: " + std::to_string(minor)));
+  }
+  return Money::from_minor(minor);
+}
+
+constexpr const char* kWalletColumns =
+    "id, owner_id, balance_minor, version, created_at_ms, updated_at_ms";
+constexpr const char* kLedgerWalletColumns =
+    "wallet_id, version, balance_minor, credits_minor, debits_minor, entry_count, wallet_key";
+constexpr const char* kEntryColumns =
+    "position, wallet_id, version, type, amount_minor, balance_before_minor, balance_after_minor,"
+    " description, reference_id, related_wallet_id, metadata, created_at_ms, wallet_key";
+constexpr const char* kWalletEventColumns =
+    "position, wallet_id, version, type, data, metadata, occurred_at_ms, balance_after_minor,"
+    " wallet_key";
+constexpr const char* kEventWalletColumns = "wallet_id, wallet_key, version, balance_minor";
+// The wallet key of a wallet id, for the per-wallet indexes (see projection/rows.h).
+constexpr const char* kLedgerKeyOf = "(SELECT wallet_key FROM ledger_wallets WHERE wallet_id = ?1)";
+constexpr const char* kEventsKeyOf = "(SELECT wallet_key FROM event_wallets WHERE wallet_id = ?1)";
+
+Result<WalletState, StoreError> wallet_row(const Statement& s) {
+  WalletState w;
+  w.id = std::string(s.text(0));
+  w.owner_id = std::string(s.text(1));
+  auto balance = money_column(s, 2, "read_wallets " + w.id);
+  if (!balance) return fail(balance.error());
+  w.balance = balance.value();
+  w.version = s.int64(3);
+  w.created_at_ms = s.int64(4);
+  w.updated_at_ms = s.int64(5);
+  return w;
+}
+
+Result<LedgerWallet, StoreError> ledger_wallet_row(const Statement& s) {
+  LedgerWallet w;
+  w.wallet_id = std::string(s.text(0));
+  w.version = s.int64(1);
+  auto balance = money_column(s, 2, "ledger_wallets " + w.wallet_id);
+  if (!balance) return fail(balance.error());
+  w.balance = balance.value();
+  w.credits_minor = s.int64(3);
+  w.debits_minor = s.int64(4);
+  w.entry_count = s.int64(5);
+  w.wallet_key = s.int64(6);
+  return w;
+}
+
+Result<LedgerEntry, StoreError> entry_row(const Statement& s) {
+  LedgerEntry e;
+  e.position = s.int64(0);
+  const std::string what = "ledger entry " + std::to_string(e.position);
+  e.wallet_id = std::string(s.text(1));
+  e.version = s.int64(2);
+  const std::optional<EntryType> type = entry_type_from_name(s.text(3));
+  if (!type) return fail(corrupt(what + ": unknown type " + std::string(s.text(3))));
+  e.type = *type;
+  auto amount = money_column(s, 4, what);
+  if (!amount) return fail(amount.error());
+  auto before = money_column(s, 5, what);
+  if (!before) return fail(before.error());
+  auto after = money_column(s, 6, what);
+  if (!after) return fail(after.error());
+  e.amount = amount.value();
+  e.balance_before = before.value();
+  e.balance_after = after.value();
+  e.description = s.optional_text(7);
+  e.reference_id = std::string(s.text(8));
+  e.related_wallet_id = s.optional_text(9);
+  e.metadata = std::string(s.text(10));
+  e.created_at_ms = s.int64(11);
+  e.wallet_key = s.int64(12);
+  return e;
+}
+
+Result<WalletEventRow, StoreError> wallet_event_row(const Statement& s) {
+  WalletEventRow r;
+  r.position = s.int64(0);
+  const std::string what = "wallet event " + std::to_string(r.position);
+  r.wallet_id = std::string(s.text(1));
+  r.version = s.int64(2);
+  const std::optional<EventType> type = event_type_from_name(s.text(3));
+  if (!type) return fail(corrupt(what + ": unknown type " + std::string(s.text(3))));
+  r.type = *type;
+  r.data = std::string(s.text(4));
+  r.metadata = std::string(s.text(5));
+  r.occurred_at_ms = s.int64(6);
+  auto balance = money_column(s, 7, what);
+  if (!balance) return fail(balance.error());
+  r.balance_after = balance.value();
+  r.wallet_key = s.int64(8);
+  return r;
+}
+
+Result<EventWallet, StoreError> event_wallet_row(const Statement& s) {
+  EventWallet w;
+  w.wallet_id = std::string(s.text(0));
+  w.wallet_key = s.int64(1);
+  w.version = s.int64(2);
+  auto balance = money_column(s, 3, "event_wallets " + w.wallet_id);
+  if (!balance) return fail(balance.error());
+  w.balance = balance.value();
+  return w;
+}
+
+template <typename Row>
+Result<std::optional<Row>, StoreError> first_of(Result<std::vector<Row>, StoreError> rows) {
+  if (!rows) return fail(rows.error());
+  if (rows.value().empty()) return std::optional<Row>();
+  return std::optional<Row>(std::move(rows.value().front()));
+}
+
+// The statements that write a table set, and read it back the way projectors do.
+struct WriteStatements {
+  Statement read_wallet, put_read_wallet, ledger_wallet, put_ledger_wallet, insert_entry,
+      insert_ledger_key, event_wallet, put_event_wallet, insert_wallet_event,
+      insert_wallet_event_key;
+
+  // Tables are named prefix + name + suffix (see kTables).
+  Status<StoreError> prepare(sqlite3* db, std::string_view prefix, std::string_view suffix) {
+    const std::string s(suffix);
+    const std::string p(prefix);
+    const std::pair<Statement*, std::string> statements[] = {
+        {&read_wallet, std::string("SELECT ") + kWalletColumns + " FROM " + p + "read_wallets" + s +
+                           " WHERE id = ?1"},
+        // The read model never moves backwards: an update must raise the version.
+        {&put_read_wallet,
+         "INSERT INTO " + p + "read_wallets" + s +
+             " (id, owner_id, balance_minor, version, created_at_ms, updated_at_ms)"
+             " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET"
+             " balance_minor = excluded.balance_minor, version = excluded.version,"
+             " updated_at_ms = excluded.updated_at_ms WHERE version < excluded.version"},
+        {&ledger_wallet, std::string("SELECT ") + kLedgerWalletColumns + " FROM " + p +
+                             "ledger_wallets" + s + " WHERE wallet_id = ?1"},
+        {&put_ledger_wallet,
+         "INSERT INTO " + p + "ledger_wallets" + s + " (" + kLedgerWalletColumns +
+             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+             " ON CONFLICT (wallet_id) DO UPDATE SET"
+             " version = excluded.version, balance_minor = excluded.balance_minor,"
+             " credits_minor = excluded.credits_minor, debits_minor = excluded.debits_minor,"
+             " entry_count = excluded.entry_count WHERE version < excluded.version"},
+        {&insert_entry, "INSERT INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
+                            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"},
+        {&insert_ledger_key, "INSERT INTO " + p + "ledger_keys" + s +
+                                 " (wallet_key, created_at_ms, position) VALUES (?1, ?2, ?3)"},
+        {&insert_wallet_event_key, "INSERT INTO " + p + "wallet_event_keys" + s +
+                                       " (wallet_key, version, position) VALUES (?1, ?2, ?3)"},
+        {&event_wallet, std::string("SELECT ") + kEventWalletColumns + " FROM " + p +
+                            "event_wallets" + s + " WHERE wallet_id = ?1"},
+        {&put_event_wallet,
+         "INSERT INTO " + p + "event_wallets" + s + " (" + kEventWalletColumns +
+             ") VALUES (?1, ?2, ?3, ?4) ON CONFLICT (wallet_id) DO UPDATE SET"
+             " version = excluded.version, balance_minor = excluded.balance_minor"
+             " WHERE version < excluded.version"},
+        {&insert_wallet_event, "INSERT INTO " + p + "wallet_events" + s + " (" +
+                                   kWalletEventColumns +
+                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+    };
+    for (const auto& [statement, sql] : statements) {
+      const int rc = statement->prepare(db, sql);
+      if (rc != SQLITE_OK) return fail(error_of(db, rc, "preparing " + sql));
+    }
+    return Ok{};
+  }
+};
+
+// Queries of the live tables (they rely on the secondary indexes).
+struct QueryStatements {
+  Statement list_wallets, list_wallets_of_owner, scan_ledger_wallets, scan_event_wallets,
+      find_entries[4], entries_by_reference, scan_entries, wallet_events, wallet_event_at,
+      scan_wallet_events, ledger_fingerprint, ledger_keys_fingerprint, events_fingerprint,
+      event_keys_fingerprint, ledger_key_problems, event_key_problems, checkpoints, set_checkpoint;
+
+  static std::string fingerprint_sql(std::string_view table, std::string_view order_column) {
+    const std::string o(order_column);
+    return "SELECT count(*), sum(position), sum(wallet_key), sum(" + o +
+           " % 1000003),"
+           " sum((position % 1000003) * (wallet_key % 999983) % 1000000007),"
+           " sum((" +
+           o +
+           " % 1000003) * (position % 999979) % 1000000007),"
+           " sum((" +
+           o + " % 999961) * (wallet_key % 1000033) % 1000000007) FROM " + std::string(table);
+  }
+
+  static std::string find_entries_sql(bool by_wallet, bool by_type) {
+    std::string sql;
+    if (by_wallet) {
+      // CROSS JOIN: walk the wallet's key rows (newest first), fetch each entry by position.
+      sql = std::string("SELECT ") + with_prefix(kEntryColumns, "e.") +
+            " FROM ledger_keys AS k CROSS JOIN ledger_entries AS e ON e.position = k.position"
+            " WHERE k.wallet_key = " +
+            kLedgerKeyOf + " AND k.created_at_ms BETWEEN ?2 AND ?3" +
+            (by_type ? " AND e.type = ?4" : "") +
+            " ORDER BY k.created_at_ms DESC, k.position DESC LIMIT ?5 OFFSET ?6";
+    } else {
+      sql = std::string("SELECT ") + kEntryColumns +
+            " FROM ledger_entries INDEXED BY ledger_entries_by_time"
+            " WHERE created_at_ms BETWEEN ?2 AND ?3" +
+            (by_type ? " AND type = ?4" : "") +
+            " ORDER BY created_at_ms DESC, position DESC LIMIT ?5 OFFSET ?6";
+    }
+    return sql;
+  }
+
+  Status<StoreError> prepare(sqlite3* db) {
+    const std::pair<Statement*, std::string> statements[] = {
+        {&list_wallets, std::string("SELECT ") + kWalletColumns +
+                            " FROM read_wallets WHERE id > ?1 ORDER BY id LIMIT ?2"},
+        {&list_wallets_of_owner, std::string("SELECT ") + kWalletColumns +
+                                     " FROM read_wallets INDEXED BY read_wallets_by_owner"
+                                     " WHERE owner_id = ?3 AND id > ?1 ORDER BY id LIMIT ?2"},
+        {&scan_ledger_wallets, std::string("SELECT ") + kLedgerWalletColumns +
+                                   " FROM ledger_wallets WHERE wallet_id > ?1"
+                                   " ORDER BY wallet_id LIMIT ?2"},
+        {&scan_event_wallets, std::string("SELECT ") + kEventWalletColumns +
+                                  " FROM event_wallets WHERE wallet_id > ?1"
+                                  " ORDER BY wallet_id LIMIT ?2"},
+        {&find_entries[0], find_entries_sql(false, false)},
+        {&find_entries[1], find_entries_sql(false, true)},
+        {&find_entries[2], find_entries_sql(true, false)},
+        {&find_entries[3], find_entries_sql(true, true)},
+        {&entries_by_reference, std::string("SELECT ") + kEntryColumns +
+                                    " FROM ledger_entries INDEXED BY ledger_entries_by_reference"
+                                    " WHERE reference_id = ?1"
+                                    " ORDER BY created_at_ms DESC, position DESC LIMIT ?2"},
+        {&scan_entries, std::string("SELECT ") + kEntryColumns +
+                            " FROM ledger_entries WHERE position > ?1 ORDER BY position LIMIT ?2"},
+        {&wallet_events, std::string("SELECT ") + with_prefix(kWalletEventColumns, "e.") +
+                             " FROM wallet_event_keys AS k CROSS JOIN wallet_events AS e"
+                             " ON e.position = k.position WHERE k.wallet_key = " +
+                             kEventsKeyOf + " AND k.version >= ?2 ORDER BY k.version LIMIT ?3"},
+        {&wallet_event_at, std::string("SELECT ") + with_prefix(kWalletEventColumns, "e.") +
+                               " FROM wallet_event_keys AS k CROSS JOIN wallet_events AS e"
+                               " ON e.position = k.position WHERE k.wallet_key = " +
+                               kEventsKeyOf +
+                               " AND e.occurred_at_ms <= ?2 ORDER BY k.version DESC LIMIT 1"},
+        // Fingerprints of the rows and of their key rows: equal when both hold the same (key,
+        // order, position) triples, whatever the order (a changed, missing or extra row moves
+        // the count or a sum). Only when they differ is the slow row-by-row search run.
+        {&ledger_fingerprint, fingerprint_sql("ledger_entries", "created_at_ms")},
+        {&ledger_keys_fingerprint, fingerprint_sql("ledger_keys", "created_at_ms")},
+        {&events_fingerprint, fingerprint_sql("wallet_events", "version")},
+        {&event_keys_fingerprint, fingerprint_sql("wallet_event_keys", "version")},
+        {&ledger_key_problems,
+         "SELECT 'ledger entry at position ' || e.position || ' has no key row' FROM ledger_entries"
+         " AS e WHERE NOT EXISTS (SELECT 1 FROM ledger_keys AS k WHERE k.wallet_key = e.wallet_key"
+         " AND k.created_at_ms = e.created_at_ms AND k.position = e.position)"
+         " UNION ALL SELECT 'ledger key row (' || k.wallet_key || ', ' || k.created_at_ms || ', ' "
+         "||"
+         " k.position || ') matches no entry' FROM ledger_keys AS k WHERE NOT EXISTS (SELECT 1"
+         " FROM ledger_entries AS e WHERE e.position = k.position AND e.wallet_key = k.wallet_key"
+         " AND e.created_at_ms = k.created_at_ms) LIMIT ?1"},
+        {&event_key_problems,
+         "SELECT 'wallet event at position ' || e.position || ' has no key row'"
+         " FROM wallet_events AS e WHERE NOT EXISTS (SELECT 1 FROM wallet_event_keys AS k WHERE"
+         " k.wallet_key = e.wallet_key AND k.version = e.version AND k.position = e.position)"
+         " UNION ALL SELECT 'wallet event key row (' || k.wallet_key || ', ' || k.version || ', ' "
+         "||"
+         " k.position || ') matches no event' FROM wallet_event_keys AS k WHERE NOT EXISTS"
+         " (SELECT 1 FROM wallet_events AS e WHERE e.position = k.position AND e.wallet_key ="
+         " k.wallet_key AND e.version = k.version) LIMIT ?1"},
+        {&scan_wallet_events, std::string("SELECT ") + kWalletEventColumns +
+                                  " FROM wallet_events WHERE position > ?1"
+                                  " ORDER BY position LIMIT ?2"},
+        {&checkpoints, "SELECT projector, position, updated_at_ms FROM checkpoints"},
+        {&set_checkpoint,
+         "INSERT INTO checkpoints (projector, position, updated_at_ms) VALUES (?1, ?2, ?3)"
+         " ON CONFLICT (projector) DO UPDATE SET position = excluded.position,"
+         " updated_at_ms = excluded.updated_at_ms"},
+    };
+    for (const auto& [statement, sql] : statements) {
+      const int rc = statement->prepare(db, sql);
+      if (rc != SQLITE_OK) return fail(error_of(db, rc, "preparing " + sql));
+    }
+    return Ok{};
+  }
+};
+
+sqlite3* open_connection(const std::string& path, int flags, StoreError* error) {
+  // Memory statistics cost a global mutex on every allocation, and nothing reads them. This only
+  // takes effect when no SQLite connection was opened before in the process (the tools); once the
+  // library is initialized the call is refused, harmlessly.
+  static const int configured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)configured;
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    *error = error_of(db, rc, "opening " + path);
+    sqlite3_close_v2(db);
+    return nullptr;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  return db;
+}
+
+}  // namespace
+
+// ================================================================================ SqliteReadStore
+
+struct SqliteReadStore::Impl {
+  sqlite3* db = nullptr;
+  std::string data_dir;
+  bool read_only = false;
+  enum class Rebuild { kNone, kNextTables, kSideFile } rebuild = Rebuild::kNone;
+  std::vector<KeyRow> pending_ledger_keys, pending_event_keys;  // rebuild only, unsorted
+  WriteStatements live;
+  std::unique_ptr<WriteStatements> next;  // while a rebuild fills the _next tables
+  QueryStatements queries;
+  Statement begin, commit, rollback, savepoint, release, rollback_to;
+
+  ~Impl() {
+    // Statements are finalized after this body; sqlite3_close_v2 waits for them.
+    sqlite3_close_v2(db);
+  }
+
+  WriteStatements& writes() { return next ? *next : live; }
+
+  // Sorts the key rows a rebuild collected and appends them to its _next key tables in key
+  // order (inside the caller's transaction).
+  Status<StoreError> write_pending_keys() {
+    const std::pair<std::vector<KeyRow>*, Statement*> sets[] = {
+        {&pending_ledger_keys, &next->insert_ledger_key},
+        {&pending_event_keys, &next->insert_wallet_event_key}};
+    for (const auto& [rows, statement] : sets) {
+      std::sort(rows->begin(), rows->end());
+      for (const KeyRow& row : *rows) {
+        statement->bind(1, row[0]);
+        statement->bind(2, row[1]);
+        statement->bind(3, row[2]);
+        if (auto s = run(db, *statement, "writing key rows"); !s) return s;
+      }
+      rows->clear();
+    }
+    return Ok{};
+  }
+
+  Status<StoreError> create_or_check_schema(const std::string& path) {
+    auto application_id = query_int(db, "PRAGMA application_id");
+    if (!application_id) return fail(application_id.error());
+    auto user_version = query_int(db, "PRAGMA user_version");
+    if (!user_version) return fail(user_version.error());
+    auto table_count = query_int(db, "SELECT count(*) FROM sqlite_schema");
+    if (!table_count) return fail(table_count.error());
+    if (application_id.value() == 0 && user_version.value() == 0 && table_count.value() == 0) {
+      if (read_only)
+        return fail(StoreError{StoreErrorKind::kCorrupt, path + " has no read side yet"});
+      const std::string script = "BEGIN IMMEDIATE;" + schema_script("") + "COMMIT;";
+      return exec(db, script, "creating the read-side schema");
+    }
+    if (application_id.value() != kReadApplicationId) {
+      return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex read side"});
+    }
+    if (user_version.value() != kReadSchemaVersion) {
+      return fail(StoreError{StoreErrorKind::kSchemaTooNew,
+                             path + " has read-side schema version " +
+                                 std::to_string(user_version.value()) + "; this wallex uses " +
+                                 std::to_string(kReadSchemaVersion) +
+                                 ". It is rebuildable: delete it or run wallex rebuild"});
+    }
+    return Ok{};
+  }
+
+  Status<StoreError> prepare_control() {
+    const std::pair<Statement*, const char*> statements[] = {
+        {&begin, "BEGIN IMMEDIATE"},     {&commit, "COMMIT"},
+        {&rollback, "ROLLBACK"},         {&savepoint, "SAVEPOINT projector"},
+        {&release, "RELEASE projector"}, {&rollback_to, "ROLLBACK TO projector"},
+    };
+    for (const auto& [statement, sql] : statements) {
+      const int rc = statement->prepare(db, sql);
+      if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+    }
+    return Ok{};
+  }
+};
+
+SqliteReadStore::SqliteReadStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteReadStore::~SqliteReadStore() = default;
+
+std::string SqliteReadStore::path_in(const std::string& data_dir) {
+  return (std::filesystem::path(data_dir) / "read.db").string();
+}
+
+Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open(
+    const std::string& data_dir, Access access) {
+  const std::string path = path_in(data_dir);
+  const bool read_only = access == Access::kReadOnly;
+  std::error_code ec;
+  if (read_only && !std::filesystem::exists(path, ec)) {
+    return fail(StoreError{StoreErrorKind::kIo, path + " does not exist"});
+  }
+  if (!read_only) {
+    std::filesystem::create_directories(data_dir, ec);
+    if (ec) {
+      return fail(StoreError{StoreErrorKind::kIo,
+                             "cannot create data directory " + data_dir + ": " + ec.message()});
+    }
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->data_dir = data_dir;
+  impl->read_only = read_only;
+  StoreError error;
+  impl->db = open_connection(
+      path, read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &error);
+  if (impl->db == nullptr) return fail(error);
+
+  // read.db is rebuildable from the log: synchronous=NORMAL (no fsync per commit in WAL mode)
+  // is acceptable here and only here; a commit stays atomic, rows and checkpoint together.
+  const std::string pragmas =
+      read_only
+          ? "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1; PRAGMA cache_size = -16384"
+          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;"
+            " PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 20000;"
+            " PRAGMA foreign_keys = OFF";
+  if (auto s = exec(impl->db, pragmas, "configuring " + path); !s) return fail(s.error());
+  if (auto s = impl->create_or_check_schema(path); !s) return fail(s.error());
+  if (auto s = impl->prepare_control(); !s) return fail(s.error());
+  if (auto s = impl->queries.prepare(impl->db); !s) return fail(s.error());
+  if (auto s = impl->live.prepare(impl->db, "", ""); !s) return fail(s.error());
+  return std::unique_ptr<SqliteReadStore>(new SqliteReadStore(std::move(impl)));
+}
+
+Status<StoreError> SqliteReadStore::begin_write() { return run(impl_->db, impl_->begin, "begin"); }
+Status<StoreError> SqliteReadStore::commit() { return run(impl_->db, impl_->commit, "commit"); }
+void SqliteReadStore::rollback() {
+  // After some errors SQLite has already rolled back; a failing ROLLBACK changes nothing.
+  if (sqlite3_get_autocommit(impl_->db) == 0) (void)run(impl_->db, impl_->rollback, "rollback");
+}
+Status<StoreError> SqliteReadStore::savepoint() {
+  return run(impl_->db, impl_->savepoint, "savepoint");
+}
+Status<StoreError> SqliteReadStore::release_savepoint() {
+  return run(impl_->db, impl_->release, "release savepoint");
+}
+void SqliteReadStore::rollback_to_savepoint() {
+  (void)run(impl_->db, impl_->rollback_to, "rollback to savepoint");
+  (void)run(impl_->db, impl_->release, "release savepoint");
+}
+
+Status<StoreError> SqliteReadStore::begin_read() {
+  if (auto s = exec(impl_->db, "BEGIN", "begin read"); !s) return s;
+  // A deferred transaction takes its snapshot at the first read: take it now.
+  auto count = query_int(impl_->db, "SELECT count(*) FROM checkpoints");
+  if (!count) {
+    end_read();
+    return fail(count.error());
+  }
+  return Ok{};
+}
+void SqliteReadStore::end_read() {
+  if (sqlite3_get_autocommit(impl_->db) == 0) (void)exec(impl_->db, "COMMIT", "end read");
+}
+
+Result<std::vector<Checkpoint>, StoreError> SqliteReadStore::checkpoints() {
+  return collect<Checkpoint>(
+      impl_->db, impl_->queries.checkpoints, "reading checkpoints",
+      [](const Statement& s) -> Result<Checkpoint, StoreError> {
+        const std::optional<ProjectorId> id = projector_from_name(s.text(0));
+        if (!id) {
+          return fail(corrupt("unknown projector " + std::string(s.text(0)) + " in checkpoints"));
+        }
+        return Checkpoint{*id, s.int64(1), s.int64(2)};
+      });
+}
+
+Status<StoreError> SqliteReadStore::set_checkpoint(const Checkpoint& checkpoint) {
+  Statement& s = impl_->queries.set_checkpoint;
+  s.bind(1, projector_name(checkpoint.projector));
+  s.bind(2, checkpoint.position);
+  s.bind(3, checkpoint.updated_at_ms);
+  return run(impl_->db, s, "writing a checkpoint");
+}
+
+// ---------------------------------------------------------------------------------- read model
+
+Result<std::optional<WalletState>, StoreError> SqliteReadStore::read_wallet(std::string_view id) {
+  Statement& s = impl_->writes().read_wallet;
+  s.bind(1, id);
+  return first_of(collect<WalletState>(impl_->db, s, "reading the read model", wallet_row));
+}
+
+Status<StoreError> SqliteReadStore::put_read_wallet(const WalletState& wallet) {
+  Statement& s = impl_->writes().put_read_wallet;
+  s.bind(1, wallet.id);
+  s.bind(2, wallet.owner_id);
+  s.bind(3, wallet.balance.minor());
+  s.bind(4, wallet.version);
+  s.bind(5, wallet.created_at_ms);
+  s.bind(6, wallet.updated_at_ms);
+  if (auto st = run(impl_->db, s, "writing the read model"); !st) return st;
+  if (sqlite3_changes(impl_->db) != 1) {
+    return fail(corrupt("read model of wallet " + wallet.id + " would move back to version " +
+                        std::to_string(wallet.version)));
+  }
+  return Ok{};
+}
+
+Result<std::vector<WalletState>, StoreError> SqliteReadStore::list_read_wallets(
+    std::string_view after_id, const std::optional<std::string>& owner_id, std::size_t limit) {
+  Statement& s = owner_id ? impl_->queries.list_wallets_of_owner : impl_->queries.list_wallets;
+  s.bind(1, after_id);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  if (owner_id) s.bind(3, std::string_view(*owner_id));
+  return collect<WalletState>(impl_->db, s, "listing wallets", wallet_row);
+}
+
+// ---------------------------------------------------------------------------------- ledger
+
+Result<std::optional<LedgerWallet>, StoreError> SqliteReadStore::ledger_wallet(
+    std::string_view id) {
+  Statement& s = impl_->writes().ledger_wallet;
+  s.bind(1, id);
+  return first_of(collect<LedgerWallet>(impl_->db, s, "reading ledger totals", ledger_wallet_row));
+}
+
+Status<StoreError> SqliteReadStore::put_ledger_wallet(const LedgerWallet& wallet) {
+  Statement& s = impl_->writes().put_ledger_wallet;
+  s.bind(1, wallet.wallet_id);
+  s.bind(2, wallet.version);
+  s.bind(3, wallet.balance.minor());
+  s.bind(4, wallet.credits_minor);
+  s.bind(5, wallet.debits_minor);
+  s.bind(6, wallet.entry_count);
+  s.bind(7, wallet.wallet_key);
+  if (auto st = run(impl_->db, s, "writing ledger totals"); !st) return st;
+  // A created wallet is written at version 0 once; afterwards the version must rise.
+  if (sqlite3_changes(impl_->db) != 1) {
+    return fail(corrupt("ledger totals of wallet " + wallet.wallet_id +
+                        " would move back to version " + std::to_string(wallet.version)));
+  }
+  return Ok{};
+}
+
+Result<std::vector<LedgerWallet>, StoreError> SqliteReadStore::scan_ledger_wallets(
+    std::string_view after_id, std::size_t limit) {
+  Statement& s = impl_->queries.scan_ledger_wallets;
+  s.bind(1, after_id);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  return collect<LedgerWallet>(impl_->db, s, "scanning ledger totals", ledger_wallet_row);
+}
+
+Status<StoreError> SqliteReadStore::insert_entry(const LedgerEntry& entry) {
+  Statement& s = impl_->writes().insert_entry;
+  s.bind(1, entry.position);
+  s.bind(2, entry.wallet_id);
+  s.bind(3, entry.version);
+  s.bind(4, entry_type_name(entry.type));
+  s.bind(5, entry.amount.minor());
+  s.bind(6, entry.balance_before.minor());
+  s.bind(7, entry.balance_after.minor());
+  s.bind_optional(8, entry.description);
+  s.bind(9, entry.reference_id);
+  s.bind_optional(10, entry.related_wallet_id);
+  s.bind(11, entry.metadata);
+  s.bind(12, entry.created_at_ms);
+  s.bind(13, entry.wallet_key);
+  if (auto st = run(impl_->db, s, "writing a ledger entry"); !st) return st;
+  if (impl_->next) {
+    impl_->pending_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
+    if (impl_->pending_ledger_keys.size() >= kPendingKeysMax) return impl_->write_pending_keys();
+    return Ok{};
+  }
+  Statement& key = impl_->live.insert_ledger_key;
+  key.bind(1, entry.wallet_key);
+  key.bind(2, entry.created_at_ms);
+  key.bind(3, entry.position);
+  return run(impl_->db, key, "writing a ledger key");
+}
+
+Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::find_entries(
+    const EntryFilter& filter) {
+  Statement& s = impl_->queries.find_entries[(filter.wallet_id ? 2 : 0) + (filter.type ? 1 : 0)];
+  if (filter.wallet_id) s.bind(1, std::string_view(*filter.wallet_id));
+  s.bind(2, filter.start_ms.value_or(INT64_MIN));
+  s.bind(3, filter.end_ms.value_or(INT64_MAX));
+  if (filter.type) s.bind(4, entry_type_name(*filter.type));
+  s.bind(5, static_cast<std::int64_t>(filter.limit));
+  s.bind(6, static_cast<std::int64_t>(filter.offset));
+  return collect<LedgerEntry>(impl_->db, s, "reading the ledger", entry_row);
+}
+
+Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::entries_by_reference(
+    std::string_view reference_id, std::size_t limit) {
+  Statement& s = impl_->queries.entries_by_reference;
+  s.bind(1, reference_id);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  return collect<LedgerEntry>(impl_->db, s, "reading the ledger", entry_row);
+}
+
+Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::scan_entries(
+    std::int64_t after_position, std::size_t limit) {
+  Statement& s = impl_->queries.scan_entries;
+  s.bind(1, after_position);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  return collect<LedgerEntry>(impl_->db, s, "scanning the ledger", entry_row);
+}
+
+// ---------------------------------------------------------------------------------- wallet events
+
+Result<std::optional<EventWallet>, StoreError> SqliteReadStore::event_wallet(std::string_view id) {
+  Statement& s = impl_->writes().event_wallet;
+  s.bind(1, id);
+  return first_of(
+      collect<EventWallet>(impl_->db, s, "reading the event copy's state", event_wallet_row));
+}
+
+Status<StoreError> SqliteReadStore::put_event_wallet(const EventWallet& wallet) {
+  Statement& s = impl_->writes().put_event_wallet;
+  s.bind(1, wallet.wallet_id);
+  s.bind(2, wallet.wallet_key);
+  s.bind(3, wallet.version);
+  s.bind(4, wallet.balance.minor());
+  if (auto st = run(impl_->db, s, "writing the event copy's state"); !st) return st;
+  if (sqlite3_changes(impl_->db) != 1) {
+    return fail(corrupt("event copy of wallet " + wallet.wallet_id +
+                        " would move back to version " + std::to_string(wallet.version)));
+  }
+  return Ok{};
+}
+
+Result<std::vector<EventWallet>, StoreError> SqliteReadStore::scan_event_wallets(
+    std::string_view after_id, std::size_t limit) {
+  Statement& s = impl_->queries.scan_event_wallets;
+  s.bind(1, after_id);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  return collect<EventWallet>(impl_->db, s, "scanning the event copy's state", event_wallet_row);
+}
+
+Status<StoreError> SqliteReadStore::insert_wallet_event(const WalletEventRow& row) {
+  Statement& s = impl_->writes().insert_wallet_event;
+  s.bind(1, row.position);
+  s.bind(2, row.wallet_id);
+  s.bind(3, row.version);
+  s.bind(4, event_type_name(row.type));
+  s.bind(5, row.data);
+  s.bind(6, row.metadata);
+  s.bind(7, row.occurred_at_ms);
+  s.bind(8, row.balance_after.minor());
+  s.bind(9, row.wallet_key);
+  if (auto st = run(impl_->db, s, "writing a wallet event"); !st) return st;
+  if (impl_->next) {
+    impl_->pending_event_keys.push_back({row.wallet_key, row.version, row.position});
+    if (impl_->pending_event_keys.size() >= kPendingKeysMax) return impl_->write_pending_keys();
+    return Ok{};
+  }
+  Statement& key = impl_->live.insert_wallet_event_key;
+  key.bind(1, row.wallet_key);
+  key.bind(2, row.version);
+  key.bind(3, row.position);
+  return run(impl_->db, key, "writing a wallet event key");
+}
+
+Result<std::vector<std::string>, StoreError> SqliteReadStore::index_problems(std::size_t limit) {
+  auto fingerprint = [this](Statement& s) -> Result<std::vector<std::int64_t>, StoreError> {
+    auto rows = collect<std::vector<std::int64_t>>(
+        impl_->db, s, "fingerprinting",
+        [](const Statement& row) -> Result<std::vector<std::int64_t>, StoreError> {
+          std::vector<std::int64_t> values;
+          for (int i = 0; i < 7; ++i) values.push_back(row.int64(i));
+          return values;
+        });
+    if (!rows) return fail(rows.error());
+    return rows.value().at(0);
+  };
+  std::vector<std::string> problems;
+  QueryStatements& q = impl_->queries;
+  const std::tuple<Statement*, Statement*, Statement*> pairs[] = {
+      {&q.ledger_fingerprint, &q.ledger_keys_fingerprint, &q.ledger_key_problems},
+      {&q.events_fingerprint, &q.event_keys_fingerprint, &q.event_key_problems}};
+  for (const auto& [rows, keys, search] : pairs) {
+    auto of_rows = fingerprint(*rows);
+    if (!of_rows) return fail(of_rows.error());
+    auto of_keys = fingerprint(*keys);
+    if (!of_keys) return fail(of_keys.error());
+    if (of_rows.value() == of_keys.value()) continue;
+    search->bind(1, static_cast<std::int64_t>(limit));
+    auto found = collect<std::string>(impl_->db, *search, "checking key rows",
+                                      [](const Statement& row) -> Result<std::string, StoreError> {
+                                        return std::string(row.text(0));
+                                      });
+    if (!found) return fail(found.error());
+    if (found.value().empty()) found.value().push_back("rows and key rows differ");
+    problems.insert(problems.end(), found.value().begin(), found.value().end());
+  }
+  return problems;
+}
+
+Result<std::vector<WalletEventRow>, StoreError> SqliteReadStore::wallet_events(
+    std::string_view wallet_id, std::int64_t from_version, std::size_t limit) {
+  Statement& s = impl_->queries.wallet_events;
+  s.bind(1, wallet_id);
+  s.bind(2, from_version);
+  s.bind(3, static_cast<std::int64_t>(limit));
+  return collect<WalletEventRow>(impl_->db, s, "reading wallet events", wallet_event_row);
+}
+
+Result<std::optional<WalletEventRow>, StoreError> SqliteReadStore::wallet_event_at(
+    std::string_view wallet_id, TimestampMs at_ms) {
+  Statement& s = impl_->queries.wallet_event_at;
+  s.bind(1, wallet_id);
+  s.bind(2, at_ms);
+  return first_of(collect<WalletEventRow>(impl_->db, s, "reading wallet events", wallet_event_row));
+}
+
+Result<std::vector<WalletEventRow>, StoreError> SqliteReadStore::scan_wallet_events(
+    std::int64_t after_position, std::size_t limit) {
+  Statement& s = impl_->queries.scan_wallet_events;
+  s.bind(1, after_position);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  return collect<WalletEventRow>(impl_->db, s, "scanning wallet events", wallet_event_row);
+}
+
+// ---------------------------------------------------------------------------------- rebuild
+//
+// Two ways, chosen by whether another connection has read.db open:
+//  - Offline (the server is stopped: read.db can leave WAL mode, which needs exclusive access):
+//    everything is written into a fresh file read.db.rebuild (attached as schema "rebuild", no
+//    journal, no fsync until the end), which is then fsync'd and renamed over read.db: the
+//    rename is the atomic swap, and nothing of the old file has to be read or freed.
+//  - Online (a server is running): fresh _next tables inside read.db, swapped in by one
+//    transaction (DROP the live tables, RENAME the new ones, write the checkpoints). The running
+//    projector re-reads its checkpoints in every transaction and carries on from the swap.
+// A crash while loading leaves only the side file or the _next tables, removed by the next
+// rebuild; only the swap itself is made durable.
+
+namespace {
+
+std::string side_path(const std::string& data_dir) {
+  return SqliteReadStore::path_in(data_dir) + ".rebuild";
+}
+
+Status<StoreError> fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(StoreError{StoreErrorKind::kIo, "cannot open " + path + " to sync it"});
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return fail(StoreError{StoreErrorKind::kIo, "fsync of " + path + " failed"});
+  return Ok{};
+}
+
+std::string checkpoint_inserts(std::string_view prefix,
+                               const std::vector<Checkpoint>& checkpoints) {
+  std::string script = "DELETE FROM " + std::string(prefix) + "checkpoints;";
+  for (const Checkpoint& c : checkpoints) {
+    script += "INSERT INTO " + std::string(prefix) +
+              "checkpoints (projector, position, updated_at_ms) VALUES ('" +
+              std::string(projector_name(c.projector)) + "', " + std::to_string(c.position) + ", " +
+              std::to_string(c.updated_at_ms) + ");";
+  }
+  return script;
+}
+
+}  // namespace
+
+Status<StoreError> SqliteReadStore::begin_rebuild() {
+  Impl& impl = *impl_;
+  if (impl.rebuild != Impl::Rebuild::kNone) {
+    return fail(StoreError{StoreErrorKind::kOther, "a rebuild is already in progress"});
+  }
+  // A big page cache and no fsync while loading: nothing loaded is visible before the swap.
+  if (auto s =
+          exec(impl.db, "PRAGMA cache_size = -262144; PRAGMA synchronous = OFF", "configuring");
+      !s) {
+    return s;
+  }
+  impl.pending_ledger_keys.clear();
+  impl.pending_event_keys.clear();
+  auto mode = query_text(impl.db, "PRAGMA journal_mode = DELETE");
+  std::string prefix, suffix, script;
+  if (mode && mode.value() == "delete") {
+    const std::string side = side_path(impl.data_dir);
+    if (side.find('\'') != std::string::npos) {
+      return fail(StoreError{StoreErrorKind::kOther, "data directory names may not contain '"});
+    }
+    std::error_code ec;
+    std::filesystem::remove(side, ec);
+    std::filesystem::remove(side + "-journal", ec);
+    script = "ATTACH DATABASE '" + side +
+             "' AS rebuild; PRAGMA rebuild.journal_mode = OFF; PRAGMA rebuild.synchronous = OFF;"
+             " PRAGMA rebuild.cache_size = -262144;";
+    prefix = "rebuild.";
+    impl.rebuild = Impl::Rebuild::kSideFile;
+  } else {
+    suffix = "_next";
+    impl.rebuild = Impl::Rebuild::kNextTables;
+  }
+  script += "BEGIN IMMEDIATE;";
+  for (const char* table : kTableNames) {
+    script += "DROP TABLE IF EXISTS " + prefix + table + suffix + ";";
+  }
+  script += with_names(kTables, prefix, suffix);
+  script += "COMMIT;";
+  auto next = std::make_unique<WriteStatements>();
+  auto created = exec(impl.db, script, "creating fresh tables");
+  if (created) created = next->prepare(impl.db, prefix, suffix);
+  if (!created) {
+    rollback();
+    impl.rebuild = Impl::Rebuild::kNone;
+    return created;
+  }
+  impl.next = std::move(next);
+  return Ok{};
+}
+
+Status<StoreError> SqliteReadStore::finish_rebuild(const std::vector<Checkpoint>& checkpoints) {
+  Impl& impl = *impl_;
+  if (!impl.next) return fail(StoreError{StoreErrorKind::kOther, "no rebuild in progress"});
+  if (auto s = begin_write(); !s) return s;
+  if (auto s = impl.write_pending_keys(); !s) {
+    rollback();
+    return s;
+  }
+  if (auto s = commit(); !s) {
+    rollback();
+    return s;
+  }
+  impl.next.reset();  // finalizes the statements on the new tables before they are renamed
+
+  if (impl.rebuild == Impl::Rebuild::kSideFile) {
+    const std::string side = side_path(impl.data_dir);
+    const std::string script =
+        "PRAGMA rebuild.synchronous = FULL; BEGIN IMMEDIATE;" +
+        with_names(std::string(kIndexes) + kCheckpointTable, "rebuild.", "") +
+        checkpoint_inserts("rebuild.", checkpoints) +
+        "PRAGMA rebuild.application_id = " + std::to_string(kReadApplicationId) +
+        "; PRAGMA rebuild.user_version = " + std::to_string(kReadSchemaVersion) +
+        "; COMMIT; DETACH DATABASE rebuild;";
+    if (auto s = exec(impl.db, script, "indexing the rebuilt read side"); !s) {
+      rollback();
+      return s;
+    }
+    if (auto s = fsync_path(side, false); !s) return s;
+    // The swap. We are the only user of read.db (it left WAL mode), so no -wal or -shm file
+    // belongs to it any more; remove strays so they can never be applied to the new file.
+    const std::string path = path_in(impl.data_dir);
+    std::error_code ec;
+    std::filesystem::rename(side, path, ec);
+    if (ec)
+      return fail(StoreError{StoreErrorKind::kIo, "cannot rename " + side + ": " + ec.message()});
+    std::filesystem::remove(path + "-wal", ec);
+    std::filesystem::remove(path + "-shm", ec);
+    if (auto s = fsync_path(impl.data_dir, true); !s) return s;
+    auto reopened = open(impl.data_dir, Access::kReadWrite);
+    if (!reopened) return fail(reopened.error());
+    impl_ = std::move(reopened.value()->impl_);  // the old connection (old file) closes here
+    return Ok{};
+  }
+
+  // Online: one transaction replaces the live tables and their checkpoints.
+  if (auto s = exec(impl.db, "PRAGMA synchronous = FULL", "configuring"); !s) return s;
+  std::string script = "BEGIN IMMEDIATE;";
+  for (const char* table : kTableNames) {
+    script += std::string("DROP TABLE ") + table + "; ALTER TABLE " + table + "_next RENAME TO " +
+              table + ";";
+  }
+  script += with_names(kIndexes, "", "");
+  script += checkpoint_inserts("", checkpoints);
+  script += "COMMIT;";
+  auto swapped = exec(impl.db, script, "swapping in the rebuilt tables");
+  if (!swapped) rollback();
+  impl.rebuild = Impl::Rebuild::kNone;
+  (void)exec(impl.db, "PRAGMA wal_checkpoint(TRUNCATE)", "checkpointing");
+  (void)exec(impl.db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536", "configuring");
+  return swapped;
+}
+
+// ================================================================================ SqliteEventLog
+
+struct SqliteEventLog::Impl {
+  sqlite3* db = nullptr;
+  Statement read_events, max_position, select_wallets;
+  ~Impl() { sqlite3_close_v2(db); }
+};
+
+SqliteEventLog::SqliteEventLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteEventLog::~SqliteEventLog() = default;
+
+Result<std::unique_ptr<SqliteEventLog>, StoreError> SqliteEventLog::open(
+    const std::string& data_dir) {
+  const std::string path = (std::filesystem::path(data_dir) / "wallex.db").string();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return fail(StoreError{StoreErrorKind::kIo, "no Wallex store at " + path});
+  }
+  auto impl = std::make_unique<Impl>();
+  StoreError error;
+  impl->db = open_connection(path, SQLITE_OPEN_READONLY, &error);
+  if (impl->db == nullptr) return fail(error);
+  if (auto s = exec(impl->db, "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1;",
+                    "configuring " + path);
+      !s) {
+    return fail(s.error());
+  }
+  auto application_id = query_int(impl->db, "PRAGMA application_id");
+  if (!application_id) return fail(application_id.error());
+  if (application_id.value() != kStoreApplicationId) {
+    return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex store"});
+  }
+  auto user_version = query_int(impl->db, "PRAGMA user_version");
+  if (!user_version) return fail(user_version.error());
+  if (user_version.value() > kSqliteSchemaVersion) {
+    return fail(StoreError{StoreErrorKind::kSchemaTooNew,
+                           path + " was written by a newer Wallex (schema version " +
+                               std::to_string(user_version.value()) + ")"});
+  }
+  const std::pair<Statement*, const char*> statements[] = {
+      {&impl->read_events,
+       "SELECT position, wallet_id, version, type, data, metadata FROM events"
+       " WHERE position > ?1 ORDER BY position LIMIT ?2"},
+      {&impl->max_position, "SELECT COALESCE(MAX(position), 0) FROM events"},
+      {&impl->select_wallets,
+       "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"},
+  };
+  for (const auto& [statement, sql] : statements) {
+    const int rc = statement->prepare(impl->db, sql);
+    if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, sql));
+  }
+  return std::unique_ptr<SqliteEventLog>(new SqliteEventLog(std::move(impl)));
+}
+
+Result<std::vector<LoggedEvent>, StoreError> SqliteEventLog::read_events(
+    std::int64_t after_position, std::size_t limit) {
+  Statement& s = impl_->read_events;
+  ResetOnExit reset(s);
+  s.bind(1, after_position);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  std::vector<LoggedEvent> events;
+  events.reserve(std::min<std::size_t>(limit, 65'536));
+  int rc = SQLITE_OK;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    auto decoded =
+        decode_stored_event(s.int64(0), s.text(1), s.int64(2), s.text(3), s.text(4), s.text(5));
+    if (!decoded) return fail(corrupt(decoded.error()));
+    LoggedEvent& logged = events.emplace_back();
+    static_cast<StoredEvent&>(logged) = std::move(decoded).value();
+    logged.data_json = std::string(s.text(4));
+    logged.metadata_json = std::string(s.text(5));
+  }
+  if (rc != SQLITE_DONE) return fail(error_of(impl_->db, rc, "reading events"));
+  return events;
+}
+
+Result<std::int64_t, StoreError> SqliteEventLog::last_position() {
+  Statement& s = impl_->max_position;
+  ResetOnExit reset(s);
+  const int rc = s.step();
+  if (rc != SQLITE_ROW) return fail(error_of(impl_->db, rc, "reading the log head"));
+  return s.int64(0);
+}
+
+Result<std::vector<WalletState>, StoreError> SqliteEventLog::load_wallets() {
+  return collect<WalletState>(impl_->db, impl_->select_wallets, "loading the write model",
+                              [](const Statement& s) -> Result<WalletState, StoreError> {
+                                WalletState w;
+                                w.id = std::string(s.text(0));
+                                w.owner_id = std::string(s.text(1));
+                                // Verify checks the range; keep the stored value as it is.
+                                w.balance = Money::from_minor(s.int64(2));
+                                w.version = s.int64(3);
+                                w.created_at_ms = s.int64(4);
+                                w.updated_at_ms = s.int64(5);
+                                return w;
+                              });
+}
+
+Status<StoreError> SqliteEventLog::begin_snapshot() {
+  if (auto s = exec(impl_->db, "BEGIN", "begin snapshot"); !s) return s;
+  auto head = last_position();  // the first read takes the snapshot
+  if (!head) {
+    end_snapshot();
+    return fail(head.error());
+  }
+  return Ok{};
+}
+
+void SqliteEventLog::end_snapshot() {
+  if (sqlite3_get_autocommit(impl_->db) == 0) (void)exec(impl_->db, "COMMIT", "end snapshot");
+}
+
+}  // namespace wallex

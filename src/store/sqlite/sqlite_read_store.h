@@ -1,0 +1,108 @@
+// The embedded read side, on SQLite (this folder is the only user of sqlite3.h).
+//
+// SqliteReadStore: the ReadStore in <data_dir>/read.db, a file of its own so projection writes
+// never take a lock the writer of wallex.db needs. WAL mode with synchronous=NORMAL: a commit is
+// atomic (rows and checkpoint together) but may be lost on power failure; that is acceptable ONLY
+// because everything in read.db is rebuildable from the log, and a lost commit rolls rows and
+// checkpoint back together, so the projector simply applies those events again.
+//
+// SqliteEventLog: a read-only connection to <data_dir>/wallex.db (the log and the write model).
+// It never writes, creates or migrates anything (SqliteStore::open would create a missing store
+// and opens read-write), so it is safe against a live server and for `wallex verify`.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "projection/event_log.h"
+#include "projection/read_store.h"
+
+namespace wallex {
+
+inline constexpr int kReadSchemaVersion = 1;
+
+class SqliteReadStore final : public ReadStore {
+ public:
+  enum class Access { kReadWrite, kReadOnly };
+  // kReadWrite creates read.db and its schema when missing; kReadOnly fails when it is missing.
+  static Result<std::unique_ptr<SqliteReadStore>, StoreError> open(const std::string& data_dir,
+                                                                   Access access);
+  static std::string path_in(const std::string& data_dir);
+  ~SqliteReadStore() override;
+
+  Status<StoreError> begin_write() override;
+  Status<StoreError> commit() override;
+  void rollback() override;
+  Status<StoreError> savepoint() override;
+  Status<StoreError> release_savepoint() override;
+  void rollback_to_savepoint() override;
+  Status<StoreError> begin_read() override;
+  void end_read() override;
+
+  Result<std::vector<Checkpoint>, StoreError> checkpoints() override;
+  Status<StoreError> set_checkpoint(const Checkpoint& checkpoint) override;
+
+  Result<std::optional<WalletState>, StoreError> read_wallet(std::string_view id) override;
+  Status<StoreError> put_read_wallet(const WalletState& wallet) override;
+  Result<std::vector<WalletState>, StoreError> list_read_wallets(
+      std::string_view after_id, const std::optional<std::string>& owner_id,
+      std::size_t limit) override;
+
+  Result<std::optional<LedgerWallet>, StoreError> ledger_wallet(std::string_view id) override;
+  Status<StoreError> put_ledger_wallet(const LedgerWallet& wallet) override;
+  Result<std::vector<LedgerWallet>, StoreError> scan_ledger_wallets(std::string_view after_id,
+                                                                    std::size_t limit) override;
+  Status<StoreError> insert_entry(const LedgerEntry& entry) override;
+  Result<std::vector<LedgerEntry>, StoreError> find_entries(const EntryFilter& filter) override;
+  Result<std::vector<LedgerEntry>, StoreError> entries_by_reference(std::string_view reference_id,
+                                                                    std::size_t limit) override;
+  Result<std::vector<LedgerEntry>, StoreError> scan_entries(std::int64_t after_position,
+                                                            std::size_t limit) override;
+
+  Result<std::optional<EventWallet>, StoreError> event_wallet(std::string_view id) override;
+  Status<StoreError> put_event_wallet(const EventWallet& wallet) override;
+  Result<std::vector<EventWallet>, StoreError> scan_event_wallets(std::string_view after_id,
+                                                                  std::size_t limit) override;
+  Status<StoreError> insert_wallet_event(const WalletEventRow& row) override;
+  Result<std::vector<WalletEventRow>, StoreError> wallet_events(std::string_view wallet_id,
+                                                                std::int64_t from_version,
+                                                                std::size_t limit) override;
+  Result<std::optional<WalletEventRow>, StoreError> wallet_event_at(std::string_view wallet_id,
+                                                                    TimestampMs at_ms) override;
+  Result<std::vector<WalletEventRow>, StoreError> scan_wallet_events(std::int64_t after_position,
+                                                                     std::size_t limit) override;
+
+  Result<std::vector<std::string>, StoreError> index_problems(std::size_t limit) override;
+
+  Status<StoreError> begin_rebuild() override;
+  Status<StoreError> finish_rebuild(const std::vector<Checkpoint>& checkpoints) override;
+
+  struct Impl;
+
+ private:
+  explicit SqliteReadStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class SqliteEventLog final : public EventLog {
+ public:
+  // Fails (kIo) when <data_dir>/wallex.db does not exist, kCorrupt when it is not a Wallex
+  // store, kSchemaTooNew when a newer Wallex wrote it.
+  static Result<std::unique_ptr<SqliteEventLog>, StoreError> open(const std::string& data_dir);
+  ~SqliteEventLog() override;
+
+  Result<std::vector<LoggedEvent>, StoreError> read_events(std::int64_t after_position,
+                                                           std::size_t limit) override;
+  Result<std::int64_t, StoreError> last_position() override;
+  Result<std::vector<WalletState>, StoreError> load_wallets() override;
+  Status<StoreError> begin_snapshot() override;
+  void end_snapshot() override;
+
+  struct Impl;
+
+ private:
+  explicit SqliteEventLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wallex

@@ -1,0 +1,82 @@
+#include "bench/replies.h"
+
+#include <gtest/gtest.h>
+
+#include "bench/json_fields.h"
+
+namespace wallex::bench {
+namespace {
+
+constexpr std::string_view kSnapshot =
+    R"({"id":"w1","ownerId":"o1","balance":130.5,"version":3,)"
+    R"("createdAt":"2026-11-25T21:58:26.121Z","updatedAt":"2026-11-25T21:58:26.137Z"})";
+
+TEST(JsonFields, FlattensNestedValuesKeepingNumberText) {
+  auto fields =
+      JsonFields::parse(R"({"a":{"b":[1,2.50,"x\u00e9\n"],"c":null},"d":true,"e":-0.1e2})");
+  ASSERT_TRUE(fields.ok()) << fields.error();
+  ASSERT_NE(fields.value().find("a.b.1"), nullptr);
+  EXPECT_EQ(fields.value().find("a.b.1")->text, "2.50");
+  EXPECT_EQ(fields.value().find("a.b.2")->text, "x\xc3\xa9\n");
+  EXPECT_EQ(fields.value().find("a.c")->kind, JsonScalarKind::kNull);
+  EXPECT_EQ(fields.value().find("d")->text, "true");
+  EXPECT_EQ(fields.value().find("e")->text, "-0.1e2");
+  EXPECT_EQ(fields.value().find("a"), nullptr);
+}
+
+TEST(JsonFields, RejectsInvalidJson) {
+  for (std::string_view bad : {"", "{", R"({"a":})", R"({"a":01})", R"({"a":1,})", R"({"a":1} x)",
+                               R"({"a":"\ud800"})", R"({a:1})", "[1.]", "tru"}) {
+    EXPECT_FALSE(JsonFields::parse(bad).ok()) << bad;
+  }
+  std::string deep(kJsonDepthMax + 2, '[');
+  deep += std::string(kJsonDepthMax + 2, ']');
+  EXPECT_FALSE(JsonFields::parse(deep).ok());
+}
+
+TEST(Replies, DecodesWalletSnapshot) {
+  auto snapshot = decode_wallet_snapshot(kSnapshot);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.error();
+  EXPECT_EQ(snapshot.value().id, "w1");
+  EXPECT_EQ(snapshot.value().balance, Money::from_minor(13'050));
+  EXPECT_EQ(snapshot.value().version, 3);
+}
+
+TEST(Replies, SnapshotMustKeepTheContract) {
+  for (
+      std::string_view bad : {
+          R"({"id":"w1","ownerId":"o1","balance":"130.5","version":3,"createdAt":"x","updatedAt":"y"})",
+          R"({"id":"w1","ownerId":"o1","balance":130.555,"version":3,"createdAt":"x","updatedAt":"y"})",
+          R"({"id":"w1","ownerId":"o1","balance":1,"version":3.5,"createdAt":"x","updatedAt":"y"})",
+          R"({"id":"w1","ownerId":"o1","balance":1,"version":-1,"createdAt":"x","updatedAt":"y"})",
+          R"({"id":"w1","ownerId":"o1","balance":1,"version":1,"createdAt":"x"})",
+          R"({"id":"w1","ownerId":"o1","balance":1,"version":1,"createdAt":"x","updatedAt":"y","extra":1})",
+      }) {
+    EXPECT_FALSE(decode_wallet_snapshot(bad).ok()) << bad;
+  }
+}
+
+TEST(Replies, DecodesTransferReply) {
+  const std::string body = R"({"fromWallet":)" + std::string(kSnapshot) +
+                           R"(,"toWallet":{"id":"w2","ownerId":"o1","balance":0.3,"version":1,)"
+                           R"("createdAt":"a","updatedAt":"b"},"transferId":"t-1"})";
+  auto reply = decode_transfer_reply(body);
+  ASSERT_TRUE(reply.ok()) << reply.error();
+  EXPECT_EQ(reply.value().from.id, "w1");
+  EXPECT_EQ(reply.value().to.balance, Money::from_minor(30));
+  EXPECT_EQ(reply.value().to.version, 1);
+  EXPECT_EQ(reply.value().transfer_id, "t-1");
+  EXPECT_FALSE(decode_transfer_reply(kSnapshot).ok());
+}
+
+TEST(Replies, ErrorCode) {
+  EXPECT_EQ(
+      error_code_of(
+          R"({"statusCode":400,"message":"m","error":"Bad Request","code":"INSUFFICIENT_FUNDS"})"),
+      "INSUFFICIENT_FUNDS");
+  EXPECT_EQ(error_code_of("not json"), "");
+  EXPECT_EQ(error_code_of(R"({"code":5})"), "");
+}
+
+}  // namespace
+}  // namespace wallex::bench

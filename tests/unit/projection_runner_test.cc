@@ -1,0 +1,348 @@
+// The projector framework (batches, checkpoints, failures, lag), rebuild and verify, on a real
+// embedded store.
+#include <gtest/gtest.h>
+
+#include "projection/rebuild.h"
+#include "projection/verify.h"
+#include "projection_fixture.h"
+
+namespace wallex::testing {
+namespace {
+
+// Wraps a projector; fails every event at `fail_at` while `failing` is set.
+class FlakyProjector final : public Projector {
+ public:
+  FlakyProjector(std::unique_ptr<Projector> inner, std::int64_t fail_at, bool* failing)
+      : inner_(std::move(inner)), fail_at_(fail_at), failing_(failing) {}
+  ProjectorId id() const override { return inner_->id(); }
+  Status<StoreError> apply(const LoggedEvent& event, ReadStore& store) override {
+    if (*failing_ && event.position == fail_at_) {
+      return fail(StoreError{StoreErrorKind::kOther, "injected failure"});
+    }
+    return inner_->apply(event, store);
+  }
+  Status<StoreError> flush(ReadStore& store) override { return inner_->flush(store); }
+  void reset() override { inner_->reset(); }
+
+ private:
+  std::unique_ptr<Projector> inner_;
+  std::int64_t fail_at_;
+  bool* failing_;
+};
+
+RunnerOptions fast_retries(std::size_t batch) {
+  RunnerOptions options;
+  options.batch_events_max = batch;
+  options.retry_delay_first_ms = 0;
+  options.retry_delay_max_ms = 0;
+  return options;
+}
+
+ProjectorStatus status_of(const ProjectionRunner& runner, ProjectorId id) {
+  for (const ProjectorStatus& s : runner.statuses()) {
+    if (s.id == id) return s;
+  }
+  ADD_FAILURE() << "no status";
+  return {};
+}
+
+using RunnerTest = ProjectionFixture;
+
+TEST_F(RunnerTest, SmallBatchesApplyEveryEventOnce) {
+  workload(6, 120);
+  const std::int64_t head = log().last_position().value();
+  ProjectionRunner& r = runner(fast_retries(7));
+  catch_up();
+  for (const ProjectorId id : kAllProjectors) EXPECT_EQ(r.checkpoint(id), head);
+  const ReadSideDump small_batches = dump(read_store());
+  EXPECT_EQ(small_batches.wallet_events.size(), static_cast<std::size_t>(head));
+  auto rebuilt = rebuild(log(), read_store(), clock_);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.error().message;
+  EXPECT_EQ(dump(read_store()), small_batches);
+}
+
+TEST_F(RunnerTest, ARestartResumesFromTheCheckpointsWithoutDoubling) {
+  workload(4, 30);
+  catch_up();
+  const ReadSideDump before = dump(read_store());
+  runner_.reset();  // a restart: a new runner on the same files
+  workload(0, 0);
+  credit("w1", "3");
+  catch_up();
+  const ReadSideDump after = dump(read_store());
+  EXPECT_EQ(after.entries.size(), before.entries.size() + 1);
+  EXPECT_EQ(after.wallet_events.size(), before.wallet_events.size() + 1);
+  auto report = verify(log(), &read_store());
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report.value().ok()) << report.value().differences.front();
+}
+
+TEST_F(RunnerTest, AFailingProjectorIsRetriedThenStuckWhileTheOthersGoOn) {
+  workload(3, 20);
+  const std::int64_t fail_at = 10;
+  bool failing = true;
+  std::vector<std::unique_ptr<Projector>> projectors;
+  projectors.push_back(std::make_unique<ReadModelProjector>());
+  projectors.push_back(
+      std::make_unique<FlakyProjector>(std::make_unique<LedgerProjector>(), fail_at, &failing));
+  projectors.push_back(std::make_unique<WalletEventsProjector>());
+  ProjectionRunner& r = runner(fast_retries(1000), std::move(projectors));
+  const std::int64_t head = log().last_position().value();
+
+  ASSERT_TRUE(r.run_once().ok());
+  EXPECT_EQ(r.checkpoint(ProjectorId::kReadModel), head);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kWalletEvents), head);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kLedger), 0) << "its whole batch rolled back";
+  EXPECT_TRUE(read_store().scan_entries(0, 1000).value().empty());
+  ProjectorStatus ledger = status_of(r, ProjectorId::kLedger);
+  EXPECT_FALSE(ledger.stuck);
+  EXPECT_EQ(ledger.consecutive_failures, 1);
+  EXPECT_EQ(ledger.positions_behind, head);
+  EXPECT_NE(ledger.last_error.find("injected failure"), std::string::npos);
+
+  ASSERT_TRUE(r.run_once().ok());
+  ASSERT_TRUE(r.run_once().ok());
+  ledger = status_of(r, ProjectorId::kLedger);
+  EXPECT_TRUE(ledger.stuck);
+  EXPECT_EQ(ledger.consecutive_failures, 3);
+  EXPECT_FALSE(status_of(r, ProjectorId::kReadModel).stuck);
+
+  failing = false;
+  ASSERT_TRUE(r.run_once().ok());
+  ledger = status_of(r, ProjectorId::kLedger);
+  EXPECT_FALSE(ledger.stuck);
+  EXPECT_TRUE(ledger.last_error.empty());
+  EXPECT_EQ(r.checkpoint(ProjectorId::kLedger), head);
+  auto report = verify(log(), &read_store());
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report.value().ok()) << report.value().differences.front();
+}
+
+TEST_F(RunnerTest, LagIsReportedInPositionsAndTime) {
+  create("a", "1");
+  credit("a", "1");
+  credit("a", "1");
+  ProjectionRunner& r = runner(fast_retries(1));
+  r.notify_head(4);
+  ProjectorStatus s = status_of(r, ProjectorId::kReadModel);
+  EXPECT_EQ(s.head, 4);
+  EXPECT_EQ(s.positions_behind, 4);
+  ASSERT_TRUE(r.run_once().ok());  // applies position 1 only
+  clock_.advance_ms(1'000'000);
+  s = status_of(r, ProjectorId::kReadModel);
+  EXPECT_EQ(s.position, 1);
+  EXPECT_EQ(s.positions_behind, 3);
+  // The oldest event not applied (position 2) happened at now_ms_ - 14 on the test's timeline.
+  const auto second = log().read_events(1, 1).value().at(0);
+  EXPECT_EQ(s.ms_behind, clock_.now_ms() - second.event.occurred_at_ms);
+  catch_up();
+  s = status_of(r, ProjectorId::kReadModel);
+  EXPECT_EQ(s.positions_behind, 0);
+  EXPECT_EQ(s.ms_behind, 0);
+}
+
+TEST_F(RunnerTest, ACheckpointMovedUnderneathIsFollowed) {
+  workload(3, 10);
+  catch_up();
+  // Someone (a rebuild) replaced the tables and checkpoints while this runner was running.
+  for (int i = 0; i < 5; ++i) credit("w0", "1");
+  auto rebuilt = rebuild(log(), read_store(), clock_);
+  ASSERT_TRUE(rebuilt.ok());
+  credit("w0", "1");
+  catch_up();
+  const std::int64_t head = log().last_position().value();
+  for (const ProjectorId id : kAllProjectors) EXPECT_EQ(runner().checkpoint(id), head);
+  auto report = verify(log(), &read_store());
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report.value().ok()) << report.value().differences.front();
+}
+
+TEST_F(RunnerTest, AReadSideAheadOfTheLogIsReportedStuck) {
+  workload(2, 5);
+  catch_up();
+  sql("read.db", "UPDATE checkpoints SET position = position + 100 WHERE projector = 'ledger'");
+  runner_.reset();
+  ProjectionRunner& r = runner(fast_retries(100));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(r.run_once().ok());
+  const ProjectorStatus ledger = status_of(r, ProjectorId::kLedger);
+  EXPECT_TRUE(ledger.stuck);
+  EXPECT_NE(ledger.last_error.find("does not belong to this store"), std::string::npos);
+}
+
+using RebuildTest = ProjectionFixture;
+
+TEST_F(RebuildTest, EqualsTheIncrementalProjection) {
+  workload(10, 300);
+  catch_up();
+  const ReadSideDump incremental = dump(read_store());
+  std::vector<RebuildProgress> progress;
+  RebuildOptions options;
+  options.read_batch_events = 50;
+  options.transaction_events = 120;
+  options.on_progress = [&](const RebuildProgress& p) { progress.push_back(p); };
+  auto rebuilt = rebuild(log(), read_store(), clock_, options);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.error().message;
+  EXPECT_EQ(rebuilt.value().events, log().last_position().value());
+  EXPECT_EQ(rebuilt.value().wallets, 10);
+  EXPECT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back().events, rebuilt.value().events);
+  EXPECT_EQ(dump(read_store()), incremental);
+}
+
+TEST_F(RebuildTest, RepairsADamagedReadSideAndCanRunTwice) {
+  workload(5, 50);
+  catch_up();
+  const ReadSideDump good = dump(read_store());
+  sql("read.db",
+      "DELETE FROM ledger_entries WHERE position = 12; UPDATE read_wallets SET balance_minor = 1");
+  EXPECT_NE(dump(read_store()), good);
+  ASSERT_TRUE(rebuild(log(), read_store(), clock_).ok());
+  ASSERT_TRUE(rebuild(log(), read_store(), clock_).ok());
+  EXPECT_EQ(dump(read_store()), good);
+}
+
+TEST_F(RebuildTest, BesideARunningServerSwapsTablesInPlace) {
+  workload(6, 80);
+  catch_up();
+  const ReadSideDump incremental = dump(read_store());
+  // Another connection (a server's query thread) keeps read.db in WAL mode: no file swap.
+  auto other = SqliteReadStore::open(dir_, SqliteReadStore::Access::kReadOnly);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(rebuild(log(), read_store(), clock_).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/read.db.rebuild"));
+  EXPECT_EQ(dump(read_store()), incremental);
+  EXPECT_EQ(dump(*other.value()), incremental) << "the other connection sees the swapped tables";
+  credit("w1", "1");
+  catch_up();
+  auto report = verify(log(), other.value().get());
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report.value().ok()) << report.value().differences.front();
+}
+
+TEST_F(RebuildTest, OfAnEmptyLogLeavesEmptyTables) {
+  auto rebuilt = rebuild(log(), read_store(), clock_);
+  ASSERT_TRUE(rebuilt.ok());
+  EXPECT_EQ(rebuilt.value().events, 0);
+  const ReadSideDump empty = dump(read_store());
+  EXPECT_TRUE(empty.entries.empty());
+  EXPECT_EQ(empty.checkpoints.size(), kProjectorCount);
+}
+
+class VerifyTest : public ProjectionFixture {
+ protected:
+  VerifyReport verify_now() {
+    auto report = verify(log(), &read_store());
+    EXPECT_TRUE(report.ok()) << report.error().message;
+    return report.ok() ? report.value() : VerifyReport{};
+  }
+  static bool mentions(const VerifyReport& report, std::string_view text) {
+    for (const std::string& line : report.differences) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+TEST_F(VerifyTest, PassesOnAHealthyStore) {
+  workload(10, 200);
+  catch_up();
+  const VerifyReport report = verify_now();
+  EXPECT_TRUE(report.ok()) << report.differences.front();
+  EXPECT_FALSE(report.summary.empty());
+}
+
+TEST_F(VerifyTest, ReportsProjectionsBehindWithoutFailing) {
+  workload(4, 20);
+  catch_up();
+  workload(0, 0);
+  credit("w0", "1");
+  credit("w1", "2");
+  const VerifyReport report = verify_now();
+  EXPECT_TRUE(report.ok()) << report.differences.front();
+  bool noted = false;
+  for (const std::string& line : report.summary)
+    noted = noted || line.find("behind") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
+TEST_F(VerifyTest, FindsAWrongLedgerAmount) {
+  workload(4, 30);
+  catch_up();
+  sql("read.db",
+      "UPDATE ledger_entries SET amount_minor = amount_minor + 1 WHERE position = "
+      "(SELECT MAX(position) FROM ledger_entries)");
+  const VerifyReport report = verify_now();
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "amount is")) << report.differences.front();
+}
+
+TEST_F(VerifyTest, FindsAMissingAndADoubledEntry) {
+  workload(4, 30);
+  catch_up();
+  sql("read.db",
+      "DELETE FROM ledger_entries WHERE position = 5;"
+      "INSERT INTO ledger_entries (position, wallet_id, wallet_key, version, type, amount_minor,"
+      " balance_before_minor, balance_after_minor, description, reference_id, related_wallet_id,"
+      " metadata, created_at_ms) SELECT position + 100000, wallet_id, wallet_key, version, type,"
+      " amount_minor, balance_before_minor, balance_after_minor, description, reference_id,"
+      " related_wallet_id, metadata, created_at_ms FROM ledger_entries WHERE position = 7");
+  const VerifyReport report = verify_now();
+  EXPECT_EQ(report.difference_count, 4);
+  EXPECT_TRUE(mentions(report, "no entry for the event at position 5"));
+  EXPECT_TRUE(mentions(report, "entry at position 100007 is beyond"));
+  EXPECT_TRUE(mentions(report, "ledger entry at position 100007 has no key row"));
+  EXPECT_TRUE(mentions(report, ", 5) matches no entry"));
+}
+
+TEST_F(VerifyTest, FindsAWrongWriteModel) {
+  workload(4, 30);
+  catch_up();
+  sql("wallex.db", "UPDATE wallets SET balance_minor = balance_minor + 1 WHERE id = 'w2'");
+  const VerifyReport report = verify_now();
+  EXPECT_TRUE(mentions(report, "write model: wallet w2: balance"));
+  EXPECT_TRUE(mentions(report, "money: write-model balances"));
+}
+
+TEST_F(VerifyTest, FindsAWrongReadModelAndEventCopy) {
+  workload(4, 30);
+  catch_up();
+  sql("read.db",
+      "UPDATE read_wallets SET version = version + 1 WHERE id = 'w3';"
+      "UPDATE wallet_events SET data = '{}' WHERE position = 3");
+  const VerifyReport report = verify_now();
+  EXPECT_TRUE(mentions(report, "readModel: wallet w3: version"));
+  EXPECT_TRUE(mentions(report, "walletEvents: position 3: data"));
+}
+
+TEST_F(VerifyTest, FindsADamagedKeyRow) {
+  workload(4, 30);
+  catch_up();
+  sql("read.db",
+      "UPDATE ledger_keys SET created_at_ms = created_at_ms - 1 WHERE position = 7;"
+      "DELETE FROM wallet_event_keys WHERE position = 3");
+  const VerifyReport report = verify_now();
+  EXPECT_TRUE(mentions(report, "ledger entry at position 7 has no key row"));
+  EXPECT_TRUE(mentions(report, "wallet event at position 3 has no key row"));
+}
+
+TEST_F(VerifyTest, FindsABrokenLog) {
+  create("a", "10");
+  create("b", "0");
+  transfer("a", "b", "4", "t1");
+  catch_up();
+  // The destination half of the transfer disappears from the log.
+  sql("wallex.db", "DELETE FROM events WHERE position = (SELECT MAX(position) FROM events)");
+  const VerifyReport report = verify_now();
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "has no WalletTransferCompleted"));
+}
+
+TEST_F(VerifyTest, WithoutAReadSideFails) {
+  create("a", "1");
+  auto report = verify(log(), nullptr);
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report.value().ok());
+}
+
+}  // namespace
+}  // namespace wallex::testing
