@@ -22,6 +22,7 @@ const char* level_name(Level level) {
     case Level::kInfo: return "info";
     case Level::kWarn: return "warn";
     case Level::kError: return "error";
+    case Level::kSilent: return "silent";
   }
   return "?";
 }

@@ -6,7 +6,8 @@
 
 namespace wallex::log {
 
-enum class Level { kDebug, kInfo, kWarn, kError };
+// kSilent is only a threshold: set_level(kSilent) turns logging off (tools and simulations).
+enum class Level { kDebug, kInfo, kWarn, kError, kSilent };
 
 void set_level(Level level);
 void write(Level level, std::string_view message);
