@@ -433,6 +433,11 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
             });
           });
     }
+    // The write side already reflects every acknowledged command, so a minPosition needs no
+    // wait here; a malformed one is still refused, as on every read endpoint.
+    if (auto min_position = parse_min_position(params.value()); !min_position) {
+      return finish(error_response(ErrorCode::kInvalidQuery, min_position.error()));
+    }
     const std::optional<WalletState> wallet = service_.find_wallet(*path_wallet_id);
     if (!wallet) {
       return finish(error_response(ErrorCode::kWalletNotFound,

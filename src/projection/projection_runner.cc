@@ -202,6 +202,7 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
     Slot* slot;
     std::int64_t position;  // new checkpoint (unchanged when nothing applied)
     std::optional<StoreError> error;
+    bool skipped = false;  // the batch held nothing for it: its status stays as it was
   };
   std::vector<Outcome> outcomes;
   const TimestampMs now_ms = clock_.now_ms();
@@ -222,7 +223,7 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
     // The batch holds every event after `from`; a checkpoint below it must wait for a batch of
     // its own (only after an external change of the checkpoints).
     if (checkpoint < from || events.back().position <= checkpoint) {
-      outcomes.push_back({slot, checkpoint, std::nullopt});
+      outcomes.push_back({slot, checkpoint, std::nullopt, true});
       continue;
     }
     std::optional<StoreError> error;
@@ -267,6 +268,9 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
   bool progressed = false;
   for (const Outcome& outcome : outcomes) {
     Slot& slot = *outcome.slot;
+    // A projector the batch did not reach has neither succeeded nor failed: a stuck one stays
+    // stuck (and /health 503) until a batch of its own applies something.
+    if (outcome.skipped) continue;
     // The oldest event not yet applied: the one after the checkpoint if this batch has it,
     // otherwise (the batch ended there) the last event read is a lower bound of its age.
     TimestampMs pending_since_ms = 0;

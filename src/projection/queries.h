@@ -25,7 +25,8 @@ inline constexpr std::size_t kWalletListLimitDefault = 100;
 inline constexpr std::size_t kLedgerLimitDefault = 50;
 inline constexpr std::size_t kWalletEventsLimitDefault = 100;
 inline constexpr std::size_t kQueryLimitMax = 1'000;
-inline constexpr std::size_t kLedgerOffsetMax = 1'000'000'000;
+// Offset paging walks the skipped entries: bounded so one request cannot occupy the query thread.
+inline constexpr std::size_t kLedgerOffsetMax = 100'000;
 inline constexpr std::size_t kReferenceEntriesMax = 1'000;
 
 struct WalletListQuery {

@@ -124,7 +124,16 @@ void QueryService::run() {
       lock.unlock();
       // Read before the query runs: the data it reads is at least at this position.
       const std::int64_t position = checkpoint_of_(pending.projector);
-      QueryReply reply = pending.query(*store_);
+      // One snapshot for all the statements of a query (a summary's totals and its last entry
+      // agree even if a projector batch commits meanwhile).
+      QueryReply reply;
+      if (auto pinned = store_->begin_read(); !pinned) {
+        reply = query_error(ErrorCode::kStoreUnavailable,
+                            "The read side is unavailable: " + pinned.error().message);
+      } else {
+        reply = pending.query(*store_);
+        store_->end_read();
+      }
       reply.headers.emplace_back("X-Wallex-Position", std::to_string(position));
       pending.done(std::move(reply));
       lock.lock();

@@ -271,10 +271,16 @@ class LedgerTests(ReadSideCase):
         wid = self.new_wallet()
         for query in ["transactionType=FOO", "transactionType=credit", "startDate=yesterday",
                       "endDate=2026-13-01", "startDate=2026-02-02&endDate=2026-02-01", "limit=0",
-                      "limit=1001", "limit=x", "offset=-1", "offset=1.5", "minPosition=abc"]:
+                      "limit=1001", "limit=x", "offset=-1", "offset=1.5", "offset=100001",
+                      "minPosition=abc"]:
             for path in (f"/ledger/wallet/{wid}", "/ledger/transactions"):
                 with self.subTest(path=path, query=query):
                     self.assert_error(self.get(f"{path}?{query}"), 400, "INVALID_QUERY")
+        # The plain wallet read needs no wait, but refuses a malformed minPosition all the same.
+        for query in ["minPosition=abc", "minPosition=-1"]:
+            with self.subTest(query=query):
+                self.assert_error(self.get(f"/wallets/{wid}?{query}"), 400, "INVALID_QUERY")
+        self.assertEqual(self.get(f"/wallets/{wid}?minPosition=1").status, 200)
         self.assert_error(self.get("/ledger/wallet/bad%20id"), 400, "INVALID_WALLET_ID")
         self.assert_error(self.get("/ledger/reference/bad%20ref"), 400, "INVALID_QUERY")
 

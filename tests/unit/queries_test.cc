@@ -44,7 +44,8 @@ TEST(QueryParsing, InvalidValuesAreRefused) {
        {params({{"transactionType", "credit"}}), params({{"transactionType", "REFUND"}}),
         params({{"startDate", "yesterday"}}), params({{"endDate", "2026-02-30"}}),
         params({{"startDate", "2026-02-02"}, {"endDate", "2026-02-01"}}),
-        params({{"offset", "-3"}}), params({{"offset", "x"}}), params({{"limit", "1001"}})}) {
+        params({{"offset", "-3"}}), params({{"offset", "x"}}), params({{"limit", "1001"}}),
+        params({{"offset", "100001"}})}) {
     EXPECT_FALSE(parse_ledger_query(bad, std::nullopt).ok());
   }
   EXPECT_FALSE(parse_min_position(params({{"minPosition", "-1"}})).ok());
