@@ -85,8 +85,9 @@ for target in "${targets[@]}"; do
     -rss_limit_mb=2048 -max_len=4096 "${dictionary[@]}" \
     -artifact_prefix="$build/artifacts/${target}-" "$scratch" "$here/corpus/$target" \
     >"$log" 2>&1 || status=$?
+  # Either may be missing: a seed that crashes stops the run before any statistics.
   executions="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
-  coverage="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
+  coverage="$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' "$log" | tail -1)"
   summary+=("$(printf '%-16s %10s executions in %ss, coverage %s edges, exit %d' \
                "$target" "${executions:-?}" "$seconds" "${coverage:-?}" "$status")")
   if [[ $status -ne 0 || -z "$executions" ]]; then
