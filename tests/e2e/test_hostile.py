@@ -755,6 +755,7 @@ class FileLimitTests(HostileTestCase):
     def test_connections_beyond_the_file_limit_get_503(self):
         raise_open_file_limit(1024)
         fit = self.FILES - 64   # the server keeps 64 descriptors for itself
+        time.sleep(0.3)         # lets the server see the close of setUpClass's connections
         socks = [self.server.raw_socket(timeout=10) for _ in range(self.FILES + 44)]
         try:
             time.sleep(0.5)
