@@ -28,7 +28,7 @@ struct ServerOptions {
   std::size_t body_bytes_max = 100 * 1024;  // the original's 100 kB body limit
   std::size_t header_bytes_max = 16 * 1024;
   std::size_t connections_max = 10'000;  // lowered by listen() to what the open file limit allows
-  int read_timeout_ms = 30'000;  // whole request, and idle time between keep-alive requests
+  int read_timeout_ms = 30'000;          // whole request, and idle time between keep-alive requests
   int write_timeout_ms = 30'000;
 };
 

@@ -85,12 +85,24 @@ std::string encode(const DecodedBody& body) {
   for (const JsonField& field : body.fields) {
     out.key(field.key);
     switch (field.kind) {
-      case JsonKind::kNull: out.null(); break;
-      case JsonKind::kBool: out.boolean(field.text == "true"); break;
-      case JsonKind::kNumber: out.number_text(field.text); break;
-      case JsonKind::kString: out.string(field.text); break;
-      case JsonKind::kObject: out.begin_object().end_object(); break;
-      case JsonKind::kArray: out.begin_array().end_array(); break;
+      case JsonKind::kNull:
+        out.null();
+        break;
+      case JsonKind::kBool:
+        out.boolean(field.text == "true");
+        break;
+      case JsonKind::kNumber:
+        out.number_text(field.text);
+        break;
+      case JsonKind::kString:
+        out.string(field.text);
+        break;
+      case JsonKind::kObject:
+        out.begin_object().end_object();
+        break;
+      case JsonKind::kArray:
+        out.begin_array().end_array();
+        break;
     }
   }
   out.end_object();
@@ -113,12 +125,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(is_valid_utf8(field.key));
     FUZZ_CHECK(body.find(field.key) == &field);  // the first field with this key is this one
     switch (field.kind) {
-      case JsonKind::kString: FUZZ_CHECK(is_valid_utf8(field.text)); break;
-      case JsonKind::kNumber: FUZZ_CHECK(is_json_number(field.text)); break;
-      case JsonKind::kBool: FUZZ_CHECK(field.text == "true" || field.text == "false"); break;
+      case JsonKind::kString:
+        FUZZ_CHECK(is_valid_utf8(field.text));
+        break;
+      case JsonKind::kNumber:
+        FUZZ_CHECK(is_json_number(field.text));
+        break;
+      case JsonKind::kBool:
+        FUZZ_CHECK(field.text == "true" || field.text == "false");
+        break;
       case JsonKind::kNull:
       case JsonKind::kObject:
-      case JsonKind::kArray: FUZZ_CHECK(field.text.empty()); break;
+      case JsonKind::kArray:
+        FUZZ_CHECK(field.text.empty());
+        break;
     }
   }
 

@@ -29,9 +29,12 @@ struct Reference {
 
   bool allows(MoneyParseError error) const {
     switch (error) {
-      case MoneyParseError::kNotANumber: return not_a_number;
-      case MoneyParseError::kTooManyDecimals: return too_many_decimals;
-      case MoneyParseError::kOutOfRange: return out_of_range;
+      case MoneyParseError::kNotANumber:
+        return not_a_number;
+      case MoneyParseError::kTooManyDecimals:
+        return too_many_decimals;
+      case MoneyParseError::kOutOfRange:
+        return out_of_range;
     }
     return false;
   }
