@@ -48,13 +48,12 @@ def request_bytes(method, path, body=b"", headers=(), close=False):
     return b"\r\n".join(lines) + b"\r\n\r\n" + _bytes(body)
 
 
-def chunked_request(path, chunks, headers=(), trailer=b""):
+def chunked_request(path, chunks):
     """A POST whose body is sent with Transfer-Encoding: chunked."""
     head = [f"POST {path} HTTP/1.1".encode(), b"Host: 127.0.0.1",
             b"Content-Type: application/json", b"Transfer-Encoding: chunked", b"Connection: close"]
-    head += [n.encode() + b": " + _bytes(v) for n, v in headers]
     body = b"".join(f"{len(c):x}".encode() + b"\r\n" + c + b"\r\n" for c in chunks)
-    return b"\r\n".join(head) + b"\r\n\r\n" + body + b"0\r\n" + trailer + b"\r\n"
+    return b"\r\n".join(head) + b"\r\n\r\n" + body + b"0\r\n\r\n"
 
 
 def _bytes(value):
@@ -401,7 +400,7 @@ class MalformedRequestTests(HostileTestCase):
             data = (f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                     "Transfer-Encoding: chunked\r\n\r\nc\r\n").encode() + body + b"\r\n0\r\n\r\n"
             self.assert_one_error_then_close(data, 400, "MALFORMED_REQUEST")
-        r = self.assert_one_reply(chunked_request(path, [body], headers=[]).replace(
+        r = self.assert_one_reply(chunked_request(path, [body]).replace(
             b"Transfer-Encoding: chunked", b"Transfer-Encoding: Chunked"))
         self.assertEqual(r.status, 201, r)  # the coding's name is case-insensitive
         self.assert_wallet(wid, "107", 5)
