@@ -38,6 +38,9 @@ struct ServeConfig {
   std::size_t batch_commands_max = 4'096;
   std::size_t body_bytes_max = 100 * 1024;
   std::size_t connections_max = 10'000;
+  std::size_t header_bytes_max = 16 * 1024;
+  int read_timeout_ms = 30'000;
+  int write_timeout_ms = 30'000;
   std::size_t projection_batch_max = 50'000;
   int projection_interval_ms = 500;
   int projection_nice = 0;
@@ -134,6 +137,9 @@ int serve(const ServeConfig& config) {
   server_options.io_threads = config.http_threads;
   server_options.body_bytes_max = config.body_bytes_max;
   server_options.connections_max = config.connections_max;
+  server_options.header_bytes_max = config.header_bytes_max;
+  server_options.read_timeout_ms = config.read_timeout_ms;
+  server_options.write_timeout_ms = config.write_timeout_ms;
   HttpServer server(handler, server_options);
   if (auto listening = server.listen(); !listening) {
     log::error(listening.error());
@@ -298,6 +304,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1024, 16 * 1024 * 1024));
   serve_command->add_option("--connections-max", config.connections_max, "Open connection limit")
       ->check(CLI::Range(1, 1'000'000));
+  serve_command->add_option("--header-bytes-max", config.header_bytes_max,
+                            "Request header limit (431 beyond)")
+      ->check(CLI::Range(1024, 1024 * 1024));
+  serve_command
+      ->add_option("--read-timeout-ms", config.read_timeout_ms,
+                   "Longest time to receive a whole request, and keep-alive idle time")
+      ->check(CLI::Range(100, 3'600'000));
+  serve_command
+      ->add_option("--write-timeout-ms", config.write_timeout_ms,
+                   "Longest time to send a response to a client that does not read")
+      ->check(CLI::Range(100, 3'600'000));
   serve_command
       ->add_option("--projection-batch-max", config.projection_batch_max,
                    "Events per projection transaction")

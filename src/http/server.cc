@@ -1,16 +1,20 @@
 #include "http/server.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -27,11 +31,44 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+namespace {
+
+// File descriptors kept for everything but client connections: the store's and the read side's
+// database files, their WAL and shared-memory files, the listening socket, epoll, timers, stdio.
+// The process uses about 25; the rest is headroom.
+constexpr std::size_t kDescriptorsReserved = 64;
+
+// How long accepting pauses after accept() fails (e.g. EMFILE when another part of the process
+// holds more descriptors than reserved). Retrying at once would spin on the same failing
+// connection at full CPU and flood the log.
+constexpr int kAcceptRetryDelayMs = 100;
+
+// Raises the soft limit on open descriptors to the hard limit (Debian's default soft limit is
+// 1,024) and returns how many connections fit in it, at most `wanted`.
+std::size_t connections_that_fit(std::size_t wanted) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const auto descriptors = static_cast<std::size_t>(limit.rlim_cur);
+  const std::size_t fit = descriptors > kDescriptorsReserved * 2 ? descriptors - kDescriptorsReserved
+                                                                 : descriptors / 2;
+  return std::min(wanted, fit);
+}
+
+}  // namespace
+
 struct HttpServer::Impl {
   RequestHandler& handler;
   ServerOptions options;
   net::io_context ioc;
   tcp::acceptor acceptor;
+  net::steady_timer accept_retry;
+  bool accept_failing = false;  // logged once per episode of failures, not once per attempt
   std::vector<std::thread> threads;
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};  // requests read but not yet fully answered
@@ -44,7 +81,11 @@ struct HttpServer::Impl {
   bool flush_scheduled = false;
 
   Impl(RequestHandler& h, ServerOptions o)
-      : handler(h), options(std::move(o)), ioc(options.io_threads), acceptor(ioc) {}
+      : handler(h),
+        options(std::move(o)),
+        ioc(options.io_threads),
+        acceptor(ioc),
+        accept_retry(acceptor.get_executor()) {}
 
   void accept();
   void refuse(tcp::socket socket);
@@ -88,6 +129,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void read() {
     if (server_.draining.load()) return close();
+    head_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options.header_bytes_max));
     parser_->body_limit(server_.options.body_bytes_max);
@@ -117,8 +159,17 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return close();  // timeout, reset, shutdown
 
     const auto& request = parser_->get();
+    if (!has_supported_framing(request)) {
+      // Beast reads a body only when chunked is the last coding; any other coding would leave
+      // the body in the stream to be parsed as the next request (request smuggling), and Wallex
+      // decodes no coding but chunked.
+      return respond_and_close(ErrorCode::kMalformedRequest,
+                               "Malformed HTTP request: unsupported Transfer-Encoding (only "
+                               "chunked is accepted)");
+    }
     keep_alive_ = request.keep_alive();
     version_ = request.version();
+    head_ = request.method() == http::verb::head;
     HttpRequest view;
     view.method = request.method_string();
     view.target = request.target();
@@ -139,6 +190,23 @@ class Session : public std::enable_shared_from_this<Session> {
     if (immediate) write(std::move(*immediate));
   }
 
+  // No Transfer-Encoding, or exactly "chunked" (any case, surrounding spaces allowed).
+  static bool has_supported_framing(const http::request<http::string_body>& request) {
+    const auto field = request.find(http::field::transfer_encoding);
+    if (field == request.end()) return true;
+    std::string_view value = field->value();
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    constexpr std::string_view kChunked = "chunked";
+    if (value.size() != kChunked.size() || request.count(http::field::transfer_encoding) != 1) {
+      return false;
+    }
+    for (std::size_t i = 0; i < kChunked.size(); ++i) {
+      if (std::tolower(static_cast<unsigned char>(value[i])) != kChunked[i]) return false;
+    }
+    return true;
+  }
+
   void write(HttpResponse&& response) {
     auto message = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(response.status), version_);
@@ -147,6 +215,9 @@ class Session : public std::enable_shared_from_this<Session> {
     message->body() = std::move(response.body);
     message->keep_alive(keep_alive_ && !server_.draining.load());
     message->prepare_payload();
+    // A response to HEAD carries the headers of the full response but never a body: a client
+    // reads none, so body bytes would be taken as the start of its next response.
+    if (head_) message->body().clear();
     stream_.expires_after(std::chrono::milliseconds(server_.options.write_timeout_ms));
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
@@ -181,6 +252,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
+  bool head_ = false;  // the request being answered is a HEAD
   unsigned version_ = 11;
 };
 
@@ -206,16 +278,23 @@ void HttpServer::Impl::accept() {
                                             : net::any_io_executor(ioc.get_executor());
   acceptor.async_accept(executor, [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) {
-      if (connections.load() >= options.connections_max) {
-        refuse(std::move(socket));
-      } else {
-        beast::error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<Session>(std::move(socket), *this)->start();
-      }
+    if (ec) {
+      if (!accept_failing) log::warn("accept failed, pausing new connections: " + ec.message());
+      accept_failing = true;
+      accept_retry.expires_after(std::chrono::milliseconds(kAcceptRetryDelayMs));
+      accept_retry.async_wait([this](beast::error_code timer_error) {
+        if (!timer_error) accept();
+      });
+      return;
+    }
+    if (accept_failing) log::info("accepting connections again");
+    accept_failing = false;
+    if (connections.load() >= options.connections_max) {
+      refuse(std::move(socket));
     } else {
-      log::warn("accept failed: " + ec.message());
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(std::move(socket), *this)->start();
     }
     accept();
   });
@@ -227,6 +306,13 @@ HttpServer::HttpServer(RequestHandler& handler, ServerOptions options)
 HttpServer::~HttpServer() { shutdown(0); }
 
 Status<std::string> HttpServer::listen() {
+  const std::size_t fit = connections_that_fit(impl_->options.connections_max);
+  if (fit < impl_->options.connections_max) {
+    log::warn("the open file limit allows " + std::to_string(fit) + " connections, not " +
+              std::to_string(impl_->options.connections_max) +
+              "; further connections get 503 (raise it with ulimit -n)");
+    impl_->options.connections_max = fit;
+  }
   beast::error_code ec;
   const auto address = net::ip::make_address(impl_->options.host, ec);
   if (ec) return fail("invalid host " + impl_->options.host + ": " + ec.message());
@@ -259,6 +345,7 @@ void HttpServer::stop_accepting() {
   net::post(impl_->acceptor.get_executor(), [this] {
     beast::error_code ignored;
     impl_->acceptor.close(ignored);
+    impl_->accept_retry.cancel();
   });
 }
 

@@ -15,7 +15,8 @@ BIN = wallex_binary()  # raises at import time when WALLEX_BIN is missing
 SNAPSHOT_KEYS = ["id", "ownerId", "balance", "version", "createdAt", "updatedAt"]
 ERROR_KEYS = ["statusCode", "message", "error", "code"]
 REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-           413: "Payload Too Large"}
+           413: "Payload Too Large", 431: "Request Header Fields Too Large",
+           503: "Service Unavailable"}
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # A non-negative JSON number with at most two decimals, written minimally: 0, 100, 130.5, 0.05

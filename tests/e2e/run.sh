@@ -18,4 +18,4 @@ if [[ ! -x "$WALLEX_BIN" ]]; then
 fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
-exec python3 -m unittest -v "$@" test_e2e test_concurrency test_read_side
+exec python3 -m unittest -v "$@" test_e2e test_concurrency test_read_side test_hostile

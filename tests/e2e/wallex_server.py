@@ -68,9 +68,12 @@ class ServerError(AssertionError):
 
 
 class WallexServer:
-    def __init__(self, binary, data_dir=None, extra_args=()):
+    def __init__(self, binary, data_dir=None, extra_args=(), command_prefix=()):
+        """command_prefix runs the binary through another program that execs it, e.g.
+        ("prlimit", "--nofile=256:256", "--") to start it with a lower open file limit."""
         self.binary = binary
         self.extra_args = tuple(extra_args)
+        self.command_prefix = tuple(command_prefix)
         self.host = "127.0.0.1"
         self._own_dirs = []
         if data_dir is None:
@@ -92,8 +95,8 @@ class WallexServer:
     def start(self):
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("server already running")
-        cmd = [self.binary, "serve", "--port", str(self.port), "--host", self.host,
-               "--data-dir", self.data_dir, *self.extra_args]
+        cmd = [*self.command_prefix, self.binary, "serve", "--port", str(self.port),
+               "--host", self.host, "--data-dir", self.data_dir, *self.extra_args]
         with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
             marker = f"\n===== {time.strftime('%H:%M:%S')} start: {' '.join(cmd)}\n".encode()
             err.write(marker)
