@@ -31,7 +31,11 @@ struct HttpServer::Impl {
   RequestHandler& handler;
   ServerOptions options;
   net::io_context ioc;
+  // On a strand of its own: stop_accepting() posts the close from the main thread (twice on
+  // shutdown), and with several I/O threads that close would otherwise run at the same time as
+  // the accept handler, or as the other close, on another thread; an acceptor is not thread-safe.
   tcp::acceptor acceptor;
+  std::uint16_t port = 0;  // set by listen(), so port() never touches the acceptor
   std::vector<std::thread> threads;
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};  // requests read but not yet fully answered
@@ -44,7 +48,10 @@ struct HttpServer::Impl {
   bool flush_scheduled = false;
 
   Impl(RequestHandler& h, ServerOptions o)
-      : handler(h), options(std::move(o)), ioc(options.io_threads), acceptor(ioc) {}
+      : handler(h),
+        options(std::move(o)),
+        ioc(options.io_threads),
+        acceptor(net::make_strand(ioc)) {}
 
   void accept();
   void refuse(tcp::socket socket);
@@ -240,10 +247,11 @@ Status<std::string> HttpServer::listen() {
     return fail("cannot listen on " + impl_->options.host + ":" +
                 std::to_string(impl_->options.port) + ": " + ec.message());
   }
+  impl_->port = acceptor.local_endpoint().port();
   return Ok{};
 }
 
-std::uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t HttpServer::port() const { return impl_->port; }
 
 void HttpServer::start() {
   impl_->accept();
