@@ -30,6 +30,11 @@ using tcp = net::ip::tcp;
 struct HttpServer::Impl {
   RequestHandler& handler;
   ServerOptions options;
+  // Declared before ioc, so they outlive it: sessions still waiting in the io_context when it
+  // is destroyed count themselves out of `connections` in their destructors.
+  std::atomic<std::size_t> connections{0};
+  std::atomic<std::size_t> in_flight{0};  // requests read but not yet fully answered
+  std::atomic<bool> draining{false};
   net::io_context ioc;
   // On a strand of its own: stop_accepting() posts the close from the main thread (twice on
   // shutdown), and with several I/O threads that close would otherwise run at the same time as
@@ -37,9 +42,6 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor;
   std::uint16_t port = 0;  // set by listen(), so port() never touches the acceptor
   std::vector<std::thread> threads;
-  std::atomic<std::size_t> connections{0};
-  std::atomic<std::size_t> in_flight{0};  // requests read but not yet fully answered
-  std::atomic<bool> draining{false};
 
   // Replies from the writer thread, waiting for an I/O thread. One post wakes an I/O thread
   // for everything that arrived meanwhile, instead of one wake-up (and syscall) per reply.
