@@ -65,14 +65,20 @@ std::size_t connections_that_fit(std::size_t wanted) {
 struct HttpServer::Impl {
   RequestHandler& handler;
   ServerOptions options;
-  net::io_context ioc;
-  tcp::acceptor acceptor;
-  net::steady_timer accept_retry;
-  bool accept_failing = false;  // logged once per episode of failures, not once per attempt
-  std::vector<std::thread> threads;
+  // Declared before ioc, so they outlive it: sessions still waiting in the io_context when it
+  // is destroyed count themselves out of `connections` in their destructors.
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};  // requests read but not yet fully answered
   std::atomic<bool> draining{false};
+  net::io_context ioc;
+  // On a strand of its own: stop_accepting() posts the close from the main thread (twice on
+  // shutdown), and with several I/O threads that close would otherwise run at the same time as
+  // the accept handler, or as the other close, on another thread; an acceptor is not thread-safe.
+  tcp::acceptor acceptor;
+  net::steady_timer accept_retry;  // on the acceptor's strand
+  bool accept_failing = false;  // logged once per episode of failures, not once per attempt
+  std::uint16_t port = 0;  // set by listen(), so port() never touches the acceptor
+  std::vector<std::thread> threads;
 
   // Replies from the writer thread, waiting for an I/O thread. One post wakes an I/O thread
   // for everything that arrived meanwhile, instead of one wake-up (and syscall) per reply.
@@ -84,7 +90,7 @@ struct HttpServer::Impl {
       : handler(h),
         options(std::move(o)),
         ioc(options.io_threads),
-        acceptor(ioc),
+        acceptor(net::make_strand(ioc)),
         accept_retry(acceptor.get_executor()) {}
 
   void accept();
@@ -326,10 +332,11 @@ Status<std::string> HttpServer::listen() {
     return fail("cannot listen on " + impl_->options.host + ":" +
                 std::to_string(impl_->options.port) + ": " + ec.message());
   }
+  impl_->port = acceptor.local_endpoint().port();
   return Ok{};
 }
 
-std::uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t HttpServer::port() const { return impl_->port; }
 
 void HttpServer::start() {
   impl_->accept();

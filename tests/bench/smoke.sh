@@ -60,4 +60,11 @@ if [ "$status" -ne 0 ]; then
   cat "$work/server.log" >&2
   exit 1
 fi
+# Under a sanitizer build a report also fails the run (belt and braces: the sanitizers' own exit
+# code already makes the status above non-zero).
+if grep -qE 'WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer|runtime error:' "$work/server.log"; then
+  echo "smoke: sanitizer report in the server's stderr" >&2
+  cat "$work/server.log" >&2
+  exit 1
+fi
 echo "smoke: passed"

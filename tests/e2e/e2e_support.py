@@ -87,10 +87,11 @@ class ServerTestCase(unittest.TestCase):
 
     server = None
     maxDiff = None
+    SERVER_ARGS = ()  # extra `wallex serve` options of this class's server
 
     @classmethod
     def setUpClass(cls):
-        cls.server = WallexServer(BIN)
+        cls.server = WallexServer(BIN, extra_args=cls.SERVER_ARGS)
         cls.server.last_position = 0
 
     @classmethod

@@ -3,15 +3,17 @@
 Run: WALLEX_BIN=/path/to/wallex python3 -m unittest -v test_concurrency   (from tests/e2e)
 """
 
+import http.client
 import random
 import threading
+import time
 import unittest
 from collections import Counter, defaultdict
 from decimal import Decimal
 
 import e2e_support as sup
 from e2e_support import D, uid, new_key
-from wallex_server import loads
+from wallex_server import WallexServer, build_request, loads
 
 CREDIT = Decimal("2.5")
 DEBIT = Decimal("1.25")
@@ -236,6 +238,110 @@ class ConcurrentSameRequestTests(sup.ServerTestCase):
         self.assertEqual(len(ok), 10, replies)
         self.assertEqual(len(refused), n - 10, replies)
         self.assert_wallet(wid, "0", 11)
+
+
+class SeveralIoThreadsTests(sup.ServerTestCase):
+    """The server with four HTTP I/O threads (the default is one, where Asio runs without
+    strands): commands, reads, read-side queries and health checks on kept-alive connections
+    from many clients at once, and a stop while connections keep arriving. Under the TSan build
+    a data race in the server fails these tests (its report stops the server)."""
+
+    SERVER_ARGS = ("--http-threads", "4")
+    THREADS = 12
+    PER_THREAD = 30
+    WALLETS = 6
+
+    def test_mixed_requests_on_kept_alive_connections(self):
+        wallets = [self.new_wallet(initial=1000) for _ in range(self.WALLETS)]
+        created_position = self.server.last_position  # the ledger knows the wallets from here
+        total = Decimal(1000 * self.WALLETS)
+        results = [[] for _ in range(self.THREADS)]
+
+        def worker(t):
+            rng = random.Random(3000 + t)
+            conn = self.server.connect()
+            try:
+                for _ in range(self.PER_THREAD):
+                    src, dst = rng.sample(wallets, 2)
+                    kind = rng.choice(["credit", "transfer", "wallet", "ledger", "health"])
+                    if kind == "credit":
+                        request = ("POST", f"/wallets/{src}/credit", '{"amount":"0.50"}',
+                                   {"Idempotency-Key": new_key()})
+                    elif kind == "transfer":
+                        amount = Decimal(rng.randint(1, 5000)) / 100
+                        body = f'{{"toWalletId":"{dst}","amount":"{amount}"}}'
+                        request = ("POST", f"/wallets/{src}/transfer", body,
+                                   {"Idempotency-Key": new_key()})
+                    elif kind == "wallet":
+                        request = ("GET", f"/wallets/{src}", None, {})
+                    elif kind == "ledger":
+                        # Waits on the query thread for the projection, answered via the mailbox.
+                        position = max([created_position] +
+                                       [int(o.headers.get("x-wallex-position", 0))
+                                        for o in results[t] if o.kind in ("credit", "transfer")])
+                        request = ("GET", f"/ledger/wallet/{src}?minPosition={position}&limit=5",
+                                   None, {})
+                    else:
+                        request = ("GET", "/health", None, {})
+                    method, path, body, headers = request
+                    status, hdrs, raw = self.server.request_on(conn, method, path, body, headers)
+                    results[t].append(Outcome(kind, status, raw, hdrs))
+            finally:
+                conn.close()
+
+        sup.run_threads(self.THREADS, worker)
+        outcomes = [o for per_thread in results for o in per_thread]
+        self.assertEqual(len(outcomes), self.THREADS * self.PER_THREAD)
+        expected = {"credit": {201}, "transfer": {201, 400}, "wallet": {200}, "ledger": {200},
+                    "health": {200}}
+        bad = [o for o in outcomes if o.status not in expected[o.kind]
+               or (o.status == 400 and o.code != "INSUFFICIENT_FUNDS")]
+        self.assertEqual(bad, [], f"{len(bad)} unexpected responses, e.g. {bad[:5]}")
+        credited = Decimal("0.50") * sum(1 for o in outcomes if o.kind == "credit")
+        finals = [self.wallet(w) for w in wallets]
+        self.assertEqual(sum(D(s["balance"]) for s in finals), total + credited)
+
+    def test_stop_while_connections_arrive(self):
+        server = WallexServer(sup.BIN, extra_args=self.SERVER_ARGS)
+        wid = uid()
+        status, _, raw = server.request("POST", "/wallets", {"walletId": wid, "ownerId": "o"})
+        self.assertEqual(status, 201, raw)
+        stopping = threading.Event()
+        statuses = [[] for _ in range(8)]
+
+        def client(t):
+            # Fresh connections all the time, so the acceptor and the I/O threads are busy when
+            # the server closes the acceptor.
+            while not stopping.is_set():
+                try:
+                    if t % 2 == 0:
+                        # A request nobody waits for: the cheapest way to keep connections coming.
+                        with server.raw_socket(timeout=10) as s:
+                            s.sendall(build_request("GET", "/health"))
+                    elif t % 4 == 1:
+                        status, _, _ = server.request("GET", "/health", timeout=10)
+                        statuses[t].append(status)
+                    else:
+                        status, _, _ = server.request("POST", f"/wallets/{wid}/credit",
+                                                      '{"amount":1}', timeout=10)
+                        statuses[t].append(status)
+                except (OSError, http.client.HTTPException):
+                    pass  # refused or cut off once the server stops
+
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(len(statuses))]
+        try:
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)
+            server.stop()  # SIGTERM while requests arrive: must exit 0
+        finally:
+            stopping.set()
+            for thread in threads:
+                thread.join()
+            server.cleanup()
+        answered = [s for per_client in statuses for s in per_client]
+        self.assertGreater(len(answered), 0)
+        self.assertEqual([s for s in answered if s not in (200, 201, 503)], [])
 
 
 if __name__ == "__main__":

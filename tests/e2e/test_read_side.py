@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import e2e_support as sup
 from e2e_support import D, Raw, uid
-from wallex_server import WallexServer
+from wallex_server import WallexServer, sanitizer_report
 
 ENTRY_KEYS = ["id", "walletId", "transactionType", "amount", "balanceBefore", "balanceAfter",
               "description", "referenceId", "relatedWalletId", "metadata", "createdAt"]
@@ -28,6 +28,9 @@ WAIT_MS = 400  # --min-position-wait-ms of the servers started here
 def tool(*args, timeout=120):
     """Runs `wallex <args>`; returns (exit code, stdout, stderr)."""
     done = subprocess.run([sup.BIN, *args], capture_output=True, text=True, timeout=timeout)
+    report = sanitizer_report(done.stderr)
+    if report is not None:
+        raise AssertionError(f"sanitizer report from wallex {' '.join(args)}:\n{report}")
     return done.returncode, done.stdout, done.stderr
 
 

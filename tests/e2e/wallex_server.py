@@ -24,7 +24,23 @@ STARTUP_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
 
+# How a sanitizer report starts (ThreadSanitizer, AddressSanitizer, LeakSanitizer, UBSan). The
+# sanitizer builds run this suite too; a server's stderr is scanned whenever it stops, so a
+# report fails the test even when the process was killed with SIGKILL before it could exit with
+# the sanitizer's exit code.
+SANITIZER_MARKERS = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                     "ERROR: LeakSanitizer", "runtime error:")
+
 _live_servers = set()
+
+
+def sanitizer_report(text, context=6000):
+    """The first sanitizer report in a process's stderr text, or None."""
+    starts = [text.find(marker) for marker in SANITIZER_MARKERS if marker in text]
+    if not starts:
+        return None
+    first = min(starts)
+    return text[max(0, first - 200):first + context]
 
 
 def wallex_binary():
@@ -88,6 +104,7 @@ class WallexServer:
         self.stdout_path = os.path.join(parent, f"{name}.server-stdout.log")
         self.port = free_port()
         self.proc = None
+        self._stderr_scanned = 0  # bytes of stderr already checked for sanitizer reports
         self.start()
 
     # ------------------------------------------------------------------ lifecycle
@@ -140,6 +157,7 @@ class WallexServer:
                 raise ServerError(f"wallex did not exit within {STOP_TIMEOUT_S}s of SIGTERM\n"
                                   f"{self.stderr_tail()}")
         _live_servers.discard(self)
+        self.check_sanitizers()
         rc = proc.returncode
         if rc != 0:
             raise ServerError(f"wallex exited with code {rc} after SIGTERM (expected 0)\n"
@@ -152,6 +170,7 @@ class WallexServer:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         _live_servers.discard(self)
+        self.check_sanitizers()
 
     def restart(self):
         """Start again on the same data dir and port (the previous process must be gone)."""
@@ -163,12 +182,35 @@ class WallexServer:
         return self.proc is not None and self.proc.poll() is None
 
     def cleanup(self):
-        """Kill the process if still running and remove temporary directories we created."""
+        """Kill the process if still running and remove temporary directories we created.
+
+        Raises ServerError afterwards when stderr holds a sanitizer report not raised yet."""
         if self.is_running():
-            self.kill9()
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            _live_servers.discard(self)
+        report = self._new_sanitizer_report()
         for d in self._own_dirs:
             shutil.rmtree(d, ignore_errors=True)
         self._own_dirs = []
+        if report is not None:
+            raise ServerError(f"sanitizer report in wallex stderr:\n{report}")
+
+    def check_sanitizers(self):
+        """Raises ServerError when the server's stderr has a sanitizer report not raised yet."""
+        report = self._new_sanitizer_report()
+        if report is not None:
+            raise ServerError(f"sanitizer report in wallex stderr ({self.stderr_path}):\n{report}")
+
+    def _new_sanitizer_report(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(self._stderr_scanned)
+                data = f.read()
+        except OSError:
+            return None
+        self._stderr_scanned += len(data)
+        return sanitizer_report(data.decode("utf-8", "replace"))
 
     def stderr_tail(self, limit=8000):
         try:
