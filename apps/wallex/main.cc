@@ -43,7 +43,6 @@ struct ServeConfig {
   int write_timeout_ms = 30'000;
   std::size_t projection_batch_max = 50'000;
   int projection_interval_ms = 500;
-  int projection_nice = 0;
   int min_position_wait_ms = 2'000;
 };
 
@@ -105,7 +104,6 @@ int serve(const ServeConfig& config) {
   RunnerOptions runner_options;
   runner_options.batch_events_max = config.projection_batch_max;
   runner_options.batch_interval_ms = config.projection_interval_ms;
-  runner_options.thread_nice = config.projection_nice;
   ProjectionRunner projections(*event_log.value(), *projection_store.value(), make_projectors(),
                                clock, runner_options);
   if (auto opened = projections.open(); !opened) {
@@ -323,10 +321,6 @@ int main(int argc, char** argv) {
       ->add_option("--projection-interval-ms", config.projection_interval_ms,
                    "Time new events are gathered into one projection batch when caught up")
       ->check(CLI::Range(0, 10'000));
-  serve_command
-      ->add_option("--projection-nice", config.projection_nice,
-                   "Niceness of the projector thread: under CPU shortage commands go first")
-      ->check(CLI::Range(0, 19));
   serve_command
       ->add_option("--min-position-wait-ms", config.min_position_wait_ms,
                    "Longest wait of a query for its minPosition before 503")

@@ -1,8 +1,6 @@
 #include "projection/projection_runner.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 
@@ -53,11 +51,6 @@ void ProjectionRunner::start() {
   }
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "wallex-project");  // shows in top -H and perf
-    // Linux applies a niceness to one thread when given its thread id.
-    if (options_.thread_nice != 0 &&
-        setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options_.thread_nice) != 0) {
-      log::warn("projector: cannot set niceness " + std::to_string(options_.thread_nice));
-    }
     run();
   });
 }

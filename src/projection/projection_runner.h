@@ -53,10 +53,6 @@ struct RunnerOptions {
   // the per-wallet rows and indexes it touches, so a batch per commit would write several pages
   // per event and compete with the writer's fsyncs for the disk; gathering bounds that.
   int batch_interval_ms = 500;
-  // Scheduling niceness of the projector thread (0 = as the rest of the process). Under a CPU
-  // shortage the commands' threads go first and the projections lag instead (reported in
-  // /health); with idle CPU it changes nothing.
-  int thread_nice = 0;
   // On stop() the thread first applies what the log still holds, for at most this long (the
   // writer has stopped by then), so a cleanly stopped server leaves its projections at the head.
   int drain_on_stop_ms = 5'000;
