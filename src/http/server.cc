@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -36,6 +38,11 @@ struct HttpServer::Impl {
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};  // requests read but not yet fully answered
   std::atomic<bool> draining{false};
+  // Keeps the I/O threads running until shutdown() is done waiting for in-flight requests. A
+  // request waiting for the writer has no pending socket operation, so once the acceptor is
+  // closed ioc.run() would otherwise return for lack of work, and the replies the writer then
+  // posts (e.g. the 503s of a batch whose fsync failed) would never be written.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
 
   // Replies from the writer thread, waiting for an I/O thread. One post wakes an I/O thread
   // for everything that arrived meanwhile, instead of one wake-up (and syscall) per reply.
@@ -246,6 +253,7 @@ Status<std::string> HttpServer::listen() {
 std::uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
 
 void HttpServer::start() {
+  impl_->work.emplace(impl_->ioc.get_executor());
   impl_->accept();
   for (int i = 0; i < impl_->options.io_threads; ++i) {
     impl_->threads.emplace_back([this] {
@@ -270,6 +278,7 @@ void HttpServer::shutdown(int grace_ms) {
   while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  impl_->work.reset();
   impl_->ioc.stop();
   for (std::thread& thread : impl_->threads) thread.join();
   impl_->threads.clear();
