@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 from wallex_server import free_port, loads  # noqa: E402  (shared with the e2e tests)
 
 STARTUP_TIMEOUT_S = 20.0
+WALLETS_MAX = 600
 REQUEST_TIMEOUT_S = 20.0
 
 
@@ -212,7 +213,7 @@ class Op:
     """One keyed POST and what became of it."""
 
     __slots__ = ("key", "kind", "wallet", "to", "cents", "path", "body", "epoch", "status",
-                 "raw", "position", "outcome", "refusal")
+                 "raw", "position", "outcome", "refusal", "_parsed")
 
     def __init__(self, key, kind, wallet, to, cents, path, body, epoch):
         self.key = key
@@ -230,6 +231,7 @@ class Op:
         # "executed-late" (no reply, not committed, executed when re-sent)
         self.outcome = None
         self.refusal = None     # the last non-definitive reply (503), as (status, raw)
+        self._parsed = None
 
     @property
     def acknowledged(self):
@@ -238,11 +240,14 @@ class Op:
     def record(self, status, headers, raw, outcome):
         self.status = status
         self.raw = raw
+        self._parsed = None
         self.position = headers.get("x-wallex-position")
         self.outcome = outcome
 
     def json(self):
-        return loads(self.raw)
+        if self._parsed is None:
+            self._parsed = loads(self.raw)
+        return self._parsed
 
 
 def is_definitive(status, raw):
@@ -286,8 +291,11 @@ class Workload:
         with self.lock:
             pool = list(self.wallets)
         if kind is None:
+            # New wallets keep coming until there are enough to spread the load; a long run
+            # then keeps to those, so the per-restart checks stay proportionate.
+            creates = 4 if len(pool) < WALLETS_MAX else 0
             kind = "create" if len(pool) < 2 else rnd.choices(
-                ["create", "credit", "debit", "transfer"], [4, 30, 30, 36])[0]
+                ["create", "credit", "debit", "transfer"], [creates, 30, 30, 36])[0]
         key = self._next_key("k")
         if kind == "create":
             wallet = f"w{self.seed}-{self.epoch}-{key.rsplit('-', 1)[1]}"
