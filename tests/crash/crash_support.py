@@ -566,6 +566,36 @@ def compare_ledger(server, expected):
     return problems
 
 
+def compare_read_model(server, expected):
+    """GET /wallets (the read model), every page: exactly the model's wallets, each with the
+    model's balance and version. Call once the projections have caught up."""
+    problems = []
+    seen = {}
+    conn = server.connect()
+    try:
+        after = None
+        while True:
+            path = "/wallets?limit=250" + (f"&after={after}" if after else "")
+            status, headers, raw = send(conn, "GET", path)
+            if status != 200:
+                return [f"GET {path}: {status} {raw!r}"]
+            for snapshot in loads(raw):
+                if snapshot["id"] in seen:
+                    problems.append(f"read model lists {snapshot['id']} twice")
+                seen[snapshot["id"]] = (cents_of(snapshot["balance"]), snapshot["version"])
+            after = headers.get("x-next-cursor")
+            if not after:
+                break
+    finally:
+        conn.close()
+    if set(seen) != set(expected):
+        problems.append(f"read model wallets differ: missing {sorted(set(expected) - set(seen))[:5]}, "
+                        f"extra {sorted(set(seen) - set(expected))[:5]}")
+    problems += [f"read model {w}: {seen[w]}, model {expected[w]}"
+                 for w in sorted(set(seen) & set(expected)) if seen[w] != expected[w]]
+    return problems
+
+
 def verify(data_dir):
     """`wallex verify` on the data dir: (ok, output)."""
     code, out, err = tool("verify", "--data-dir", data_dir)

@@ -130,6 +130,7 @@ class KillUnderLoadTest(CrashTestCase):
         expected = self.assert_consistent(workload, "at the end")
         self.server.wait_projections_caught_up()
         self.assert_no_problems(cs.compare_ledger(self.server, expected), "ledger at the end")
+        self.assert_no_problems(cs.compare_read_model(self.server, expected), "read model at the end")
         problems = workload.check_replays(workload.ops)
         self.assert_no_problems(problems, "final replay of every operation")
         stats["replays_checked"] += len(workload.ops)
@@ -181,6 +182,8 @@ class KillWhileProjectionsAreBehindTest(CrashTestCase):
         health = self.server.wait_projections_caught_up()
         expected = self.assert_consistent(workload, "after the kills")
         self.assert_no_problems(cs.compare_ledger(self.server, expected), "ledger after catch-up")
+        self.assert_no_problems(cs.compare_read_model(self.server, expected),
+                                "read model after catch-up")
         self.assert_ledger_rows_exactly_once()
         self.assertEqual(self.server.stop(), 0, self.server.log_tail())
         self.assert_verify("after catch-up")
