@@ -6,7 +6,8 @@
  *
  *   fsync-eio     the next fsync/fdatasync of a matching file fails with EIO; one shot (the shim
  *                 deletes the flag). The flag's content, if any, is a substring the file's path
- *                 must contain (e.g. "wallex.db-wal").
+ *                 must contain (e.g. "wallex.db-wal"). As on Linux, the next fsync through every
+ *                 other descriptor then open on that file fails too ("EIO-reported" in the log).
  *   write-eio     the next write of a matching file fails with EIO; one shot; same content rule.
  *   write-enospc  while it exists, every write of a file under the data directory fails with
  *                 ENOSPC and writes nothing (a full disk); delete it and space is back.
@@ -233,12 +234,66 @@ static void lose_writes(int fd) {
 
 /* ------------------------------------------------------------------ the wrapped calls */
 
+/* Linux (since 4.13) reports a writeback error to every file descriptor that was open on the
+ * file when it happened, once each: a failed fsync through one descriptor makes the next fsync
+ * through each other one fail too. The shim does the same for the faults it injects, so a
+ * second connection to the same file (SQLite's checkpointer and writer) cannot sync
+ * successfully over writes that were lost. */
+#define PENDING_MAX 64
+static struct {
+  dev_t device;
+  ino_t inode;
+  int fd;
+} pending_errors[PENDING_MAX];
+static int pending_count;
+
+static void remember_error_for_other_descriptors(int failed_fd) {
+  struct stat failed;
+  if (fstat(failed_fd, &failed) != 0) return;
+  pthread_mutex_lock(&mutex);
+  for (int fd = 0; fd < 4096 && pending_count < PENDING_MAX; ++fd) {
+    struct stat st;
+    if (fd == failed_fd || fstat(fd, &st) != 0) continue;
+    if (st.st_dev != failed.st_dev || st.st_ino != failed.st_ino) continue;
+    pending_errors[pending_count].device = st.st_dev;
+    pending_errors[pending_count].inode = st.st_ino;
+    pending_errors[pending_count].fd = fd;
+    ++pending_count;
+  }
+  pthread_mutex_unlock(&mutex);
+}
+
+/* True (and forgotten) when this descriptor has an injected error still to report. */
+static int take_pending_error(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return 0;
+  int found = 0;
+  pthread_mutex_lock(&mutex);
+  for (int i = 0; i < pending_count; ++i) {
+    if (pending_errors[i].fd == fd && pending_errors[i].device == st.st_dev &&
+        pending_errors[i].inode == st.st_ino) {
+      pending_errors[i] = pending_errors[--pending_count];
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&mutex);
+  return found;
+}
+
 static int sync_call(const char* name, sync_fn real, int fd) {
   char path[PATH_MAX];
   if (!path_under_dir(fd, path, sizeof path)) return real(fd);
   if (take_one_shot("fsync-eio", path)) {
     if (lose_unsynced) lose_writes(fd);
+    remember_error_for_other_descriptors(fd);
     log_line(name, path, fd, "EIO");
+    errno = EIO;
+    return -1;
+  }
+  if (take_pending_error(fd)) {
+    if (lose_unsynced) lose_writes(fd);
+    log_line(name, path, fd, "EIO-reported");
     errno = EIO;
     return -1;
   }

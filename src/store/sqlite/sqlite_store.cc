@@ -663,6 +663,14 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
     }
   }
   if (auto s = run(impl.commit, "commit"); !s) return rollback(s.error());
+  // A background checkpoint that failed while this commit ran (its WAL fsync, say) may have
+  // consumed the error of writes this commit relies on: kernels before Linux 4.13 report a
+  // writeback error to one descriptor only. Whatever this commit's own fsync said, it is not
+  // acknowledged then; it is whole or absent after the restart.
+  if (impl.failure.failed.load()) {
+    return fail(StoreError{StoreErrorKind::kIo,
+                           "commit: the store failed while it ran: " + impl.failure.why()});
+  }
   impl.last_position = position;
   result.last_position = position;
   return result;
