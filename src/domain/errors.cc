@@ -28,6 +28,7 @@ int http_status(ErrorCode code) {
     case ErrorCode::kHeadersTooLarge: return 431;
     case ErrorCode::kInternalError: return 500;
     case ErrorCode::kStoreUnavailable:
+    case ErrorCode::kStoreFull:
     case ErrorCode::kOverloaded:
     case ErrorCode::kShuttingDown:
     case ErrorCode::kProjectionBehind: return 503;
@@ -61,6 +62,7 @@ std::string_view code_name(ErrorCode code) {
     case ErrorCode::kHeadersTooLarge: return "HEADERS_TOO_LARGE";
     case ErrorCode::kInternalError: return "INTERNAL_ERROR";
     case ErrorCode::kStoreUnavailable: return "STORE_UNAVAILABLE";
+    case ErrorCode::kStoreFull: return "STORE_FULL";
     case ErrorCode::kOverloaded: return "OVERLOADED";
     case ErrorCode::kShuttingDown: return "SHUTTING_DOWN";
     case ErrorCode::kProjectionBehind: return "PROJECTION_BEHIND";

@@ -38,6 +38,7 @@ enum class ErrorCode {
   // 5xx
   kInternalError,
   kStoreUnavailable,
+  kStoreFull,  // the disk is full: the request was not applied
   kOverloaded,
   kShuttingDown,
   kProjectionBehind,  // minPosition not reached within the wait

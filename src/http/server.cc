@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -79,6 +81,11 @@ struct HttpServer::Impl {
   bool accept_failing = false;  // logged once per episode of failures, not once per attempt
   std::uint16_t port = 0;  // set by listen(), so port() never touches the acceptor
   std::vector<std::thread> threads;
+  // Keeps the I/O threads running until shutdown() is done waiting for in-flight requests. A
+  // request waiting for the writer has no pending socket operation, so once the acceptor is
+  // closed ioc.run() would otherwise return for lack of work, and the replies the writer then
+  // posts (e.g. the 503s of a batch whose fsync failed) would never be written.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
 
   // Replies from the writer thread, waiting for an I/O thread. One post wakes an I/O thread
   // for everything that arrived meanwhile, instead of one wake-up (and syscall) per reply.
@@ -339,6 +346,7 @@ Status<std::string> HttpServer::listen() {
 std::uint16_t HttpServer::port() const { return impl_->port; }
 
 void HttpServer::start() {
+  impl_->work.emplace(impl_->ioc.get_executor());
   impl_->accept();
   for (int i = 0; i < impl_->options.io_threads; ++i) {
     impl_->threads.emplace_back([this] {
@@ -364,6 +372,7 @@ void HttpServer::shutdown(int grace_ms) {
   while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  impl_->work.reset();
   impl_->ioc.stop();
   for (std::thread& thread : impl_->threads) thread.join();
   impl_->threads.clear();

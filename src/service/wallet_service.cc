@@ -16,6 +16,31 @@ Reply error_reply(ErrorCode code, std::string_view message) {
   return Reply{http_status(code), encode_error(code, message), 0, false};
 }
 
+bool is_fatal(const StoreError& error) {
+  return error.kind == StoreErrorKind::kIo || error.kind == StoreErrorKind::kCorrupt;
+}
+
+// The reply to every command of a batch whose commit failed. What the client may conclude
+// depends on the failure: after kFull (and conflicts, busy) SQLite rolled the transaction back,
+// so the request has no effect; after an I/O failure (a failed write or fsync) its events may or
+// may not be on disk, and only a retry with the same Idempotency-Key after the restart tells.
+Reply failed_commit_reply(const StoreError& error) {
+  switch (error.kind) {
+    case StoreErrorKind::kFull:
+      return error_reply(ErrorCode::kStoreFull,
+                         "The disk is full: this request was not applied; retry once space is freed");
+    case StoreErrorKind::kIo:
+    case StoreErrorKind::kCorrupt:
+      return error_reply(ErrorCode::kStoreUnavailable,
+                         "The store failed while committing this request and the service is "
+                         "stopping; the request may or may not have been applied: retry with the "
+                         "same Idempotency-Key once the service is back");
+    default:
+      return error_reply(ErrorCode::kStoreUnavailable,
+                         "The store could not commit this request; it has no effect");
+  }
+}
+
 }  // namespace
 
 WalletService::WalletService(EventStore& store, const Clock& clock, IdGenerator& ids,
@@ -193,7 +218,13 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
   if (!keys.empty()) {
     auto found = store_.find_idempotency_many(keys);
     if (!found) {
-      log::error("idempotency lookup failed: " + found.error().message);
+      const StoreError& error = found.error();
+      log::error("idempotency lookup failed: " + error.message);
+      // A read that fails with an I/O error or finds damage is as fatal as a failed write.
+      if (is_fatal(error)) {
+        store_failed_.store(true);
+        if (options_.on_fatal) options_.on_fatal(error);
+      }
       for (Pending& p : batch) {
         p.done(error_reply(ErrorCode::kStoreUnavailable, "The store is unavailable"));
       }
@@ -279,15 +310,13 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
                  " requests failed: " + error.message);
       // A fatal failure is recorded before anyone hears of it, so no client can observe the
       // 503 and then find the service still taking commands.
-      if (error.kind == StoreErrorKind::kIo || error.kind == StoreErrorKind::kCorrupt) {
+      if (is_fatal(error)) {
         store_failed_.store(true);
         if (options_.on_fatal) options_.on_fatal(error);
       }
-      // Nothing of this batch is durable: every reply decided in it is withdrawn.
-      for (Awaiting& a : awaiting) {
-        (*a.done)(error_reply(ErrorCode::kStoreUnavailable,
-                              "The store could not commit this request; it has no effect"));
-      }
+      // Nothing of this batch was acknowledged: every reply decided in it is withdrawn. The
+      // in-memory state stays at the last acknowledged commit.
+      for (Awaiting& a : awaiting) (*a.done)(failed_commit_reply(error));
       return;
     }
     {

@@ -528,8 +528,10 @@ class Simulation {
         check_reply(*replies[i], *decided[i - begin], std::nullopt, context);
         if (requests[i].key) staged.keys[*requests[i].key].body = replies[i]->body;
       } else {
-        // Withdrawn: the client hears 503, whatever became of the transaction.
-        check_reply(*replies[i], error(503, "STORE_UNAVAILABLE"), std::nullopt, context);
+        // Withdrawn: the client hears 503, whatever became of the transaction. A full disk rolled
+        // it back and says so; after an I/O failure it may or may not be durable.
+        const char* code = outcome == CommitOutcome::kFull ? "STORE_FULL" : "STORE_UNAVAILABLE";
+        check_reply(*replies[i], error(503, code), std::nullopt, context);
       }
     }
     check(service_->health().store_failed == fatal, "store_failed flag does not match the fault");

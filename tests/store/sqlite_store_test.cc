@@ -74,6 +74,47 @@ TEST_F(SqliteStoreTest, RefusesAFileThatIsNotADatabase) {
   EXPECT_EQ(store.error().kind, StoreErrorKind::kCorrupt);
 }
 
+TEST_F(SqliteStoreTest, RefusesAnEmptyStoreFileInsteadOfStartingANewStoreInIt) {
+  std::ofstream(db_path()).flush();  // e.g. truncated to nothing
+  auto store = SqliteStore::open(dir_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(store.error().message.find("holds no Wallex store"), std::string::npos);
+  EXPECT_EQ(std::filesystem::file_size(db_path()), 0u);  // refused before writing anything
+}
+
+TEST_F(SqliteStoreTest, RefusesALogWithoutItsDatabase) {
+  std::ofstream(db_path() + "-wal") << std::string(32, 'x');
+  auto store = SqliteStore::open(dir_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_FALSE(std::filesystem::exists(db_path()));
+}
+
+TEST_F(SqliteStoreTest, ANewStoreIsCreatedWholeUnderAnotherNameThenRenamed) {
+  ASSERT_TRUE(SqliteStore::open(dir_).ok());
+  EXPECT_TRUE(std::filesystem::exists(db_path()));
+  EXPECT_FALSE(std::filesystem::exists(db_path() + ".new"));
+  EXPECT_TRUE(SqliteStore::check_integrity(dir_).ok());
+}
+
+TEST_F(SqliteStoreTest, ATruncatedStoreIsRefusedAtOpenAndByTheIntegrityCheck) {
+  ASSERT_TRUE(SqliteStore::open(dir_).ok());
+  // Enough pages that half of the file holds a good part of a table.
+  sql("PRAGMA journal_mode = DELETE; CREATE TABLE filler (x);"
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000)"
+      " INSERT INTO filler SELECT randomblob(300) FROM n;");
+  std::filesystem::resize_file(db_path(), std::filesystem::file_size(db_path()) / 2);
+  auto store = SqliteStore::open(dir_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(store.error().message.find("is damaged and will not be served"), std::string::npos)
+      << store.error().message;
+  auto checked = SqliteStore::check_integrity(dir_);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_EQ(checked.error().kind, StoreErrorKind::kCorrupt);
+}
+
 TEST_F(SqliteStoreTest, UsesWalWithFullSynchronousCommits) {
   ASSERT_TRUE(SqliteStore::open(dir_).ok());
   sqlite3* db = nullptr;

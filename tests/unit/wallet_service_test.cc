@@ -39,6 +39,10 @@ class ControlledStore final : public EventStore {
     std::lock_guard lock(mutex_);
     fail_next_ = kind;
   }
+  void fail_next_lookup(StoreErrorKind kind) {
+    std::lock_guard lock(mutex_);
+    fail_next_lookup_ = kind;
+  }
   int commits() const {
     std::lock_guard lock(mutex_);
     return commits_;
@@ -50,6 +54,14 @@ class ControlledStore final : public EventStore {
   }
   Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
       const std::vector<std::string>& keys) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (fail_next_lookup_) {
+        const StoreErrorKind kind = *fail_next_lookup_;
+        fail_next_lookup_.reset();
+        return fail(StoreError{kind, "injected lookup failure"});
+      }
+    }
     return inner_.find_idempotency_many(keys);
   }
   Result<CommitResult, StoreError> commit(const CommitBatch& batch) override {
@@ -83,6 +95,7 @@ class ControlledStore final : public EventStore {
   bool held_ = false;
   bool waiting_in_commit_ = false;
   int commits_ = 0;
+  std::optional<StoreErrorKind> fail_next_lookup_;
   std::optional<StoreErrorKind> fail_next_;
 };
 
@@ -175,7 +188,8 @@ TEST_F(WalletServiceTest, AFailedCommitFailsItsBatchAndChangesNothing) {
   controlled_->fail_next_commit(StoreErrorKind::kFull);
   const Reply failed = submit(CreditWallet{"w", money("5"), {}}, "key-1");
   EXPECT_EQ(failed.status, 503);
-  EXPECT_NE(failed.body.find("STORE_UNAVAILABLE"), std::string::npos);
+  EXPECT_NE(failed.body.find("STORE_FULL"), std::string::npos);
+  EXPECT_NE(failed.body.find("disk is full"), std::string::npos);
   EXPECT_EQ(service_->find_wallet("w")->balance, money("10"));
   EXPECT_EQ(service_->find_wallet("w")->version, 1);
   EXPECT_EQ(on_disk("w"), service_->find_wallet("w"));
@@ -190,13 +204,29 @@ TEST_F(WalletServiceTest, AFailedCommitFailsItsBatchAndChangesNothing) {
 TEST_F(WalletServiceTest, AnIoFailureIsFatal) {
   create("w", "10");
   controlled_->fail_next_commit(StoreErrorKind::kIo);
-  EXPECT_EQ(submit(CreditWallet{"w", money("5"), {}}).status, 503);
+  const Reply failed = submit(CreditWallet{"w", money("5"), {}});
+  EXPECT_EQ(failed.status, 503);
+  EXPECT_NE(failed.body.find("STORE_UNAVAILABLE"), std::string::npos);
+  // An fsync that failed may still have left the batch on disk: the reply must not deny it.
+  EXPECT_NE(failed.body.find("may or may not have been applied"), std::string::npos);
   EXPECT_EQ(fatal_calls_.load(), 1);
   EXPECT_TRUE(service_->health().store_failed);
   // Never retried: every later command is refused without touching the store.
   const int commits = controlled_->commits();
   EXPECT_EQ(submit(CreditWallet{"w", money("5"), {}}).status, 503);
   EXPECT_EQ(controlled_->commits(), commits);
+}
+
+TEST_F(WalletServiceTest, AnIoFailureReadingIdempotencyKeysIsFatalToo) {
+  create("w", "10");
+  controlled_->fail_next_lookup(StoreErrorKind::kIo);
+  EXPECT_EQ(submit(CreditWallet{"w", money("5"), {}}, "key-1").status, 503);
+  EXPECT_EQ(fatal_calls_.load(), 1);
+  EXPECT_TRUE(service_->health().store_failed);
+  const int commits = controlled_->commits();
+  EXPECT_EQ(submit(CreditWallet{"w", money("5"), {}}, "key-2").status, 503);
+  EXPECT_EQ(controlled_->commits(), commits);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("10"));
 }
 
 TEST_F(WalletServiceTest, IdempotentReplayReturnsTheStoredReply) {

@@ -2,8 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -109,6 +112,32 @@ class ResetOnExit {
   Statement& statement_;
 };
 
+// Set once the store has seen an I/O failure or damage, by the writer or the checkpointer. From
+// then on nothing writes to the files again: commits are refused, no checkpoint runs, and the
+// connections close without the checkpoint SQLite would otherwise run at close. A failed fsync
+// is never retried (on Linux the retry can succeed although the data was lost: "fsyncgate"), and
+// whatever the failed transaction left in the WAL is settled by recovery at the next start.
+struct FailureLatch {
+  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::string reason;
+
+  void set(const std::string& why) {
+    std::lock_guard lock(mutex);
+    if (failed.load()) return;
+    reason = why;
+    failed.store(true);
+  }
+  std::string why() {
+    std::lock_guard lock(mutex);
+    return reason;
+  }
+};
+
+void close_without_checkpoint(sqlite3* db) {
+  if (db != nullptr) sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+}
+
 // Copies committed WAL frames into the database file on its own thread and connection, so a
 // commit never pays for a checkpoint (a 4 MiB checkpoint inside a commit would stall every
 // request of that batch for milliseconds). Passive checkpoints never block the writer; the WAL
@@ -120,7 +149,8 @@ class Checkpointer {
   // its commit, so the WAL (and the disk it uses) stays bounded whatever the load.
   static constexpr int kFramesToCheckpointInline = 262'144;  // ~1 GiB
 
-  explicit Checkpointer(std::string path) : path_(std::move(path)) {}
+  Checkpointer(std::string path, FailureLatch& failure)
+      : path_(std::move(path)), failure_(failure) {}
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
   ~Checkpointer() {
@@ -130,6 +160,8 @@ class Checkpointer {
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
+    // This connection closes last; SQLite would checkpoint (and fsync) at close.
+    if (failure_.failed.load()) close_without_checkpoint(db_);
     sqlite3_close_v2(db_);
   }
 
@@ -163,18 +195,25 @@ class Checkpointer {
       wake_.wait(lock, [this] { return pending_ || stopping_; });
       if (stopping_) return;
       pending_ = false;
+      if (failure_.failed.load()) continue;
       lock.unlock();
       int wal_frames = 0, checkpointed = 0;
       const int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
                                                &checkpointed);
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        log::error(std::string("background checkpoint failed: ") + sqlite3_errmsg(db_));
+        const std::string message = std::string("background checkpoint failed: ") +
+                                    sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db_) + ")";
+        log::error(message);
+        // A failed write or fsync of the database file: the writer's next commit fails fatally.
+        const StoreErrorKind kind = classify(rc);
+        if (kind == StoreErrorKind::kIo || kind == StoreErrorKind::kCorrupt) failure_.set(message);
       }
       lock.lock();
     }
   }
 
   std::string path_;
+  FailureLatch& failure_;
   sqlite3* db_ = nullptr;
   std::thread thread_;
   std::mutex mutex_;
@@ -195,6 +234,7 @@ int on_wal_commit(void* checkpointer, sqlite3* db, const char*, int wal_frames) 
 }  // namespace
 
 struct SqliteStore::Impl {
+  FailureLatch failure;                        // outlives both connections
   std::unique_ptr<Checkpointer> checkpointer;  // declared first: destroyed after the writer's db
   sqlite3* db = nullptr;
   std::int64_t last_position = 0;  // single writer: the store knows the head of the log
@@ -202,9 +242,50 @@ struct SqliteStore::Impl {
       select_wallets, purge_idempotency, read_events, max_position, begin, commit, rollback;
 
   ~Impl() {
+    if (failure.failed.load()) close_without_checkpoint(db);
     // Statements must be finalized before the connection closes; the members' destructors run
     // after this body, so close through sqlite3_close_v2, which defers until they are gone.
     sqlite3_close_v2(db);
+  }
+
+  // Latches a fatal error (I/O, damage) so that nothing writes to the files again.
+  StoreError latch(StoreError error) {
+    if (error.kind == StoreErrorKind::kIo || error.kind == StoreErrorKind::kCorrupt) {
+      failure.set(error.message);
+    }
+    return error;
+  }
+
+  // kIo once the store has failed: a commit after a failure would write and fsync again.
+  Status<StoreError> refuse_if_failed() {
+    if (!failure.failed.load()) return Ok{};
+    return fail(StoreError{StoreErrorKind::kIo,
+                           "the store failed earlier and accepts no more writes: " + failure.why()});
+  }
+
+  // PRAGMA quick_check: every page of every table and index is well-formed and accounted for
+  // (not that indexes match their tables: that is integrity_check, and O(N log N)). Catches a
+  // truncated file or overwritten pages before anything is served from them.
+  Status<StoreError> check_integrity(const std::string& path) {
+    Statement statement;
+    int rc = statement.prepare(db, "PRAGMA quick_check(10)");
+    if (rc != SQLITE_OK) return fail(damaged(path, error_of(db, rc, "quick_check").message));
+    std::string problems;
+    while ((rc = statement.step()) == SQLITE_ROW) {
+      const std::string_view line = statement.text(0);
+      if (line == "ok") continue;
+      problems += problems.empty() ? "" : "; ";
+      problems += line;
+    }
+    if (rc != SQLITE_DONE) return fail(damaged(path, error_of(db, rc, "quick_check").message));
+    if (!problems.empty()) return fail(damaged(path, problems));
+    return Ok{};
+  }
+
+  static StoreError damaged(const std::string& path, const std::string& detail) {
+    return StoreError{StoreErrorKind::kCorrupt,
+                      path + " is damaged and will not be served (integrity check: " + detail +
+                          "). Restore it from a backup."};
   }
 
   Status<StoreError> exec(const char* sql, std::string_view what) {
@@ -262,7 +343,7 @@ struct SqliteStore::Impl {
     return Ok{};
   }
 
-  Status<StoreError> create_or_check_schema(const std::string& path) {
+  Status<StoreError> check_schema(const std::string& path) {
     auto application_id = pragma_int("PRAGMA application_id");
     if (!application_id) return fail(application_id.error());
     auto user_version = pragma_int("PRAGMA user_version");
@@ -270,12 +351,13 @@ struct SqliteStore::Impl {
     auto table_count = pragma_int("SELECT count(*) FROM sqlite_schema");
     if (!table_count) return fail(table_count.error());
 
+    // A new store is created whole under another name and renamed into place (create_store_file),
+    // so an existing wallex.db without a schema is a damaged one (truncated to nothing, replaced
+    // by an empty file), never a store to initialize: that would serve an empty ledger.
     if (application_id.value() == 0 && user_version.value() == 0 && table_count.value() == 0) {
-      const std::string script = std::string("BEGIN IMMEDIATE;") + kSchema +
-                                 "PRAGMA application_id = " + std::to_string(kApplicationId) +
-                                 "; PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion) +
-                                 "; COMMIT;";
-      return exec(script.c_str(), "creating schema");
+      return fail(StoreError{StoreErrorKind::kCorrupt,
+                             path + " exists but holds no Wallex store (empty or truncated); "
+                                    "restore it from a backup, or remove it to start a new store"});
     }
     if (application_id.value() != kApplicationId) {
       return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex store"});
@@ -310,7 +392,55 @@ struct SqliteStore::Impl {
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SqliteStore::~SqliteStore() = default;
 
-Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::string& data_dir) {
+namespace {
+
+Status<StoreError> sync_directory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return fail(StoreError{StoreErrorKind::kIo, "cannot open " + dir + " to sync it"});
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return fail(StoreError{StoreErrorKind::kIo, "cannot sync directory " + dir});
+  return Ok{};
+}
+
+// Creates a new, empty store at `path`: written and fsync'd as `path`.new, then renamed into
+// place and the directory fsync'd. A crash leaves either no wallex.db or a complete one.
+Status<StoreError> create_store_file(const std::string& data_dir, const std::string& path) {
+  const std::string temporary = path + ".new";
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary + suffix, ignored);  // a creation that crashed
+  }
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(temporary.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc == SQLITE_OK) {
+    const std::string script = std::string("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                                           " BEGIN IMMEDIATE;") +
+                               kSchema + "PRAGMA application_id = " +
+                               std::to_string(kApplicationId) + "; PRAGMA user_version = " +
+                               std::to_string(kSqliteSchemaVersion) + "; COMMIT;";
+    rc = sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr);
+  }
+  StoreError error = rc == SQLITE_OK ? StoreError{} : error_of(db, rc, "creating " + temporary);
+  // Closing the only connection checkpoints the WAL into the file and fsyncs it.
+  if (sqlite3_close(db) != SQLITE_OK && rc == SQLITE_OK) {
+    rc = SQLITE_IOERR;
+    error = StoreError{StoreErrorKind::kIo, "closing " + temporary};
+  }
+  if (rc != SQLITE_OK) return fail(std::move(error));
+  std::error_code ec;
+  std::filesystem::rename(temporary, path, ec);
+  if (ec) {
+    return fail(StoreError{StoreErrorKind::kIo, "renaming " + temporary + ": " + ec.message()});
+  }
+  return sync_directory(data_dir);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::string& data_dir,
+                                                                   OpenOptions options) {
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
@@ -318,16 +448,38 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
                                                     ec.message()});
   }
   const std::string path = (std::filesystem::path(data_dir) / "wallex.db").string();
+  if (!std::filesystem::exists(path)) {
+    if (std::filesystem::exists(path + "-wal")) {
+      return fail(StoreError{StoreErrorKind::kCorrupt,
+                             path + " is missing but its write-ahead log " + path +
+                                 "-wal exists: the store was damaged or partly deleted; restore "
+                                 "it from a backup"});
+    }
+    if (auto created = create_store_file(data_dir, path); !created) return fail(created.error());
+  }
   auto impl = std::make_unique<Impl>();
-  int rc = sqlite3_open_v2(path.c_str(), &impl->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+  int rc = sqlite3_open_v2(path.c_str(), &impl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                            nullptr);
   if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
 
-  // journal_mode is the first statement that reads the file: a foreign or damaged file fails here.
+  // Everything is read and checked before anything is written: setting journal_mode would
+  // write to a file that is not yet in WAL mode (a store is created in WAL mode, so a Wallex
+  // store never needs that write).
+  // SQLite's own word for damage ("database disk image is malformed") becomes a message that
+  // says what it means for the service.
+  const auto refuse = [&path](StoreError error) {
+    if (error.kind == StoreErrorKind::kCorrupt && error.message.rfind(path, 0) != 0) {
+      return Impl::damaged(path, error.message);
+    }
+    return error;
+  };
+  if (auto s = impl->check_schema(path); !s) return fail(refuse(s.error()));
+  if (options.check_integrity) {
+    if (auto s = impl->check_integrity(path); !s) return fail(s.error());
+  }
   if (auto s = impl->exec("PRAGMA journal_mode = WAL", "opening " + path); !s) {
-    return fail(s.error());
+    return fail(refuse(s.error()));
   }
   if (auto s = impl->exec("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = 67108864;"
                           " PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000",
@@ -335,9 +487,8 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
       !s) {
     return fail(s.error());
   }
-  if (auto s = impl->create_or_check_schema(path); !s) return fail(s.error());
   if (auto s = impl->prepare_all(); !s) return fail(s.error());
-  impl->checkpointer = std::make_unique<Checkpointer>(path);
+  impl->checkpointer = std::make_unique<Checkpointer>(path, impl->failure);
   if (auto s = impl->checkpointer->start(); !s) return fail(s.error());
   // Replaces SQLite's automatic checkpoints (which would run inside the writer's commits).
   sqlite3_wal_hook(impl->db, on_wal_commit, impl->checkpointer.get());
@@ -346,6 +497,18 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   if (!last) return fail(last.error());
   store->impl_->last_position = last.value();
   return store;
+}
+
+Status<StoreError> SqliteStore::check_integrity(const std::string& data_dir) {
+  const std::string path = (std::filesystem::path(data_dir) / "wallex.db").string();
+  if (!std::filesystem::exists(path)) {
+    return fail(StoreError{StoreErrorKind::kIo, path + " does not exist"});
+  }
+  Impl impl;
+  const int rc = sqlite3_open_v2(path.c_str(), &impl.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  if (rc != SQLITE_OK) return fail(error_of(impl.db, rc, "opening " + path));
+  return impl.check_integrity(path);
 }
 
 Result<std::vector<WalletState>, StoreError> SqliteStore::load_wallets() {
@@ -389,18 +552,18 @@ Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> SqliteStore::f
     const std::vector<std::string>& keys) {
   // One read transaction for all lookups: each autocommit read would take and release the WAL
   // read lock (two fcntl calls) on its own.
-  if (auto s = impl_->exec("BEGIN", "begin read"); !s) return fail(s.error());
+  if (auto s = impl_->exec("BEGIN", "begin read"); !s) return fail(impl_->latch(s.error()));
   std::vector<std::optional<IdempotencyRecord>> records;
   records.reserve(keys.size());
   for (const std::string& key : keys) {
     auto record = find_idempotency(key);
     if (!record) {
       (void)impl_->exec("ROLLBACK", "end read");
-      return fail(record.error());
+      return fail(impl_->latch(record.error()));
     }
     records.push_back(std::move(record).value());
   }
-  if (auto s = impl_->exec("COMMIT", "end read"); !s) return fail(s.error());
+  if (auto s = impl_->exec("COMMIT", "end read"); !s) return fail(impl_->latch(s.error()));
   return records;
 }
 
@@ -414,9 +577,12 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
   };
   auto rollback = [&](StoreError error) -> Result<CommitResult, StoreError> {
     // After an I/O error SQLite may already have rolled back; a failing ROLLBACK changes nothing.
+    // (A rollback in WAL mode writes nothing: the frames of the failed commit stay past the end
+    // of the committed log, and recovery at the next start decides whether they form a commit.)
     (void)run(impl.rollback, "rollback");
-    return fail(std::move(error));
+    return fail(impl.latch(std::move(error)));
   };
+  if (auto s = impl.refuse_if_failed(); !s) return fail(s.error());
 
   // The lost-update guard: every event of a wallet must continue that wallet's versions from
   // the version the batch was decided against, and the write-model row must still be at that
@@ -427,7 +593,7 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
   for (const WalletWrite& write : batch.wallets) {
     next_version.emplace(write.state.id, write.expected_version + 1);
   }
-  if (auto s = run(impl.begin, "begin"); !s) return fail(s.error());
+  if (auto s = run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
   CommitResult result;
   result.entry_positions.reserve(batch.entries.size());
   std::int64_t position = impl.last_position;
@@ -497,6 +663,14 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
     }
   }
   if (auto s = run(impl.commit, "commit"); !s) return rollback(s.error());
+  // A background checkpoint that failed while this commit ran (its WAL fsync, say) may have
+  // consumed the error of writes this commit relies on: kernels before Linux 4.13 report a
+  // writeback error to one descriptor only. Whatever this commit's own fsync said, it is not
+  // acknowledged then; it is whole or absent after the restart.
+  if (impl.failure.failed.load()) {
+    return fail(StoreError{StoreErrorKind::kIo,
+                           "commit: the store failed while it ran: " + impl.failure.why()});
+  }
   impl.last_position = position;
   result.last_position = position;
   return result;
@@ -504,12 +678,15 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
 
 Result<std::int64_t, StoreError> SqliteStore::purge_idempotency(TimestampMs created_before_ms,
                                                                 std::size_t limit) {
+  if (auto refused = impl_->refuse_if_failed(); !refused) return fail(refused.error());
   Statement& s = impl_->purge_idempotency;
   ResetOnExit reset(s);
   s.bind(1, created_before_ms);
   s.bind(2, static_cast<std::int64_t>(limit));
   const int rc = s.step();
-  if (rc != SQLITE_DONE) return fail(error_of(impl_->db, rc, "purging idempotency records"));
+  if (rc != SQLITE_DONE) {
+    return fail(impl_->latch(error_of(impl_->db, rc, "purging idempotency records")));
+  }
   return static_cast<std::int64_t>(sqlite3_changes(impl_->db));
 }
 
