@@ -134,9 +134,12 @@ struct Relay::Impl {
     const auto position = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(message->_private));
     if (message->err) {
       self->delivery_errors.fetch_add(1);
+      // One line per episode: the reports of everything behind the first failure follow.
+      if (!self->failed) {
+        self->record_error("delivery of position " + std::to_string(position) +
+                           " failed: " + rd_kafka_err2str(message->err));
+      }
       self->failed = true;
-      self->record_error("delivery of position " + std::to_string(position) +
-                         " failed: " + rd_kafka_err2str(message->err));
       return;
     }
     if (self->window.delivered(position)) self->published_events.fetch_add(1);
@@ -377,7 +380,10 @@ struct Relay::Impl {
           rd_kafka_poll(producer, 50);
           continue;
         }
-        log::warn("relay: resending from position " + std::to_string(window.published() + 1));
+        log::warn("relay: every outstanding report is in (" +
+                  std::to_string(delivery_errors.load()) +
+                  " failed deliveries so far); resending from position " +
+                  std::to_string(window.published() + 1));
         window.rewind();
         failed = false;
         refresh(true);
