@@ -14,6 +14,7 @@ import queue
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -393,6 +394,16 @@ class KafkaDisabledTests(unittest.TestCase):
         finally:
             server.stop()
             server.cleanup()
+
+    def test_a_bad_kafka_property_is_a_usage_error(self):
+        for bad in ("no.such.property=1", "missing-equals-sign"):
+            with tempfile.TemporaryDirectory() as data_dir:
+                done = subprocess.run(
+                    [BIN, "serve", "--port", "0", "--data-dir", data_dir,
+                     "--kafka-brokers", "127.0.0.1:1", "--kafka-config", bad],
+                    capture_output=True, timeout=30, check=False)
+            self.assertEqual(done.returncode, 2, done.stderr.decode())
+            self.assertIn("kafka", done.stderr.decode().lower())
 
 
 if __name__ == "__main__":
