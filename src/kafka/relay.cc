@@ -76,6 +76,7 @@ struct Relay::Impl {
   DeliveryWindow window;
   bool topics_ready = false;
   bool failed = false;  // a delivery failed: drain reports, then resend from the published position
+  bool purged = false;  // the producer's queue was emptied after that failure
   std::int64_t saved = 0;
   SteadyClock::time_point last_save{}, last_poll{}, last_rate{};
   std::uint64_t rate_base = 0;
@@ -133,7 +134,8 @@ struct Relay::Impl {
     auto* self = static_cast<Impl*>(opaque);
     const auto position = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(message->_private));
     if (message->err) {
-      self->delivery_errors.fetch_add(1);
+      // Purged after an earlier failure (see run()): a consequence, not an error of its own.
+      if (message->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE) self->delivery_errors.fetch_add(1);
       // One line per episode: the reports of everything behind the first failure follow.
       if (!self->failed) {
         self->record_error("delivery of position " + std::to_string(position) +
@@ -367,6 +369,7 @@ struct Relay::Impl {
         destroy_producer();
         window.rewind();
         failed = false;
+        purged = false;
         if (auto created = create_producer(); !created) {
           record_error(created.error());
           if (!pause_ms(options.retry_delay_ms)) break;
@@ -376,6 +379,16 @@ struct Relay::Impl {
       rd_kafka_poll(producer, 0);  // delivery reports, on this thread
       if (failed) {
         set_state("retrying");
+        if (!purged) {
+          // Messages still queued behind the failed one (same partitions, later positions)
+          // must not be delivered before it is sent again: a message that expired (finite
+          // message.timeout.ms) leaves younger ones of its wallet in the queue, and delivering
+          // them now would put a wallet's versions out of order. Messages already on the wire
+          // are left to the idempotent producer, whose sequence numbers make a broker refuse
+          // anything after a gap.
+          rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE);
+          purged = true;
+        }
         if (rd_kafka_outq_len(producer) > 0) {
           rd_kafka_poll(producer, 50);
           continue;
@@ -386,6 +399,7 @@ struct Relay::Impl {
                   std::to_string(window.published() + 1));
         window.rewind();
         failed = false;
+        purged = false;
         refresh(true);
         if (!pause_ms(options.retry_delay_ms)) break;
         set_state("publishing");
