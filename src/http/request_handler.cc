@@ -576,6 +576,11 @@ HttpResponse RequestHandler::kafka_stats() const {
   out.key("publishRatePerSecond").number_text(rate);
   out.key("publishedEvents").integer(static_cast<std::int64_t>(relay.published_events));
   out.key("deliveryErrors").integer(static_cast<std::int64_t>(relay.delivery_errors));
+  out.key("ackLagMs").begin_object();
+  out.key("p50").integer(relay.ack_lag_p50_ms);
+  out.key("p99").integer(relay.ack_lag_p99_ms);
+  out.key("max").integer(relay.ack_lag_max_ms);
+  out.end_object();
   if (relay.last_error.empty()) {
     out.key("lastError").null();
   } else {

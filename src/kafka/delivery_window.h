@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 
 #include "common/clock.h"
 
@@ -20,9 +21,9 @@ class DeliveryWindow {
 
   // An event handed to the producer. Positions must increase (log order).
   void sent(std::int64_t position, TimestampMs occurred_at_ms);
-  // A successful delivery report. Returns false for a position that is not in flight (a
-  // duplicate report: ignored).
-  bool delivered(std::int64_t position);
+  // A successful delivery report. Returns the event's occurredAt, or nullopt for a position
+  // that is not in flight (a duplicate or stale report: ignored).
+  std::optional<TimestampMs> delivered(std::int64_t position);
   // Forgets everything in flight (after a failed delivery, to send again from published()).
   void rewind();
 

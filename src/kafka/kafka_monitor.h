@@ -24,6 +24,11 @@ struct RelayStats {
   std::uint64_t published_events = 0;          // confirmed since start (resends included)
   std::uint64_t delivery_errors = 0;           // failed delivery reports and refused produces
   std::string last_error;                      // of the last failure; empty if none
+  // Time from the writer's decision (the event's occurredAt, before its commit's fsync) to
+  // Kafka's acknowledgement, over every confirmed event since start; 0 before the first.
+  std::int64_t ack_lag_p50_ms = 0;
+  std::int64_t ack_lag_p99_ms = 0;
+  std::int64_t ack_lag_max_ms = 0;
 };
 
 struct BrokerCheck {

@@ -13,6 +13,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "kafka/delivery_window.h"
+#include "kafka/lag_histogram.h"
 
 namespace wallex {
 namespace {
@@ -90,6 +91,7 @@ struct Relay::Impl {
   std::atomic<double> rate{0};
   std::atomic<std::uint64_t> published_events{0};
   std::atomic<std::uint64_t> delivery_errors{0};
+  LagHistogram ack_lag;
   mutable std::mutex error_mutex;
   std::string last_error;
   std::string state = "stopped";
@@ -144,7 +146,10 @@ struct Relay::Impl {
       self->failed = true;
       return;
     }
-    if (self->window.delivered(position)) self->published_events.fetch_add(1);
+    if (auto occurred_at_ms = self->window.delivered(position)) {
+      self->published_events.fetch_add(1);
+      self->ack_lag.add(self->clock.now_ms() - *occurred_at_ms);
+    }
   }
 
   Status<std::string> create_producer() {
@@ -559,6 +564,9 @@ RelayStats Relay::stats() const {
   stats.publish_rate_per_s = impl.rate.load();
   stats.published_events = impl.published_events.load();
   stats.delivery_errors = impl.delivery_errors.load();
+  stats.ack_lag_p50_ms = impl.ack_lag.percentile(0.5);
+  stats.ack_lag_p99_ms = impl.ack_lag.percentile(0.99);
+  stats.ack_lag_max_ms = impl.ack_lag.max();
   return stats;
 }
 
