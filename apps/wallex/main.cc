@@ -11,8 +11,10 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/id_generator.h"
@@ -51,6 +53,25 @@ struct ServeConfig {
   std::vector<std::string> kafka_config;   // key=value librdkafka properties
   std::size_t kafka_in_flight_max = 50'000;
 };
+
+// The relay's options from the command line; nullopt (after logging why) on a malformed
+// --kafka-config.
+std::optional<wallex::RelayOptions> relay_options_from(const std::string& brokers,
+                                                       const std::vector<std::string>& properties,
+                                                       std::size_t in_flight_max) {
+  wallex::RelayOptions options;
+  options.brokers = brokers;
+  options.in_flight_max = in_flight_max;
+  for (const std::string& property : properties) {
+    const std::size_t equals = property.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      wallex::log::error("--kafka-config " + property + ": expected key=value");
+      return std::nullopt;
+    }
+    options.config.emplace_back(property.substr(0, equals), property.substr(equals + 1));
+  }
+  return options;
+}
 
 // Exit codes: 0 clean shutdown, 1 start-up failure, 2 usage, 3 fatal store failure.
 int serve(const ServeConfig& config) {
@@ -131,17 +152,9 @@ int serve(const ServeConfig& config) {
   std::unique_ptr<SqliteRelayCheckpoint> relay_checkpoint;
   std::unique_ptr<Relay> relay;
   if (!config.kafka_brokers.empty()) {
-    RelayOptions relay_options;
-    relay_options.brokers = config.kafka_brokers;
-    relay_options.in_flight_max = config.kafka_in_flight_max;
-    for (const std::string& property : config.kafka_config) {
-      const std::size_t equals = property.find('=');
-      if (equals == std::string::npos || equals == 0) {
-        log::error("--kafka-config " + property + ": expected key=value");
-        return 2;
-      }
-      relay_options.config.emplace_back(property.substr(0, equals), property.substr(equals + 1));
-    }
+    auto relay_options = relay_options_from(config.kafka_brokers, config.kafka_config,
+                                            config.kafka_in_flight_max);
+    if (!relay_options) return 2;
     auto opened_log = SqliteEventLog::open(config.data_dir);
     if (!opened_log) {
       log::error("cannot open the log for the relay: " + opened_log.error().message);
@@ -154,7 +167,7 @@ int serve(const ServeConfig& config) {
       return 1;
     }
     relay_checkpoint = std::move(checkpoint).value();
-    relay = std::make_unique<Relay>(*relay_log, *relay_checkpoint, clock, relay_options);
+    relay = std::make_unique<Relay>(*relay_log, *relay_checkpoint, clock, *relay_options);
     if (auto opened = relay->open(); !opened) {
       log::error("cannot start the Kafka relay: " + opened.error());
       return 2;
@@ -277,6 +290,53 @@ int dev_kafka_command(int brokers) {
   // The detached command thread still refers to `mutex`: leave without destroying anything.
   std::fflush(stdout);
   std::_Exit(0);
+}
+
+// `wallex relay`: the relay alone, beside a server that runs without --kafka-brokers (or
+// after it stopped). Without the writer's commit hook it polls the log every 100 ms. Run at
+// most one relay per data directory: two would both publish everything (duplicates). Logs the
+// backlog every 10 s. Exit codes: 0 after SIGINT/SIGTERM, 1 cannot start, 2 usage.
+int relay_command(const std::string& data_dir, const std::string& brokers,
+                  const std::vector<std::string>& properties, std::size_t in_flight_max) {
+  using namespace wallex;
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto options = relay_options_from(brokers, properties, in_flight_max);
+  if (!options) return 2;
+  options->poll_interval_ms = 100;
+  auto event_log = SqliteEventLog::open(data_dir);
+  if (!event_log) {
+    log::error("cannot open the log: " + event_log.error().message);
+    return 1;
+  }
+  auto checkpoint = SqliteRelayCheckpoint::open(data_dir);
+  if (!checkpoint) {
+    log::error("cannot open the relay checkpoint: " + checkpoint.error().message);
+    return 1;
+  }
+  SystemClock clock;
+  Relay relay(*event_log.value(), *checkpoint.value(), clock, *options);
+  if (auto opened = relay.open(); !opened) {
+    log::error("cannot start the Kafka relay: " + opened.error());
+    return 2;
+  }
+  relay.start();
+  log::info("relaying " + data_dir + " to " + brokers);
+  timespec every{10, 0};
+  while (true) {
+    const int signal_number = sigtimedwait(&signals, nullptr, &every);
+    if (signal_number == SIGINT || signal_number == SIGTERM) break;
+    const RelayStats stats = relay.stats();
+    log::info("relay " + stats.state + ": published " + std::to_string(stats.published_position) +
+              ", backlog " + std::to_string(stats.backlog) + ", delivery errors " +
+              std::to_string(stats.delivery_errors));
+  }
+  relay.stop();
+  log::info("relay stopped at position " + std::to_string(relay.stats().published_position));
+  return 0;
 }
 
 std::string with_thousands(std::int64_t value) {
@@ -453,11 +513,29 @@ int main(int argc, char** argv) {
   CLI::App* verify_sub = app.add_subcommand(
       "verify", "Replay the log and check every invariant, the write model and the projections");
   verify_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  std::string relay_brokers;
+  std::vector<std::string> relay_config;
+  std::size_t relay_in_flight_max = 50'000;
+  CLI::App* relay_sub = app.add_subcommand(
+      "relay", "Publish the log to Kafka without serving HTTP (one relay per data directory)");
+  relay_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  relay_sub->add_option("--kafka-brokers", relay_brokers, "Kafka bootstrap servers")->required();
+  relay_sub->add_option("--kafka-config", relay_config,
+                        "A librdkafka property key=value for the producer (repeatable)")
+      ->allow_extra_args(false);
+  relay_sub
+      ->add_option("--kafka-in-flight-max", relay_in_flight_max,
+                   "Events handed to the Kafka producer and not yet confirmed, at most")
+      ->check(CLI::Range(1, 1'000'000));
+
 
   CLI11_PARSE(app, argc, argv);
   if (serve_command->parsed()) return serve(config);
   if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
   if (verify_sub->parsed()) return verify_command(tool_data_dir);
   if (dev_kafka_sub->parsed()) return dev_kafka_command(dev_kafka_brokers);
+  if (relay_sub->parsed()) {
+    return relay_command(tool_data_dir, relay_brokers, relay_config, relay_in_flight_max);
+  }
   return 2;
 }

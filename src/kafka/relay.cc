@@ -20,11 +20,12 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// librdkafka's errors (syslog level ≤ 3) are mostly refused connections during an outage: the
+// relay carries on and reports them (GET /health/kafka, /health/kafka/stats), so they are
+// warnings here; librdkafka already folds repeated identical lines.
 void forward_log(const rd_kafka_t* /*rk*/, int level, const char* facility, const char* message) {
   const std::string line = std::string("kafka ") + facility + ": " + message;
-  if (level <= 3) {
-    log::error(line);
-  } else if (level <= 5) {
+  if (level <= 4) {
     log::warn(line);
   } else {
     log::write(log::Level::kDebug, line);

@@ -139,12 +139,13 @@ class KafkaCase(unittest.TestCase):
 
     maxDiff = None
     server_args = ()
+    server_relays = True  # False: the server runs without --kafka-brokers
 
     @classmethod
     def setUpClass(cls):
         cls.kafka = DevKafka(brokers=3)
-        cls.server = WallexServer(BIN, extra_args=("--kafka-brokers", cls.kafka.bootstrap,
-                                                   *cls.server_args))
+        kafka_args = ("--kafka-brokers", cls.kafka.bootstrap) if cls.server_relays else ()
+        cls.server = WallexServer(BIN, extra_args=(*kafka_args, *cls.server_args))
         cls.wallets = []
 
     @classmethod
@@ -381,6 +382,32 @@ class BrokerOutageTests(KafkaCase):
         result = self.assert_topic_holds_the_log()
         print(f"\n  outage: workload {elapsed:.1f}s with brokers down, backlog {backlog} drained in "
               f"{drained:.1f}s; {result}", flush=True)
+
+
+class StandaloneRelayTests(KafkaCase):
+    server_relays = False
+
+    def test_wallex_relay_publishes_a_live_servers_log(self):
+        self.workload(wallet_count=10, rounds=150)
+        head = self.last_position()
+        relay = subprocess.Popen(
+            [BIN, "relay", "--data-dir", self.server.data_dir, "--kafka-brokers",
+             self.kafka.bootstrap], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: len(kcat_messages(self.kafka.bootstrap)) >= head, 60,
+                       f"{head} messages on wallet-events")
+            # More commands while it runs: it follows the log by polling.
+            self.workload(wallet_count=5, rounds=50)
+            head = self.last_position()
+            wait_until(lambda: len(kcat_messages(self.kafka.bootstrap)) >= head, 60,
+                       f"{head} messages on wallet-events")
+        finally:
+            relay.send_signal(signal.SIGTERM)
+            rc = relay.wait(timeout=20)
+        self.assertEqual(rc, 0)
+        result = self.assert_topic_holds_the_log()
+        self.assertEqual(result["duplicates"], 0, result)
 
 
 class KafkaDisabledTests(unittest.TestCase):
