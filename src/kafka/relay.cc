@@ -354,6 +354,14 @@ struct Relay::Impl {
         std::lock_guard lock(wake_mutex);
         if (stopping) break;
       }
+      if (producer == nullptr) {  // replacing a failed producer did not work: try again
+        if (auto created = create_producer(); !created) {
+          record_error(created.error());
+          destroy_producer();
+          if (!pause_ms(options.retry_delay_ms)) break;
+          continue;
+        }
+      }
       if (!topics_ready) {
         topics_ready = ensure_topics();
         refresh(true);
@@ -378,6 +386,7 @@ struct Relay::Impl {
         purged = false;
         if (auto created = create_producer(); !created) {
           record_error(created.error());
+          destroy_producer();  // a half-made one (the topic handle failed)
           if (!pause_ms(options.retry_delay_ms)) break;
         }
         continue;
