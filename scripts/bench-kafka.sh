@@ -26,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval('d' + sys.argv[1]))" "$1"; }
 
@@ -72,6 +73,7 @@ mkdir "$tmp/base"
 start_server base "$tmp/base"
 "$bench" --url "$url" --scenario transfer --duration "$duration" --workers "$workers" --quiet \
   --json "$results/base.json" | tail -4
+echo "base CPU seconds: server $(cpu_seconds "$server_pid")"
 stop_server
 
 start_kafka live
@@ -81,6 +83,7 @@ start_server live "$tmp/live" --kafka-brokers "$bootstrap"
   --json "$results/live.json" | tail -4
 stats=$(wait_backlog_zero)
 echo "live relay: $stats"
+echo "live CPU seconds: server $(cpu_seconds "$server_pid"), mock cluster (dev-kafka) $(cpu_seconds "$kafka_pid")"
 stop_server
 
 # 2. Catch-up of the whole log from position 0 into an empty topic.
@@ -95,3 +98,13 @@ events=$(echo "$stats" | field "['publishedPosition']")
 echo "catch-up: $events events in $elapsed_ms ms (server start included) = $(( events * 1000 / elapsed_ms )) events/s"
 echo "catch-up relay: $stats"
 stop_server
+
+python3 - "$results" <<'PY'
+import json, sys
+for name in ("base", "live"):
+    report = json.load(open(f"{sys.argv[1]}/{name}.json"))
+    ops = report["phases"]["operations"]
+    latency = ops["latencyUs"]["all"]
+    print(f"{name:5} transfers: {ops['requestsPerSecond']:.0f}/s, p50 {latency['p50'] / 1000:.1f} ms, "
+          f"p99 {latency['p99'] / 1000:.1f} ms, verified: {report['passed']}")
+PY
