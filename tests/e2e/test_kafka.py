@@ -339,6 +339,24 @@ class RelayTests(KafkaCase):
         self.assertEqual(result["duplicates"], 0, result)
 
 
+class RelayCrashTests(KafkaCase):
+
+    def test_after_kill_9_nothing_is_lost(self):
+        self.workload(wallet_count=10, rounds=100)
+        self.wait_published()
+        self.workload(wallet_count=10, rounds=300)
+        # Killed while the relay is publishing and before its next save: the saved position is
+        # behind what Kafka has, so the restart sends some events again (never fewer).
+        self.server.kill9()
+        self.server.restart()
+        self.workload(wallet_count=5, rounds=50)
+        stats = self.wait_published()
+        self.assertEqual(stats["deliveryErrors"], 0, stats)
+        result = self.assert_topic_holds_the_log()
+        self.assertGreaterEqual(result["messages"], result["events"])
+        print(f"\n  kill -9: {result}", flush=True)
+
+
 class BrokerOutageTests(KafkaCase):
     # A small producer window, so the outage backlog is mostly still in the log and the drain
     # reads it from there.
