@@ -29,7 +29,9 @@ class DeliveryWindow {
 
   std::int64_t published() const { return published_; }
   // The last position handed to the producer (published() when nothing is in flight).
-  std::int64_t last_sent() const { return in_flight_.empty() ? published_ : in_flight_.back().position; }
+  std::int64_t last_sent() const {
+    return in_flight_.empty() ? published_ : in_flight_.back().position;
+  }
   std::size_t in_flight() const { return in_flight_.size(); }
   // occurredAt of the oldest event not yet published among those in flight; 0 when none.
   TimestampMs oldest_in_flight_ms() const {

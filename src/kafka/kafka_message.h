@@ -19,7 +19,8 @@ inline constexpr int kDeadLetterTopicPartitions = 5;
 
 struct KafkaMessage {
   std::string key;    // the wallet id: every event of a wallet goes to one partition
-  std::string value;  // JSON {id, position, aggregateId, eventType, eventVersion, payload, metadata, createdAt}
+  std::string value;  // JSON {id, position, aggregateId, eventType, eventVersion, payload,
+                      // metadata, createdAt}
   // In this order: event-type, aggregate-id, position, correlation-id, and causation-id when the
   // request had an Idempotency-Key.
   std::vector<std::pair<std::string, std::string>> headers;

@@ -14,11 +14,11 @@ struct RelayStats {
   // "connecting" (topics not checked yet: the broker has not answered), "publishing",
   // "retrying" (a delivery failed; resending from the published position), "stopped".
   std::string state;
-  std::int64_t published_position = 0;  // every event up to it is confirmed by Kafka
-  std::int64_t saved_position = 0;       // the published position as last stored in relay.db
-  std::int64_t head_position = 0;        // the log's last position as last seen
-  std::int64_t backlog = 0;              // head_position − published_position
-  std::int64_t in_flight = 0;            // handed to the producer, not confirmed yet
+  std::int64_t published_position = 0;         // every event up to it is confirmed by Kafka
+  std::int64_t saved_position = 0;             // the published position as last stored in relay.db
+  std::int64_t head_position = 0;              // the log's last position as last seen
+  std::int64_t backlog = 0;                    // head_position − published_position
+  std::int64_t in_flight = 0;                  // handed to the producer, not confirmed yet
   std::int64_t oldest_unpublished_age_ms = 0;  // age of the oldest event not published; 0 if none
   double publish_rate_per_s = 0;               // confirmed events per second, recent
   std::uint64_t published_events = 0;          // confirmed since start (resends included)

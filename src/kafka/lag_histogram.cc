@@ -7,8 +7,8 @@ namespace wallex {
 
 std::size_t LagHistogram::bucket_of(std::int64_t ms) {
   ms = std::max<std::int64_t>(ms, 0);
-  if (ms < 100) return static_cast<std::size_t>(ms);                       // [ms, ms+1)
-  if (ms < 1'000) return static_cast<std::size_t>(100 + (ms - 100) / 10);  // 10 ms wide
+  if (ms < 100) return static_cast<std::size_t>(ms);                           // [ms, ms+1)
+  if (ms < 1'000) return static_cast<std::size_t>(100 + (ms - 100) / 10);      // 10 ms wide
   if (ms < 60'000) return static_cast<std::size_t>(190 + (ms - 1'000) / 100);  // 100 ms wide
   return kBuckets - 1;
 }

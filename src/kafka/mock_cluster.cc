@@ -55,7 +55,8 @@ int MockCluster::brokers() const { return impl_->brokers; }
 
 Status<std::string> MockCluster::set_broker_down(int broker_id) {
   std::lock_guard lock(impl_->mutex);
-  if (broker_id < 1 || broker_id > impl_->brokers) return fail("no broker " + std::to_string(broker_id));
+  if (broker_id < 1 || broker_id > impl_->brokers)
+    return fail("no broker " + std::to_string(broker_id));
   const rd_kafka_resp_err_t err = rd_kafka_mock_broker_set_down(impl_->cluster, broker_id);
   if (err) return fail(std::string(rd_kafka_err2str(err)));
   return Ok{};
@@ -63,7 +64,8 @@ Status<std::string> MockCluster::set_broker_down(int broker_id) {
 
 Status<std::string> MockCluster::set_broker_up(int broker_id) {
   std::lock_guard lock(impl_->mutex);
-  if (broker_id < 1 || broker_id > impl_->brokers) return fail("no broker " + std::to_string(broker_id));
+  if (broker_id < 1 || broker_id > impl_->brokers)
+    return fail("no broker " + std::to_string(broker_id));
   const rd_kafka_resp_err_t err = rd_kafka_mock_broker_set_up(impl_->cluster, broker_id);
   if (err) return fail(std::string(rd_kafka_err2str(err)));
   return Ok{};

@@ -135,7 +135,8 @@ struct Relay::Impl {
 
   static void on_delivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
-    const auto position = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(message->_private));
+    const auto position =
+        static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(message->_private));
     if (message->err) {
       // Purged after an earlier failure (see run()): a consequence, not an error of its own.
       if (message->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE) self->delivery_errors.fetch_add(1);
@@ -220,13 +221,14 @@ struct Relay::Impl {
     char error[512];
     for (const Wanted& w : wanted) {
       if (w.present || !options.create_topics) continue;
-      rd_kafka_NewTopic_t* t = rd_kafka_NewTopic_new(w.name.c_str(), w.partitions, -1, error,
-                                                     sizeof error);
+      rd_kafka_NewTopic_t* t =
+          rd_kafka_NewTopic_new(w.name.c_str(), w.partitions, -1, error, sizeof error);
       if (t != nullptr) missing.push_back(t);
     }
     if (missing.empty()) return true;
     rd_kafka_queue_t* queue = rd_kafka_queue_new(producer);
-    rd_kafka_AdminOptions_t* admin = rd_kafka_AdminOptions_new(producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_t* admin =
+        rd_kafka_AdminOptions_new(producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_request_timeout(admin, 5'000, error, sizeof error);
     rd_kafka_CreateTopics(producer, missing.data(), missing.size(), admin, queue);
     rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 10'000);
@@ -264,7 +266,8 @@ struct Relay::Impl {
 
   // Hands the next events of the log to the producer. Returns true when more are waiting.
   bool feed() {
-    const std::size_t room = options.in_flight_max - std::min(options.in_flight_max, window.in_flight());
+    const std::size_t room =
+        options.in_flight_max - std::min(options.in_flight_max, window.in_flight());
     if (room == 0) return false;
     const std::size_t limit = std::min(room, options.read_batch_max);
     auto read = log.read_events(window.last_sent(), limit);
@@ -289,7 +292,7 @@ struct Relay::Impl {
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::intptr_t>(event.position))),
           RD_KAFKA_V_END);
       if (err) {
-        rd_kafka_headers_destroy(headers);  // not taken over on failure
+        rd_kafka_headers_destroy(headers);                       // not taken over on failure
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return false;  // later, when reports free room
         delivery_errors.fetch_add(1);
         failed = true;
@@ -464,9 +467,9 @@ struct Relay::Impl {
       const struct rd_kafka_metadata* metadata = nullptr;
       const rd_kafka_resp_err_t err =
           rd_kafka_metadata(checker, 0, nullptr, &metadata, options.metadata_timeout_ms);
-      check.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             SteadyClock::now() - started)
-                             .count();
+      check.elapsed_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started)
+              .count();
       if (err) {
         check.error = std::string("metadata request failed: ") + rd_kafka_err2str(err);
       } else {

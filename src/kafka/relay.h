@@ -55,8 +55,7 @@ struct RelayOptions {
 
 class Relay final : public KafkaMonitor {
  public:
-  Relay(EventLog& log, PublishedPositionStore& positions, const Clock& clock,
-        RelayOptions options);
+  Relay(EventLog& log, PublishedPositionStore& positions, const Clock& clock, RelayOptions options);
   ~Relay() override;
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;

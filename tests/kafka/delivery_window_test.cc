@@ -35,7 +35,7 @@ TEST(DeliveryWindowTest, ARewindResendsFromThePublishedPosition) {
   EXPECT_EQ(window.published(), 1);
   EXPECT_EQ(window.last_sent(), 1);
   EXPECT_EQ(window.in_flight(), 0u);
-  window.sent(2, 0);  // sent again, from the position after the prefix
+  window.sent(2, 0);                              // sent again, from the position after the prefix
   EXPECT_FALSE(window.delivered(3).has_value());  // a late report from before the rewind is ignored
   EXPECT_TRUE(window.delivered(2).has_value());
   EXPECT_EQ(window.published(), 2);

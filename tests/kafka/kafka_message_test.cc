@@ -53,7 +53,8 @@ TEST(KafkaMessageTest, WithoutAnIdempotencyKeyThereIsNoCausationHeader) {
   event.description = "Transfer to wallet carol";
   event.transfer_id = "t-1";
   event.counterparty_id = "carol";
-  const KafkaMessage message = kafka_message_for(logged(7, event, EventMetadata{"c", std::nullopt}));
+  const KafkaMessage message =
+      kafka_message_for(logged(7, event, EventMetadata{"c", std::nullopt}));
   EXPECT_EQ(message.key, "bob");
   EXPECT_NE(message.value.find(R"("payload":{"transferId":"t-1","toWalletId":"carol",)"
                                R"("amount":"2.00","description":"Transfer to wallet carol"})"),

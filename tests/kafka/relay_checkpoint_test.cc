@@ -1,8 +1,8 @@
-#include "store/sqlite/sqlite_relay_checkpoint.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
+
+#include "store/sqlite/sqlite_relay_checkpoint.h"
 
 namespace wallex {
 namespace {

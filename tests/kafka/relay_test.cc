@@ -33,17 +33,17 @@ struct Consumed {
 std::vector<Consumed> consume_all(const std::string& bootstrap) {
   char error[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (auto [key, value] : {std::pair{"bootstrap.servers", bootstrap.c_str()},
-                            std::pair{"group.id", "relay-test-reader"},
-                            std::pair{"enable.auto.commit", "false"},
-                            std::pair{"enable.partition.eof", "true"},
-                            std::pair{"log_level", "3"}}) {
+  for (auto [key, value] :
+       {std::pair{"bootstrap.servers", bootstrap.c_str()},
+        std::pair{"group.id", "relay-test-reader"}, std::pair{"enable.auto.commit", "false"},
+        std::pair{"enable.partition.eof", "true"}, std::pair{"log_level", "3"}}) {
     EXPECT_EQ(rd_kafka_conf_set(conf, key, value, error, sizeof error), RD_KAFKA_CONF_OK) << error;
   }
   rd_kafka_t* consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
   EXPECT_NE(consumer, nullptr) << error;
   if (consumer == nullptr) return {};
-  rd_kafka_topic_partition_list_t* partitions = rd_kafka_topic_partition_list_new(kEventsTopicPartitions);
+  rd_kafka_topic_partition_list_t* partitions =
+      rd_kafka_topic_partition_list_new(kEventsTopicPartitions);
   for (int p = 0; p < kEventsTopicPartitions; ++p) {
     rd_kafka_topic_partition_list_add(partitions, std::string(kEventsTopic).c_str(), p)->offset =
         RD_KAFKA_OFFSET_BEGINNING;
@@ -78,7 +78,8 @@ std::vector<Consumed> consume_all(const std::string& bootstrap) {
     }
     rd_kafka_message_destroy(message);
   }
-  EXPECT_EQ(at_end.size(), static_cast<std::size_t>(kEventsTopicPartitions)) << "did not reach the end";
+  EXPECT_EQ(at_end.size(), static_cast<std::size_t>(kEventsTopicPartitions))
+      << "did not reach the end";
   rd_kafka_consumer_close(consumer);
   rd_kafka_destroy(consumer);
   return out;

@@ -42,8 +42,7 @@ struct SqliteRelayCheckpoint::Impl {
   }
 };
 
-SqliteRelayCheckpoint::SqliteRelayCheckpoint(std::unique_ptr<Impl> impl)
-    : impl_(std::move(impl)) {}
+SqliteRelayCheckpoint::SqliteRelayCheckpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SqliteRelayCheckpoint::~SqliteRelayCheckpoint() = default;
 
 std::string SqliteRelayCheckpoint::path_in(const std::string& data_dir) {
@@ -54,9 +53,9 @@ Result<std::unique_ptr<SqliteRelayCheckpoint>, StoreError> SqliteRelayCheckpoint
     const std::string& data_dir) {
   auto impl = std::make_unique<Impl>();
   const std::string path = path_in(data_dir);
-  int rc = sqlite3_open_v2(path.c_str(), &impl->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &impl->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
   sqlite3_busy_timeout(impl->db, 5'000);
