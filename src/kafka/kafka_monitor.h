@@ -11,7 +11,8 @@
 namespace wallex {
 
 struct RelayStats {
-  // "connecting" (topics not checked yet: the broker has not answered), "publishing",
+  // "connecting" (the cluster has not answered, or wallet-events does not exist and cannot be
+  // created: nothing is published until it does), "publishing",
   // "retrying" (a delivery failed; resending from the published position), "stopped".
   std::string state;
   std::int64_t published_position = 0;         // every event up to it is confirmed by Kafka

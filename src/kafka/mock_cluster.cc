@@ -25,7 +25,8 @@ struct MockCluster::Impl {
 MockCluster::MockCluster(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MockCluster::~MockCluster() = default;
 
-Result<std::unique_ptr<MockCluster>, std::string> MockCluster::start(int brokers) {
+Result<std::unique_ptr<MockCluster>, std::string> MockCluster::start(int brokers,
+                                                                     bool create_topics) {
   if (brokers < 1 || brokers > 9) return fail(std::string("brokers must be 1..9"));
   auto impl = std::make_unique<Impl>();
   char error[512];
@@ -41,6 +42,7 @@ Result<std::unique_ptr<MockCluster>, std::string> MockCluster::start(int brokers
   impl->bootstrap = rd_kafka_mock_cluster_bootstraps(impl->cluster);
   impl->brokers = brokers;
   auto cluster = std::unique_ptr<MockCluster>(new MockCluster(std::move(impl)));
+  if (!create_topics) return cluster;
   for (auto [name, partitions] : {std::pair{kEventsTopic, kEventsTopicPartitions},
                                   std::pair{kDeadLetterTopic, kDeadLetterTopicPartitions}}) {
     if (auto created = cluster->create_topic(std::string(name), partitions); !created) {

@@ -15,9 +15,10 @@ namespace wallex {
 
 class MockCluster {
  public:
-  // Starts `brokers` brokers (1..9) and creates wallet-events (10 partitions) and
-  // wallet-events-dlq (5), each with replication factor min(brokers, 3).
-  static Result<std::unique_ptr<MockCluster>, std::string> start(int brokers);
+  // Starts `brokers` brokers (1..9) and, unless told not to, creates wallet-events
+  // (10 partitions) and wallet-events-dlq (5), each with replication factor min(brokers, 3).
+  static Result<std::unique_ptr<MockCluster>, std::string> start(int brokers,
+                                                                 bool create_topics = true);
   ~MockCluster();
   MockCluster(const MockCluster&) = delete;
   MockCluster& operator=(const MockCluster&) = delete;

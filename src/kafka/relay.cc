@@ -48,6 +48,10 @@ Result<rd_kafka_conf_t*, std::string> make_config(const RelayOptions& options, b
       // librdkafka's default backs off up to 10 s between reconnects; a relay should notice a
       // returning broker within a second.
       {"reconnect.backoff.max.ms", "1000"},
+      // A topic the broker creates on first use gets the broker's default partition count, not
+      // the 10 that the key → partition contract of docs/kafka-format.md needs: the relay
+      // creates its topics itself, or waits for them.
+      {"allow.auto.create.topics", "false"},
       {"log_level", "4"},
   };
   if (idempotent) properties.emplace_back("enable.idempotence", "true");
@@ -165,6 +169,12 @@ struct Relay::Impl {
       rd_kafka_conf_destroy(conf.value());
       return fail(std::string("cannot create the Kafka producer: ") + error);
     }
+    return Ok{};
+  }
+
+  // Only once the topic exists: a topic handle makes librdkafka ask for the topic's metadata,
+  // and the mock cluster then creates the topic with its default partition count.
+  Status<std::string> create_topic_handle() {
     topic = rd_kafka_topic_new(producer, options.topic.c_str(), nullptr);
     if (topic == nullptr) {
       return fail("cannot create the topic handle: " +
@@ -217,6 +227,7 @@ struct Relay::Impl {
       }
     }
     rd_kafka_metadata_destroy(metadata);
+    const bool events_topic_missing = !wanted.front().present;
     std::vector<rd_kafka_NewTopic_t*> missing;
     char error[512];
     for (const Wanted& w : wanted) {
@@ -225,7 +236,11 @@ struct Relay::Impl {
           rd_kafka_NewTopic_new(w.name.c_str(), w.partitions, -1, error, sizeof error);
       if (t != nullptr) missing.push_back(t);
     }
-    if (missing.empty()) return true;
+    if (missing.empty()) {
+      if (!events_topic_missing || auto_create_allowed()) return true;
+      record_error("topic " + options.topic + " does not exist; waiting for it");
+      return false;
+    }
     rd_kafka_queue_t* queue = rd_kafka_queue_new(producer);
     rd_kafka_AdminOptions_t* admin =
         rd_kafka_AdminOptions_new(producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -255,13 +270,26 @@ struct Relay::Impl {
     rd_kafka_AdminOptions_destroy(admin);
     rd_kafka_queue_destroy(queue);
     rd_kafka_NewTopic_destroy_array(missing.data(), missing.size());
-    if (!outcome.empty()) {
-      // E.g. librdkafka's mock cluster has no CreateTopics: `wallex dev-kafka` creates them.
-      log::warn("relay: cannot create the topics (" + outcome +
-                "); publishing anyway, the broker may auto-create them with its default "
-                "partition count");
+    if (outcome.empty()) return true;
+    // E.g. librdkafka's mock cluster has no CreateTopics: `wallex dev-kafka` creates them.
+    if (events_topic_missing && !auto_create_allowed()) {
+      record_error("topic " + options.topic + " does not exist and cannot be created (" + outcome +
+                   "); waiting for it");
+      return false;
     }
+    log::warn("relay: cannot create the topics (" + outcome + ")" +
+              (events_topic_missing ? "; allow.auto.create.topics=true: the broker creates " +
+                                          options.topic + " with its default partition count"
+                                    : std::string()));
     return true;
+  }
+
+  // The operator opted into broker-side creation with --kafka-config.
+  bool auto_create_allowed() const {
+    for (const auto& [key, value] : options.config) {
+      if (key == "allow.auto.create.topics") return value == "true";
+    }
+    return false;
   }
 
   // Hands the next events of the log to the producer. Returns true when more are waiting.
@@ -360,7 +388,6 @@ struct Relay::Impl {
       if (producer == nullptr) {  // replacing a failed producer did not work: try again
         if (auto created = create_producer(); !created) {
           record_error(created.error());
-          destroy_producer();
           if (!pause_ms(options.retry_delay_ms)) break;
           continue;
         }
@@ -373,6 +400,13 @@ struct Relay::Impl {
           continue;
         }
         set_state("publishing");
+      }
+      if (topic == nullptr) {
+        if (auto created = create_topic_handle(); !created) {
+          record_error(created.error());
+          if (!pause_ms(options.retry_delay_ms)) break;
+          continue;
+        }
       }
       if (rd_kafka_fatal_error(producer, nullptr, 0)) {
         // An idempotent producer that lost its guarantees: start a new one, resend from the
@@ -389,7 +423,6 @@ struct Relay::Impl {
         purged = false;
         if (auto created = create_producer(); !created) {
           record_error(created.error());
-          destroy_producer();  // a half-made one (the topic handle failed)
           if (!pause_ms(options.retry_delay_ms)) break;
         }
         continue;

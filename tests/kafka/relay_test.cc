@@ -94,7 +94,7 @@ class RelayTest : public ::testing::Test {
     auto store = SqliteStore::open(dir_);
     ASSERT_TRUE(store.ok());
     store_ = std::move(store).value();
-    auto cluster = MockCluster::start(3);
+    auto cluster = MockCluster::start(3, !without_topics_);
     ASSERT_TRUE(cluster.ok()) << cluster.error();
     cluster_ = std::move(cluster).value();
     ServiceOptions options;
@@ -197,6 +197,7 @@ class RelayTest : public ::testing::Test {
     return messages.size() - copies.size();
   }
 
+  bool without_topics_ = false;  // set before SetUp: the cluster starts with no topic
   std::string dir_;
   SystemClock clock_;
   RandomIdGenerator ids_{7};
@@ -241,6 +242,41 @@ TEST_F(RelayTest, ExpiredDeliveriesAreSentAgainWithoutAGap) {
   for (int b = 1; b <= 3; ++b) ASSERT_TRUE(cluster_->set_broker_up(b).ok());
   wait_published();
   check_topic(service_->health().last_position);
+}
+
+}  // namespace
+}  // namespace wallex
+
+namespace wallex {
+namespace {
+
+class RelayWithoutTopicsTest : public RelayTest {
+ protected:
+  RelayWithoutTopicsTest() { without_topics_ = true; }
+};
+
+TEST_F(RelayWithoutTopicsTest, WaitsForItsTopicRatherThanLetTheBrokerCreateIt) {
+  // The mock cluster has no CreateTopics: the relay's attempt fails (after the admin request's
+  // timeout). It must not publish into a topic the broker would auto-create with its default
+  // partition count: it waits, reporting why, and publishes once the topic exists.
+  workload(5, 20, "e");
+  start_relay();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (relay_->stats().last_error.find("cannot be created") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  RelayStats waiting = relay_->stats();
+  EXPECT_NE(waiting.last_error.find("does not exist and cannot be created"), std::string::npos)
+      << waiting.last_error;
+  EXPECT_EQ(waiting.state, "connecting");
+  EXPECT_EQ(waiting.published_position, 0);
+  EXPECT_EQ(waiting.backlog, service_->health().last_position);
+  ASSERT_TRUE(cluster_->create_topic(std::string(kEventsTopic), kEventsTopicPartitions).ok());
+  const RelayStats stats = wait_published(std::chrono::seconds(60));
+  EXPECT_EQ(stats.state, "publishing");
+  EXPECT_EQ(stats.delivery_errors, 0u);
+  EXPECT_EQ(check_topic(service_->health().last_position), 0u);  // 10 partitions, in order
 }
 
 }  // namespace
