@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev
   libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev librapidcheck-dev libcli11-dev
+  librdkafka-dev kcat
   python3 curl
   clang-14 libclang-rt-14-dev
 )

@@ -10,12 +10,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/id_generator.h"
 #include "common/log.h"
 #include "http/request_handler.h"
 #include "http/server.h"
+#include "kafka/mock_cluster.h"
+#include "kafka/relay.h"
 #include "projection/projection_runner.h"
 #include "projection/projectors.h"
 #include "projection/query_service.h"
@@ -23,6 +30,7 @@
 #include "projection/verify.h"
 #include "service/wallet_service.h"
 #include "store/sqlite/sqlite_read_store.h"
+#include "store/sqlite/sqlite_relay_checkpoint.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace {
@@ -45,7 +53,29 @@ struct ServeConfig {
   int projection_interval_ms = 500;
   int min_position_wait_ms = 2'000;
   bool skip_integrity_check = false;
+  std::string kafka_brokers;               // empty: no relay
+  std::vector<std::string> kafka_config;   // key=value librdkafka properties
+  std::size_t kafka_in_flight_max = 50'000;
 };
+
+// The relay's options from the command line; nullopt (after logging why) on a malformed
+// --kafka-config.
+std::optional<wallex::RelayOptions> relay_options_from(const std::string& brokers,
+                                                       const std::vector<std::string>& properties,
+                                                       std::size_t in_flight_max) {
+  wallex::RelayOptions options;
+  options.brokers = brokers;
+  options.in_flight_max = in_flight_max;
+  for (const std::string& property : properties) {
+    const std::size_t equals = property.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      wallex::log::error("--kafka-config " + property + ": expected key=value");
+      return std::nullopt;
+    }
+    options.config.emplace_back(property.substr(0, equals), property.substr(equals + 1));
+  }
+  return options;
+}
 
 // Exit codes: 0 clean shutdown, 1 start-up failure, 2 usage, 3 fatal store failure.
 int serve(const ServeConfig& config) {
@@ -119,8 +149,38 @@ int serve(const ServeConfig& config) {
       [&projections](ProjectorId id) { return projections.checkpoint(id); }, query_options);
   projections.set_on_progress([&queries] { queries.notify_progress(); });
   queries.set_on_wait([&projections] { projections.notify_waiting(); });
-  service_options.on_commit = [&projections](std::int64_t last_position) {
+
+  // The outbox relay (only with --kafka-brokers): its own read-only connection to the log, its
+  // published position in relay.db, its own thread. It only reads the log, so nothing it does
+  // (or a broker outage) can delay a command.
+  std::unique_ptr<SqliteEventLog> relay_log;
+  std::unique_ptr<SqliteRelayCheckpoint> relay_checkpoint;
+  std::unique_ptr<Relay> relay;
+  if (!config.kafka_brokers.empty()) {
+    auto relay_options = relay_options_from(config.kafka_brokers, config.kafka_config,
+                                            config.kafka_in_flight_max);
+    if (!relay_options) return 2;
+    auto opened_log = SqliteEventLog::open(config.data_dir);
+    if (!opened_log) {
+      log::error("cannot open the log for the relay: " + opened_log.error().message);
+      return 1;
+    }
+    relay_log = std::move(opened_log).value();
+    auto checkpoint = SqliteRelayCheckpoint::open(config.data_dir);
+    if (!checkpoint) {
+      log::error("cannot open the relay checkpoint: " + checkpoint.error().message);
+      return 1;
+    }
+    relay_checkpoint = std::move(checkpoint).value();
+    relay = std::make_unique<Relay>(*relay_log, *relay_checkpoint, clock, *relay_options);
+    if (auto opened = relay->open(); !opened) {
+      log::error("cannot start the Kafka relay: " + opened.error());
+      return 2;
+    }
+  }
+  service_options.on_commit = [&projections, relay = relay.get()](std::int64_t last_position) {
     projections.notify_head(last_position);
+    if (relay != nullptr) relay->notify_head(last_position);
   };
 
   WalletService service(*store.value(), clock, ids, service_options);
@@ -130,7 +190,8 @@ int serve(const ServeConfig& config) {
   }
   queries.start();
   projections.start();
-  RequestHandler handler(service, ids, ReadSideAccess{&queries, &projections});
+  if (relay) relay->start();
+  RequestHandler handler(service, ids, ReadSideAccess{&queries, &projections}, relay.get());
   ServerOptions server_options;
   server_options.host = config.host;
   server_options.port = static_cast<std::uint16_t>(config.port);
@@ -146,6 +207,7 @@ int serve(const ServeConfig& config) {
     service.stop();
     queries.stop();
     projections.stop();
+    if (relay) relay->stop();
     return 1;
   }
   server.start();
@@ -162,8 +224,127 @@ int serve(const ServeConfig& config) {
   queries.stop();          // answers queued queries; waiting ones get 503
   server.shutdown(5'000);  // lets those replies reach their clients
   projections.stop();      // applies what the log still holds (≤ 5 s), then stops
+  if (relay) relay->stop();  // waits for outstanding deliveries (≤ 5 s), saves its position
   log::info("stopped");
   return fatal.load() ? 3 : 0;
+}
+
+// `wallex dev-kafka`: librdkafka's mock cluster, a test stand-in for a real Kafka cluster.
+// Prints the bootstrap address on stdout (one line), then runs until SIGINT/SIGTERM. Reads
+// commands from stdin, one per line, answering "ok" or "error: ..." on stdout: `down N` and
+// `up N` (broker N, 1-based), `topic NAME PARTITIONS`. Exit codes: 0 after a signal, 1 when the
+// cluster cannot start.
+int dev_kafka_command(int brokers) {
+  using namespace wallex;
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto started = MockCluster::start(brokers);
+  if (!started) {
+    std::fprintf(stderr, "wallex dev-kafka: %s\n", started.error().c_str());
+    return 1;
+  }
+  std::unique_ptr<MockCluster> cluster = std::move(started).value();
+  std::printf("%s\n", cluster->bootstrap().c_str());
+  std::fflush(stdout);
+  log::info("mock Kafka cluster (a test stand-in, data in memory only) with " +
+            std::to_string(brokers) + " brokers at " + cluster->bootstrap() +
+            "; topics wallet-events (10 partitions), wallet-events-dlq (5); stdin commands: "
+            "down N, up N, topic NAME PARTITIONS");
+
+  std::mutex mutex;  // guards `cluster` between the command thread and the shutdown
+  std::thread commands([&mutex, &cluster] {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      char verb[16] = {};
+      char name[256] = {};
+      int number = 0;
+      std::string answer;
+      {
+        std::lock_guard lock(mutex);
+        if (!cluster) return;
+        Status<std::string> done = Ok{};
+        if (std::sscanf(line.c_str(), "down %d", &number) == 1) {
+          done = cluster->set_broker_down(number);
+        } else if (std::sscanf(line.c_str(), "up %d", &number) == 1) {
+          done = cluster->set_broker_up(number);
+        } else if (std::sscanf(line.c_str(), "topic %255s %d", name, &number) == 2) {
+          done = cluster->create_topic(name, number);
+        } else if (std::sscanf(line.c_str(), "%15s", verb) != 1) {
+          continue;  // blank line
+        } else {
+          done = fail("unknown command: " + line);
+        }
+        answer = done ? "ok" : "error: " + done.error();
+      }
+      std::printf("%s\n", answer.c_str());
+      std::fflush(stdout);
+    }
+  });
+  // The command thread may sit in a read of stdin forever; it is not joined.
+  commands.detach();
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  log::info("stopping the mock Kafka cluster");
+  {
+    std::lock_guard lock(mutex);
+    cluster.reset();
+  }
+  // The detached command thread still refers to `mutex`: leave without destroying anything.
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
+// `wallex relay`: the relay alone, beside a server that runs without --kafka-brokers (or
+// after it stopped). Without the writer's commit hook it polls the log every 100 ms. Run at
+// most one relay per data directory: two would both publish everything (duplicates). Logs the
+// backlog every 10 s. Exit codes: 0 after SIGINT/SIGTERM, 1 cannot start, 2 usage.
+int relay_command(const std::string& data_dir, const std::string& brokers,
+                  const std::vector<std::string>& properties, std::size_t in_flight_max) {
+  using namespace wallex;
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto options = relay_options_from(brokers, properties, in_flight_max);
+  if (!options) return 2;
+  options->poll_interval_ms = 100;
+  auto event_log = SqliteEventLog::open(data_dir);
+  if (!event_log) {
+    log::error("cannot open the log: " + event_log.error().message);
+    return 1;
+  }
+  auto checkpoint = SqliteRelayCheckpoint::open(data_dir);
+  if (!checkpoint) {
+    log::error("cannot open the relay checkpoint: " + checkpoint.error().message);
+    return 1;
+  }
+  SystemClock clock;
+  Relay relay(*event_log.value(), *checkpoint.value(), clock, *options);
+  if (auto opened = relay.open(); !opened) {
+    log::error("cannot start the Kafka relay: " + opened.error());
+    return 2;
+  }
+  relay.start();
+  log::info("relaying " + data_dir + " to " + brokers);
+  timespec every{10, 0};
+  while (true) {
+    const int signal_number = sigtimedwait(&signals, nullptr, &every);
+    if (signal_number == SIGINT || signal_number == SIGTERM) break;
+    const RelayStats stats = relay.stats();
+    log::info("relay " + stats.state + ": published " + std::to_string(stats.published_position) +
+              ", backlog " + std::to_string(stats.backlog) + ", delivery errors " +
+              std::to_string(stats.delivery_errors));
+  }
+  relay.stop();
+  log::info("relay stopped at position " + std::to_string(relay.stats().published_position));
+  return 0;
 }
 
 std::string with_thousands(std::int64_t value) {
@@ -332,6 +513,22 @@ int main(int argc, char** argv) {
       ->add_option("--min-position-wait-ms", config.min_position_wait_ms,
                    "Longest wait of a query for its minPosition before 503")
       ->check(CLI::Range(0, 60'000));
+  serve_command->add_option("--kafka-brokers", config.kafka_brokers,
+                            "Kafka bootstrap servers: publish every event to wallet-events");
+  serve_command->add_option("--kafka-config", config.kafka_config,
+                            "A librdkafka property key=value for the relay's producer (repeatable)")
+      ->allow_extra_args(false);
+  serve_command
+      ->add_option("--kafka-in-flight-max", config.kafka_in_flight_max,
+                   "Events handed to the Kafka producer and not yet confirmed, at most")
+      ->check(CLI::Range(1, 1'000'000));
+
+  int dev_kafka_brokers = 3;
+  CLI::App* dev_kafka_sub = app.add_subcommand(
+      "dev-kafka",
+      "Run librdkafka's mock Kafka cluster (a test stand-in) and print its bootstrap address");
+  dev_kafka_sub->add_option("--brokers", dev_kafka_brokers, "Number of brokers")
+      ->check(CLI::Range(1, 9));
 
   serve_command->add_flag("--skip-integrity-check", config.skip_integrity_check,
                           "Do not run PRAGMA quick_check on wallex.db at start (faster start of "
@@ -344,10 +541,29 @@ int main(int argc, char** argv) {
   CLI::App* verify_sub = app.add_subcommand(
       "verify", "Replay the log and check every invariant, the write model and the projections");
   verify_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  std::string relay_brokers;
+  std::vector<std::string> relay_config;
+  std::size_t relay_in_flight_max = 50'000;
+  CLI::App* relay_sub = app.add_subcommand(
+      "relay", "Publish the log to Kafka without serving HTTP (one relay per data directory)");
+  relay_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  relay_sub->add_option("--kafka-brokers", relay_brokers, "Kafka bootstrap servers")->required();
+  relay_sub->add_option("--kafka-config", relay_config,
+                        "A librdkafka property key=value for the producer (repeatable)")
+      ->allow_extra_args(false);
+  relay_sub
+      ->add_option("--kafka-in-flight-max", relay_in_flight_max,
+                   "Events handed to the Kafka producer and not yet confirmed, at most")
+      ->check(CLI::Range(1, 1'000'000));
+
 
   CLI11_PARSE(app, argc, argv);
   if (serve_command->parsed()) return serve(config);
   if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
   if (verify_sub->parsed()) return verify_command(tool_data_dir);
+  if (dev_kafka_sub->parsed()) return dev_kafka_command(dev_kafka_brokers);
+  if (relay_sub->parsed()) {
+    return relay_command(tool_data_dir, relay_brokers, relay_config, relay_in_flight_max);
+  }
   return 2;
 }

@@ -1,5 +1,7 @@
 #include "http/request_handler.h"
 
+#include <cstdio>
+
 #include "domain/ids.h"
 #include "http/command_decoder.h"
 #include "json/json_writer.h"
@@ -87,8 +89,9 @@ HttpResponse error_response(ErrorCode code, std::string_view message) {
   return response;
 }
 
-RequestHandler::RequestHandler(WalletService& service, IdGenerator& ids, ReadSideAccess read_side)
-    : service_(service), ids_(ids), read_side_(read_side) {}
+RequestHandler::RequestHandler(WalletService& service, IdGenerator& ids, ReadSideAccess read_side,
+                               KafkaMonitor* kafka)
+    : service_(service), ids_(ids), read_side_(read_side), kafka_(kafka) {}
 
 // The client's correlation id when it is sane (1-128 printable ASCII characters), otherwise a
 // fresh one; every response echoes it.
@@ -143,6 +146,17 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
   if (n == 1 && segments[0] == "health") {
     if (!is_get) return finish(method_not_allowed(method, path, "GET"));
     return finish(health());
+  }
+  if (segments[0] == "health" && n >= 2 && n <= 3 && segments[1] == "kafka" &&
+      (n == 2 || segments[2] == "stats")) {
+    if (!is_get) return finish(method_not_allowed(method, path, "GET"));
+    if (kafka_ == nullptr) {
+      JsonWriter out;
+      out.begin_object().key("status").string("disabled").end_object();
+      return finish(json_response(200, out.take()));
+    }
+    if (n == 3) return finish(kafka_stats());
+    return kafka_health(correlation_id, respond);
   }
   if (n == 2 && segments[1] == "health" &&
       (segments[0] == "ledger" || segments[0] == "users" || segments[0] == "integration")) {
@@ -363,10 +377,77 @@ HttpResponse RequestHandler::health() const {
     }
     out.end_object();
   }
+  if (kafka_ != nullptr) {
+    // Informational: a Kafka outage delays publishing but never stops commands, so it does not
+    // make the service unhealthy (GET /health/kafka is the probe for the broker).
+    const RelayStats relay = kafka_->stats();
+    out.key("kafka").begin_object();
+    out.key("relay").string(relay.state);
+    out.key("publishedPosition").integer(relay.published_position);
+    out.key("backlog").integer(relay.backlog);
+    out.end_object();
+  }
   out.end_object();
   HttpResponse response = json_response(ok ? 200 : 503, out.take());
   if (!ok) response.headers.emplace_back("Retry-After", "1");
   return response;
+}
+
+namespace {
+
+std::string seconds_text(std::int64_t ms) {
+  const std::string millis = std::to_string(ms % 1000);
+  return std::to_string(ms / 1000) + "." + std::string(3 - millis.size(), '0') + millis;
+}
+
+}  // namespace
+
+HttpResponse RequestHandler::kafka_stats() const {
+  const RelayStats relay = kafka_->stats();
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.1f", relay.publish_rate_per_s);
+  JsonWriter out;
+  out.begin_object();
+  out.key("status").string(relay.state);
+  out.key("publishedPosition").integer(relay.published_position);
+  out.key("savedPosition").integer(relay.saved_position);
+  out.key("headPosition").integer(relay.head_position);
+  out.key("backlog").integer(relay.backlog);
+  out.key("inFlight").integer(relay.in_flight);
+  out.key("oldestUnpublishedAgeSeconds").number_text(seconds_text(relay.oldest_unpublished_age_ms));
+  out.key("publishRatePerSecond").number_text(rate);
+  out.key("publishedEvents").integer(static_cast<std::int64_t>(relay.published_events));
+  out.key("deliveryErrors").integer(static_cast<std::int64_t>(relay.delivery_errors));
+  out.key("ackLagMs").begin_object();
+  out.key("p50").integer(relay.ack_lag_p50_ms);
+  out.key("p99").integer(relay.ack_lag_p99_ms);
+  out.key("max").integer(relay.ack_lag_max_ms);
+  out.end_object();
+  if (relay.last_error.empty()) {
+    out.key("lastError").null();
+  } else {
+    out.key("lastError").string(relay.last_error);
+  }
+  out.end_object();
+  return json_response(200, out.take());
+}
+
+std::optional<HttpResponse> RequestHandler::kafka_health(
+    const std::string& correlation_id, std::function<void(HttpResponse&&)>& respond) {
+  kafka_->check_brokers([respond = std::move(respond), correlation_id](BrokerCheck check) {
+    JsonWriter out;
+    out.begin_object();
+    out.key("status").string(check.ok ? "ok" : "unavailable");
+    out.key("brokers").integer(check.brokers);
+    out.key("elapsedMs").integer(check.elapsed_ms);
+    if (!check.ok) out.key("error").string(check.error);
+    out.end_object();
+    HttpResponse response = json_response(check.ok ? 200 : 503, out.take());
+    if (!check.ok) response.headers.emplace_back("Retry-After", "1");
+    response.headers.emplace_back("X-Correlation-Id", correlation_id);
+    respond(std::move(response));
+  });
+  return std::nullopt;
 }
 
 std::optional<HttpResponse> RequestHandler::submit_query(

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/id_generator.h"
+#include "kafka/kafka_monitor.h"
 #include "projection/projection_runner.h"
 #include "projection/query_service.h"
 #include "service/wallet_service.h"
@@ -43,7 +44,10 @@ struct ReadSideAccess {
 
 class RequestHandler {
  public:
-  RequestHandler(WalletService& service, IdGenerator& ids, ReadSideAccess read_side = {});
+  // `kafka` is null when Kafka is not configured: GET /health/kafka and /health/kafka/stats then
+  // answer 200 {"status":"disabled"}.
+  RequestHandler(WalletService& service, IdGenerator& ids, ReadSideAccess read_side = {},
+                 KafkaMonitor* kafka = nullptr);
 
   // Returns the response when it is ready at once (reads of the write side, invalid input).
   // Otherwise the request went to the writer or to the query thread: returns nullopt and calls
@@ -61,6 +65,10 @@ class RequestHandler {
   std::optional<HttpResponse> route(const HttpRequest& request, const std::string& correlation_id,
                                     std::function<void(HttpResponse&&)>& respond);
   HttpResponse health() const;
+  HttpResponse kafka_stats() const;
+  // Asks the cluster (on the monitor's thread) and responds from there.
+  std::optional<HttpResponse> kafka_health(const std::string& correlation_id,
+                                           std::function<void(HttpResponse&&)>& respond);
   // Hands a read-side query to the query thread (after minPosition is reached).
   std::optional<HttpResponse> submit_query(ProjectorId projector, std::int64_t min_position,
                                            QueryFunction query, const std::string& correlation_id,
@@ -69,6 +77,7 @@ class RequestHandler {
   WalletService& service_;
   IdGenerator& ids_;
   ReadSideAccess read_side_;
+  KafkaMonitor* kafka_;
 };
 
 }  // namespace wallex
