@@ -69,6 +69,9 @@ void QueryService::submit(ProjectorId projector, std::int64_t min_position, Quer
       ready_.push_back(std::move(pending));
     } else {
       waiting_.push_back(std::move(pending));
+      // The projector may have passed min_position since `reached` was read, its notification
+      // finding no waiter: have the query thread look at the checkpoints again.
+      progressed_ = true;
     }
   }
   changed_.notify_one();
