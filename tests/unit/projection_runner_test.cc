@@ -265,6 +265,19 @@ TEST_F(VerifyTest, ReportsProjectionsBehindWithoutFailing) {
   EXPECT_TRUE(noted);
 }
 
+TEST_F(VerifyTest, ADamagedEntryPositionIsAnErrorNotACrash) {
+  workload(2, 10);
+  catch_up();
+  sql("read.db",
+      "UPDATE ledger_entries SET position = 0 WHERE position = "
+      "(SELECT MIN(position) FROM ledger_entries)");
+  // Reading it back reports the damage (the HTTP layer answers 503) instead of aborting.
+  auto entries = read_store().scan_entries(-1, 1000);
+  ASSERT_FALSE(entries.ok());
+  EXPECT_EQ(entries.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(entries.error().message.find("position must be positive"), std::string::npos);
+}
+
 TEST_F(VerifyTest, FindsAWrongLedgerAmount) {
   workload(4, 30);
   catch_up();

@@ -349,6 +349,8 @@ Result<LedgerEntry, StoreError> entry_row(const Statement& s) {
   LedgerEntry e;
   e.position = s.int64(0);
   const std::string what = "ledger entry " + std::to_string(e.position);
+  // Positions start at 1 and name the entry (its id): a damaged file is an error, not a crash.
+  if (e.position <= 0) return fail(corrupt(what + ": position must be positive"));
   e.wallet_id = std::string(s.text(1));
   e.version = s.int64(2);
   const std::optional<EntryType> type = entry_type_from_name(s.text(3));
