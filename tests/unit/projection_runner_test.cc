@@ -2,6 +2,9 @@
 // embedded store.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "projection/rebuild.h"
 #include "projection/verify.h"
 #include "projection_fixture.h"
@@ -116,6 +119,46 @@ TEST_F(RunnerTest, AFailingProjectorIsRetriedThenStuckWhileTheOthersGoOn) {
   auto report = verify(log(), &read_store());
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report.value().ok()) << report.value().differences.front();
+}
+
+TEST_F(RunnerTest, AStuckProjectorThatABatchSkipsStaysStuck) {
+  workload(3, 40);
+  const std::int64_t head = log().last_position().value();
+  ASSERT_GE(head, 30);
+  bool ledger_failing = true;
+  bool read_model_failing = true;
+  std::vector<std::unique_ptr<Projector>> projectors;
+  projectors.push_back(std::make_unique<FlakyProjector>(std::make_unique<ReadModelProjector>(), 18,
+                                                        &read_model_failing));
+  projectors.push_back(
+      std::make_unique<FlakyProjector>(std::make_unique<LedgerProjector>(), 1, &ledger_failing));
+  projectors.push_back(std::make_unique<WalletEventsProjector>());
+  RunnerOptions options = fast_retries(5);
+  options.failures_before_stuck = 1;
+  options.retry_delay_first_ms = 3'000;  // neither failed projector is retried before the sleep
+  options.retry_delay_max_ms = 3'000;
+  ProjectionRunner& r = runner(options, std::move(projectors));
+
+  // The ledger fails at once; the read model goes ahead in 5-event batches until position 18.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(r.run_once().ok());
+  EXPECT_TRUE(status_of(r, ProjectorId::kLedger).stuck);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kLedger), 0);
+  ProjectorStatus read_model = status_of(r, ProjectorId::kReadModel);
+  ASSERT_TRUE(read_model.stuck);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kReadModel), 15);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kWalletEvents), head);
+
+  // Both are due again. The ledger recovers with a batch from position 0, which ends before the
+  // read model's checkpoint: the read model applied nothing, so it is still stuck.
+  ledger_failing = false;
+  std::this_thread::sleep_for(std::chrono::milliseconds(3'200));
+  ASSERT_TRUE(r.run_once().ok());
+  EXPECT_FALSE(status_of(r, ProjectorId::kLedger).stuck);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kLedger), 5);
+  read_model = status_of(r, ProjectorId::kReadModel);
+  EXPECT_TRUE(read_model.stuck);
+  EXPECT_EQ(read_model.consecutive_failures, 1);
+  EXPECT_NE(read_model.last_error.find("injected failure"), std::string::npos);
 }
 
 TEST_F(RunnerTest, LagIsReportedInPositionsAndTime) {
