@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "store/event_codec.h"
+#include "store/sqlite/sqlite_error.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace wallex {
@@ -158,27 +159,6 @@ std::string schema_script(std::string_view prefix) {
          "user_version = " + std::to_string(kReadSchemaVersion) + ";";
 }
 
-StoreErrorKind classify(int code) {
-  switch (code & 0xff) {
-    case SQLITE_IOERR:
-      return StoreErrorKind::kIo;
-    case SQLITE_FULL:
-      return StoreErrorKind::kFull;
-    case SQLITE_CONSTRAINT:
-      return StoreErrorKind::kConflict;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return StoreErrorKind::kCorrupt;
-    default:
-      return StoreErrorKind::kOther;
-  }
-}
-
-StoreError error_of(sqlite3* db, int code, std::string_view what) {
-  return StoreError{classify(code), std::string(what) + ": " + sqlite3_errstr(code) + " (" +
-                                        (db != nullptr ? sqlite3_errmsg(db) : "") + ")"};
-}
-
 // A prepared statement, reset after every use so it can be reused.
 class Statement {
  public:
@@ -243,7 +223,7 @@ Status<StoreError> exec(sqlite3* db, const std::string& sql, std::string_view wh
   char* message = nullptr;
   const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
   if (rc == SQLITE_OK) return Ok{};
-  StoreError error{classify(rc),
+  StoreError error{classify_sqlite_error(rc),
                    std::string(what) + ": " + (message ? message : sqlite3_errstr(rc))};
   sqlite3_free(message);
   return fail(std::move(error));
@@ -252,18 +232,18 @@ Status<StoreError> exec(sqlite3* db, const std::string& sql, std::string_view wh
 Result<std::string, StoreError> query_text(sqlite3* db, const std::string& sql) {
   Statement statement;
   int rc = statement.prepare(db, sql);
-  if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+  if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, sql));
   rc = statement.step();
-  if (rc != SQLITE_ROW) return fail(error_of(db, rc, sql));
+  if (rc != SQLITE_ROW) return fail(sqlite_error(db, rc, sql));
   return std::string(statement.text(0));
 }
 
 Result<std::int64_t, StoreError> query_int(sqlite3* db, const std::string& sql) {
   Statement statement;
   int rc = statement.prepare(db, sql);
-  if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+  if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, sql));
   rc = statement.step();
-  if (rc != SQLITE_ROW) return fail(error_of(db, rc, sql));
+  if (rc != SQLITE_ROW) return fail(sqlite_error(db, rc, sql));
   return statement.int64(0);
 }
 
@@ -271,7 +251,7 @@ Result<std::int64_t, StoreError> query_int(sqlite3* db, const std::string& sql) 
 Status<StoreError> run(sqlite3* db, Statement& statement, std::string_view what) {
   ResetOnExit reset(statement);
   const int rc = statement.step();
-  if (rc != SQLITE_DONE) return fail(error_of(db, rc, what));
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, what));
   return Ok{};
 }
 
@@ -287,7 +267,7 @@ Result<std::vector<Row>, StoreError> collect(sqlite3* db, Statement& statement,
     if (!row) return fail(row.error());
     rows.push_back(std::move(row).value());
   }
-  if (rc != SQLITE_DONE) return fail(error_of(db, rc, what));
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, what));
   return rows;
 }
 
@@ -459,7 +439,7 @@ struct WriteStatements {
     };
     for (const auto& [statement, sql] : statements) {
       const int rc = statement->prepare(db, sql);
-      if (rc != SQLITE_OK) return fail(error_of(db, rc, "preparing " + sql));
+      if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, "preparing " + sql));
     }
     return Ok{};
   }
@@ -572,7 +552,7 @@ struct QueryStatements {
     };
     for (const auto& [statement, sql] : statements) {
       const int rc = statement->prepare(db, sql);
-      if (rc != SQLITE_OK) return fail(error_of(db, rc, "preparing " + sql));
+      if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, "preparing " + sql));
     }
     return Ok{};
   }
@@ -587,7 +567,7 @@ sqlite3* open_connection(const std::string& path, int flags, StoreError* error) 
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    *error = error_of(db, rc, "opening " + path);
+    *error = sqlite_error(db, rc, "opening " + path);
     sqlite3_close_v2(db);
     return nullptr;
   }
@@ -670,7 +650,7 @@ struct SqliteReadStore::Impl {
     };
     for (const auto& [statement, sql] : statements) {
       const int rc = statement->prepare(db, sql);
-      if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+      if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, sql));
     }
     return Ok{};
   }
@@ -1215,7 +1195,7 @@ Result<std::unique_ptr<SqliteEventLog>, StoreError> SqliteEventLog::open(
   };
   for (const auto& [statement, sql] : statements) {
     const int rc = statement->prepare(impl->db, sql);
-    if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, sql));
+    if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, sql));
   }
   return std::unique_ptr<SqliteEventLog>(new SqliteEventLog(std::move(impl)));
 }
@@ -1238,7 +1218,7 @@ Result<std::vector<LoggedEvent>, StoreError> SqliteEventLog::read_events(
     logged.data_json = std::string(s.text(4));
     logged.metadata_json = std::string(s.text(5));
   }
-  if (rc != SQLITE_DONE) return fail(error_of(impl_->db, rc, "reading events"));
+  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, rc, "reading events"));
   return events;
 }
 
@@ -1246,7 +1226,7 @@ Result<std::int64_t, StoreError> SqliteEventLog::last_position() {
   Statement& s = impl_->max_position;
   ResetOnExit reset(s);
   const int rc = s.step();
-  if (rc != SQLITE_ROW) return fail(error_of(impl_->db, rc, "reading the log head"));
+  if (rc != SQLITE_ROW) return fail(sqlite_error(impl_->db, rc, "reading the log head"));
   return s.int64(0);
 }
 

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "store/event_codec.h"
+#include "store/sqlite/sqlite_error.h"
 
 namespace wallex {
 namespace {
@@ -51,22 +52,6 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 )sql";
-
-StoreErrorKind classify(int code) {
-  switch (code & 0xff) {
-    case SQLITE_IOERR: return StoreErrorKind::kIo;
-    case SQLITE_FULL: return StoreErrorKind::kFull;
-    case SQLITE_CONSTRAINT: return StoreErrorKind::kConflict;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return StoreErrorKind::kCorrupt;
-    default: return StoreErrorKind::kOther;
-  }
-}
-
-StoreError error_of(sqlite3* db, int code, std::string_view what) {
-  return StoreError{classify(code), std::string(what) + ": " + sqlite3_errstr(code) + " (" +
-                                        (db != nullptr ? sqlite3_errmsg(db) : "") + ")"};
-}
 
 // A prepared statement, reset after every use so it can be reused.
 class Statement {
@@ -168,7 +153,7 @@ class Checkpointer {
   Status<StoreError> start() {
     const int rc = sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                                    nullptr);
-    if (rc != SQLITE_OK) return fail(error_of(db_, rc, "opening the checkpoint connection"));
+    if (rc != SQLITE_OK) return fail(sqlite_error(db_, rc, "opening the checkpoint connection"));
     // The checkpoint fsyncs the database file before the WAL may be reused (synchronous=FULL).
     sqlite3_exec(db_, "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 0", nullptr, nullptr, nullptr);
     thread_ = std::thread([this] {
@@ -205,7 +190,7 @@ class Checkpointer {
                                     sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db_) + ")";
         log::error(message);
         // A failed write or fsync of the database file: the writer's next commit fails fatally.
-        const StoreErrorKind kind = classify(rc);
+        const StoreErrorKind kind = classify_sqlite_error(rc);
         if (kind == StoreErrorKind::kIo || kind == StoreErrorKind::kCorrupt) failure_.set(message);
       }
       lock.lock();
@@ -269,7 +254,7 @@ struct SqliteStore::Impl {
   Status<StoreError> check_integrity(const std::string& path) {
     Statement statement;
     int rc = statement.prepare(db, "PRAGMA quick_check(10)");
-    if (rc != SQLITE_OK) return fail(damaged(path, error_of(db, rc, "quick_check").message));
+    if (rc != SQLITE_OK) return fail(damaged(path, sqlite_error(db, rc, "quick_check").message));
     std::string problems;
     while ((rc = statement.step()) == SQLITE_ROW) {
       const std::string_view line = statement.text(0);
@@ -277,7 +262,7 @@ struct SqliteStore::Impl {
       problems += problems.empty() ? "" : "; ";
       problems += line;
     }
-    if (rc != SQLITE_DONE) return fail(damaged(path, error_of(db, rc, "quick_check").message));
+    if (rc != SQLITE_DONE) return fail(damaged(path, sqlite_error(db, rc, "quick_check").message));
     if (!problems.empty()) return fail(damaged(path, problems));
     return Ok{};
   }
@@ -292,7 +277,7 @@ struct SqliteStore::Impl {
     char* message = nullptr;
     const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &message);
     if (rc == SQLITE_OK) return Ok{};
-    StoreError error{classify(rc), std::string(what) + ": " + (message ? message : sqlite3_errstr(rc))};
+    StoreError error{classify_sqlite_error(rc), std::string(what) + ": " + (message ? message : sqlite3_errstr(rc))};
     sqlite3_free(message);
     return fail(std::move(error));
   }
@@ -300,9 +285,9 @@ struct SqliteStore::Impl {
   Result<std::int64_t, StoreError> pragma_int(const char* sql) {
     Statement statement;
     int rc = statement.prepare(db, sql);
-    if (rc != SQLITE_OK) return fail(error_of(db, rc, sql));
+    if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, sql));
     rc = statement.step();
-    if (rc != SQLITE_ROW) return fail(error_of(db, rc, sql));
+    if (rc != SQLITE_ROW) return fail(sqlite_error(db, rc, sql));
     return statement.int64(0);
   }
 
@@ -338,7 +323,7 @@ struct SqliteStore::Impl {
     };
     for (const auto& [statement, sql] : statements) {
       const int rc = statement->prepare(db, sql);
-      if (rc != SQLITE_OK) return fail(error_of(db, rc, "preparing statements"));
+      if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, "preparing statements"));
     }
     return Ok{};
   }
@@ -384,7 +369,7 @@ struct SqliteStore::Impl {
       if (!decoded) return fail(StoreError{StoreErrorKind::kCorrupt, decoded.error()});
       events.push_back(std::move(decoded).value());
     }
-    if (rc != SQLITE_DONE) return fail(error_of(db, rc, "reading events"));
+    if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "reading events"));
     return events;
   }
 };
@@ -422,7 +407,7 @@ Status<StoreError> create_store_file(const std::string& data_dir, const std::str
                                std::to_string(kSqliteSchemaVersion) + "; COMMIT;";
     rc = sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr);
   }
-  StoreError error = rc == SQLITE_OK ? StoreError{} : error_of(db, rc, "creating " + temporary);
+  StoreError error = rc == SQLITE_OK ? StoreError{} : sqlite_error(db, rc, "creating " + temporary);
   // Closing the only connection checkpoints the WAL into the file and fsyncs it.
   if (sqlite3_close(db) != SQLITE_OK && rc == SQLITE_OK) {
     rc = SQLITE_IOERR;
@@ -460,7 +445,7 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   auto impl = std::make_unique<Impl>();
   int rc = sqlite3_open_v2(path.c_str(), &impl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                            nullptr);
-  if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, "opening " + path));
+  if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
 
   // Everything is read and checked before anything is written: setting journal_mode would
@@ -507,7 +492,7 @@ Status<StoreError> SqliteStore::check_integrity(const std::string& data_dir) {
   Impl impl;
   const int rc = sqlite3_open_v2(path.c_str(), &impl.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                                  nullptr);
-  if (rc != SQLITE_OK) return fail(error_of(impl.db, rc, "opening " + path));
+  if (rc != SQLITE_OK) return fail(sqlite_error(impl.db, rc, "opening " + path));
   return impl.check_integrity(path);
 }
 
@@ -526,7 +511,7 @@ Result<std::vector<WalletState>, StoreError> SqliteStore::load_wallets() {
     w.updated_at_ms = s.int64(5);
     wallets.push_back(std::move(w));
   }
-  if (rc != SQLITE_DONE) return fail(error_of(impl_->db, rc, "loading wallets"));
+  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, rc, "loading wallets"));
   return wallets;
 }
 
@@ -537,7 +522,7 @@ Result<std::optional<IdempotencyRecord>, StoreError> SqliteStore::find_idempoten
   s.bind(1, key);
   const int rc = s.step();
   if (rc == SQLITE_DONE) return std::optional<IdempotencyRecord>();
-  if (rc != SQLITE_ROW) return fail(error_of(impl_->db, rc, "reading an idempotency record"));
+  if (rc != SQLITE_ROW) return fail(sqlite_error(impl_->db, rc, "reading an idempotency record"));
   IdempotencyRecord record;
   record.key = std::string(key);
   record.fingerprint = std::string(s.text(0));
@@ -572,7 +557,7 @@ Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {
   auto run = [&](Statement& s, std::string_view what) -> Status<StoreError> {
     ResetOnExit reset(s);
     const int rc = s.step();
-    if (rc != SQLITE_DONE) return fail(error_of(impl.db, rc, what));
+    if (rc != SQLITE_DONE) return fail(sqlite_error(impl.db, rc, what));
     return Ok{};
   };
   auto rollback = [&](StoreError error) -> Result<CommitResult, StoreError> {
@@ -685,7 +670,7 @@ Result<std::int64_t, StoreError> SqliteStore::purge_idempotency(TimestampMs crea
   s.bind(2, static_cast<std::int64_t>(limit));
   const int rc = s.step();
   if (rc != SQLITE_DONE) {
-    return fail(impl_->latch(error_of(impl_->db, rc, "purging idempotency records")));
+    return fail(impl_->latch(sqlite_error(impl_->db, rc, "purging idempotency records")));
   }
   return static_cast<std::int64_t>(sqlite3_changes(impl_->db));
 }
@@ -703,7 +688,7 @@ Result<std::int64_t, StoreError> SqliteStore::last_position() {
   Statement& s = impl_->max_position;
   ResetOnExit reset(s);
   const int rc = s.step();
-  if (rc != SQLITE_ROW) return fail(error_of(impl_->db, rc, "reading the log head"));
+  if (rc != SQLITE_ROW) return fail(sqlite_error(impl_->db, rc, "reading the log head"));
   return s.int64(0);
 }
 

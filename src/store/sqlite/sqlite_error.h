@@ -1,0 +1,20 @@
+// How an SQLite result code becomes a StoreError: the one mapping shared by the embedded store and
+// the embedded read side, so a full disk, an I/O error or damage means the same in both.
+#pragma once
+
+#include <string_view>
+
+#include "store/store.h"
+
+struct sqlite3;
+
+namespace wallex {
+
+// kIo for SQLITE_IOERR*, kFull, kConflict for constraint violations, kCorrupt for a damaged or
+// foreign file, kOther for the rest (extended codes are reduced to their primary code).
+StoreErrorKind classify_sqlite_error(int code);
+
+// "<what>: <SQLite's text for code> (<the connection's last message>)"; db may be null.
+StoreError sqlite_error(sqlite3* db, int code, std::string_view what);
+
+}  // namespace wallex
