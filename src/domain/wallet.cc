@@ -170,19 +170,24 @@ WalletState apply(const std::optional<WalletState>& state, const Event& event) {
   }
   WALLEX_CHECK(state.has_value());
   WALLEX_CHECK(state->id == event.wallet_id);
-  WALLEX_CHECK(event.version == state->version + 1);
-  WALLEX_CHECK(event.amount.is_positive());
   WalletState next = *state;
+  apply_money_event(next, event);
+  return next;
+}
+
+void apply_money_event(WalletState& state, const Event& event) {
+  WALLEX_CHECK(event.type != EventType::kWalletCreated);
+  WALLEX_CHECK(event.version == state.version + 1);
+  WALLEX_CHECK(event.amount.is_positive());
   const bool adds = event.type == EventType::kWalletCredited ||
                     event.type == EventType::kWalletTransferCompleted;
   const std::optional<Money> balance =
-      adds ? state->balance.plus(event.amount) : state->balance.minus(event.amount);
+      adds ? state.balance.plus(event.amount) : state.balance.minus(event.amount);
   WALLEX_CHECK(balance.has_value());
   WALLEX_CHECK(balance->minor() >= 0);
-  next.balance = *balance;
-  next.version = event.version;
-  next.updated_at_ms = event.occurred_at_ms;
-  return next;
+  state.balance = *balance;
+  state.version = event.version;
+  state.updated_at_ms = event.occurred_at_ms;
 }
 
 }  // namespace wallex

@@ -97,5 +97,8 @@ Result<std::vector<Event>, DomainError> decide(const Command& command, const Wal
 // event's version follows the state's and that the balance stays within limits: a violation is a
 // broken invariant and stops the process.
 WalletState apply(const std::optional<WalletState>& state, const Event& event);
+// The same for an event that moves money, applied to `state` in place (no copy of its ids). The
+// caller guarantees that `state` is the event's wallet (apply() checks it).
+void apply_money_event(WalletState& state, const Event& event);
 
 }  // namespace wallex

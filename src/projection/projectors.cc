@@ -86,9 +86,17 @@ Status<StoreError> ReadModelProjector::apply(const LoggedEvent& stored, ReadStor
   auto slot =
       slot_for(cache_, stored, options_, [&] { return store.read_wallet(event.wallet_id); });
   if (!slot) return fail(slot.error());
-  auto next = replay(slot.value()->state, event);
-  if (!next) return fail(projection_error(id(), stored, next.error()));
-  slot.value()->state = std::move(next).value();
+  std::optional<WalletState>& state = slot.value()->state;
+  if (state && event.type != EventType::kWalletCreated) {
+    // The common case, in place: the slot is the event's wallet (found by its id or slot).
+    if (auto applied = replay_money_event(*state, event); !applied) {
+      return fail(projection_error(id(), stored, applied.error()));
+    }
+  } else {
+    auto next = replay(state, event);
+    if (!next) return fail(projection_error(id(), stored, next.error()));
+    state = std::move(next).value();
+  }
   cache_.mark_dirty(stored, *slot.value());
   return Ok{};
 }

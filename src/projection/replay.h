@@ -21,4 +21,8 @@ Result<Money, std::string> replay_balance(std::int64_t version, Money balance, c
 Result<WalletState, std::string> replay(const std::optional<WalletState>& state,
                                         const Event& event);
 
+// The same for an event that moves money (not WalletCreated), applied to `state` in place; the
+// caller guarantees that `state` is the event's wallet. `state` is unchanged on a failure.
+Status<std::string> replay_money_event(WalletState& state, const Event& event);
+
 }  // namespace wallex

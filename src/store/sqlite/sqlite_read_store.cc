@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 #include <tuple>
 
 #include "store/event_codec.h"
@@ -392,10 +393,22 @@ Result<std::optional<Row>, StoreError> first_of(Result<std::vector<Row>, StoreEr
 }
 
 // The statements that write a table set, and read it back the way projectors do.
+// Key rows a rebuild appends with one statement (3 parameters each; SQLite allows 32,766).
+constexpr std::size_t kKeyRowsPerInsert = 256;
+
+std::string key_rows_insert_sql(const std::string& table, std::string_view columns,
+                                std::size_t rows) {
+  std::string sql = "INSERT INTO " + table + " (" + std::string(columns) + ") VALUES ";
+  for (std::size_t i = 0; i < rows; ++i) sql += i == 0 ? "(?,?,?)" : ",(?,?,?)";
+  return sql;
+}
+
 struct WriteStatements {
   Statement read_wallet, put_read_wallet, ledger_wallet, put_ledger_wallet, insert_entry,
       insert_ledger_key, event_wallet, put_event_wallet, insert_wallet_event,
       insert_wallet_event_key;
+  // kKeyRowsPerInsert key rows at once (a rebuild's sorted appends).
+  Statement insert_ledger_keys_bulk, insert_wallet_event_keys_bulk;
 
   // Tables are named prefix + name + suffix (see kTables).
   Status<StoreError> prepare(sqlite3* db, std::string_view prefix, std::string_view suffix) {
@@ -426,6 +439,12 @@ struct WriteStatements {
                                  " (wallet_key, created_at_ms, position) VALUES (?1, ?2, ?3)"},
         {&insert_wallet_event_key, "INSERT INTO " + p + "wallet_event_keys" + s +
                                        " (wallet_key, version, position) VALUES (?1, ?2, ?3)"},
+        {&insert_ledger_keys_bulk,
+         key_rows_insert_sql(p + "ledger_keys" + s, "wallet_key, created_at_ms, position",
+                             kKeyRowsPerInsert)},
+        {&insert_wallet_event_keys_bulk,
+         key_rows_insert_sql(p + "wallet_event_keys" + s, "wallet_key, version, position",
+                             kKeyRowsPerInsert)},
         {&event_wallet, std::string("SELECT ") + kEventWalletColumns + " FROM " + p +
                             "event_wallets" + s + " WHERE wallet_id = ?1"},
         {&put_event_wallet,
@@ -598,20 +617,36 @@ struct SqliteReadStore::Impl {
   WriteStatements& writes() { return next ? *next : live; }
 
   // Sorts the key rows a rebuild collected and appends them to its _next key tables in key
-  // order (inside the caller's transaction).
+  // order (inside the caller's transaction). The two sets are sorted on two threads (the other
+  // core is idle at this point of a rebuild) and appended kKeyRowsPerInsert rows per statement.
   Status<StoreError> write_pending_keys() {
-    const std::pair<std::vector<KeyRow>*, Statement*> sets[] = {
-        {&pending_ledger_keys, &next->insert_ledger_key},
-        {&pending_event_keys, &next->insert_wallet_event_key}};
-    for (const auto& [rows, statement] : sets) {
-      std::sort(rows->begin(), rows->end());
-      for (const KeyRow& row : *rows) {
-        statement->bind(1, row[0]);
-        statement->bind(2, row[1]);
-        statement->bind(3, row[2]);
-        if (auto s = run(db, *statement, "writing key rows"); !s) return s;
+    std::thread sorter([this] { std::sort(pending_event_keys.begin(), pending_event_keys.end()); });
+    std::sort(pending_ledger_keys.begin(), pending_ledger_keys.end());
+    sorter.join();
+    struct Set {
+      std::vector<KeyRow>* rows;
+      Statement* bulk;
+      Statement* single;
+    };
+    const Set sets[] = {
+        {&pending_ledger_keys, &next->insert_ledger_keys_bulk, &next->insert_ledger_key},
+        {&pending_event_keys, &next->insert_wallet_event_keys_bulk,
+         &next->insert_wallet_event_key}};
+    for (const Set& set : sets) {
+      const std::vector<KeyRow>& rows = *set.rows;
+      std::size_t i = 0;
+      for (; i + kKeyRowsPerInsert <= rows.size(); i += kKeyRowsPerInsert) {
+        int parameter = 1;
+        for (std::size_t j = i; j < i + kKeyRowsPerInsert; ++j) {
+          for (const std::int64_t value : rows[j]) set.bulk->bind(parameter++, value);
+        }
+        if (auto s = run(db, *set.bulk, "writing key rows"); !s) return s;
       }
-      rows->clear();
+      for (; i < rows.size(); ++i) {
+        for (int column = 0; column < 3; ++column) set.single->bind(column + 1, rows[i][column]);
+        if (auto s = run(db, *set.single, "writing key rows"); !s) return s;
+      }
+      set.rows->clear();
     }
     return Ok{};
   }
@@ -1101,7 +1136,7 @@ Status<StoreError> SqliteReadStore::finish_rebuild(const std::vector<Checkpoint>
   if (impl.rebuild == Impl::Rebuild::kSideFile) {
     const std::string side = side_path(impl.data_dir);
     const std::string script =
-        "PRAGMA rebuild.synchronous = FULL; BEGIN IMMEDIATE;" +
+        "PRAGMA rebuild.synchronous = FULL; PRAGMA threads = 2; BEGIN IMMEDIATE;" +
         with_names(std::string(kIndexes) + kCheckpointTable, "rebuild.", "") +
         checkpoint_inserts("rebuild.", checkpoints) +
         "PRAGMA rebuild.application_id = " + std::to_string(kReadApplicationId) +
