@@ -339,15 +339,46 @@ TEST_F(VerifyTest, FindsAMissingAndADoubledEntry) {
       "DELETE FROM ledger_entries WHERE position = 5;"
       "INSERT INTO ledger_entries (position, wallet_id, wallet_key, version, type, amount_minor,"
       " balance_before_minor, balance_after_minor, description, reference_id, related_wallet_id,"
-      " metadata, created_at_ms) SELECT position + 100000, wallet_id, wallet_key, version, type,"
-      " amount_minor, balance_before_minor, balance_after_minor, description, reference_id,"
-      " related_wallet_id, metadata, created_at_ms FROM ledger_entries WHERE position = 7");
+      " metadata, created_at_ms, reference_hash) SELECT position + 100000, wallet_id, wallet_key,"
+      " version, type, amount_minor, balance_before_minor, balance_after_minor, description,"
+      " reference_id, related_wallet_id, metadata, created_at_ms, reference_hash"
+      " FROM ledger_entries WHERE position = 7");
   const VerifyReport report = verify_now();
   EXPECT_EQ(report.difference_count, 4);
   EXPECT_TRUE(mentions(report, "no entry for the event at position 5"));
   EXPECT_TRUE(mentions(report, "entry at position 100007 is beyond"));
   EXPECT_TRUE(mentions(report, "ledger entry at position 100007 has no key row"));
   EXPECT_TRUE(mentions(report, ", 5) matches no entry"));
+}
+
+TEST_F(VerifyTest, AReadSideOfAnOlderSchemaIsReplacedAndCaughtUp) {
+  workload(4, 30);
+  catch_up();
+  runner_.reset();
+  read_.reset();
+  sql("read.db", "PRAGMA user_version = " + std::to_string(kReadSchemaVersion - 1));
+  // Read-only (queries, verify) refuses it; read-write (the projector, rebuild) starts afresh.
+  auto read_only = SqliteReadStore::open(dir_, SqliteReadStore::Access::kReadOnly);
+  ASSERT_FALSE(read_only.ok());
+  EXPECT_EQ(read_only.error().kind, StoreErrorKind::kSchemaTooNew);
+  auto checkpoints = read_store().checkpoints();
+  ASSERT_TRUE(checkpoints.ok());
+  for (const Checkpoint& checkpoint : checkpoints.value()) EXPECT_EQ(checkpoint.position, 0);
+  catch_up();
+  const VerifyReport report = verify_now();
+  EXPECT_TRUE(report.ok()) << (report.differences.empty() ? "" : report.differences.front());
+}
+
+TEST_F(VerifyTest, FindsAReferenceHashThatDoesNotMatch) {
+  // A wrong hash hides an entry from GET /ledger/transactions/{referenceId}: verify must see it.
+  workload(4, 30);
+  catch_up();
+  sql("read.db",
+      "UPDATE ledger_entries SET reference_hash = reference_hash + 1 WHERE position = 7");
+  const VerifyReport report = verify_now();
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "ledger entry at position 7 has a reference hash that does not"))
+      << (report.differences.empty() ? "" : report.differences.front());
 }
 
 TEST_F(VerifyTest, FindsAWrongWriteModel) {

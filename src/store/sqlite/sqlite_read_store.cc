@@ -61,7 +61,8 @@ CREATE TABLE $ledger_entries% (
   reference_id         TEXT    NOT NULL,
   related_wallet_id    TEXT,
   metadata             TEXT    NOT NULL,
-  created_at_ms        INTEGER NOT NULL
+  created_at_ms        INTEGER NOT NULL,
+  reference_hash       INTEGER NOT NULL
 );
 CREATE TABLE $wallet_events% (
   position            INTEGER PRIMARY KEY,
@@ -94,6 +95,29 @@ CREATE TABLE $event_wallets% (
 ) WITHOUT ROWID;
 )sql";
 
+// The reference index holds a 64-bit hash of the reference id instead of the id (36 bytes and
+// more): building it sorts integers, about four times faster than sorting the texts, and a lookup
+// compares the id itself after the hash. FNV-1a, fixed forever: it is stored in read.db, and
+// verify recomputes it through the SQL function wallex_reference_hash.
+std::int64_t reference_hash(std::string_view reference_id) {
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (const char c : reference_id) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  return static_cast<std::int64_t>(hash);
+}
+
+void sql_reference_hash(sqlite3_context* context, int, sqlite3_value** values) {
+  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(values[0]));
+  if (text == nullptr) {
+    sqlite3_result_null(context);
+    return;
+  }
+  const auto size = static_cast<std::size_t>(sqlite3_value_bytes(values[0]));
+  sqlite3_result_int64(context, reference_hash(std::string_view(text, size)));
+}
+
 // Secondary indexes, only ever on the live tables: a rebuild loads its fresh tables without
 // them and builds them once, by sorting, when it swaps the tables in.
 //
@@ -104,7 +128,7 @@ CREATE TABLE $event_wallets% (
 constexpr const char* kIndexes = R"sql(
 CREATE INDEX $read_wallets_by_owner ON read_wallets (owner_id, id);
 CREATE INDEX $ledger_entries_by_time ON ledger_entries (created_at_ms);
-CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_id);
+CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_hash);
 )sql";
 
 // Key rows a rebuild holds in memory before sorting and writing them (24 bytes each).
@@ -433,8 +457,10 @@ struct WriteStatements {
              " version = excluded.version, balance_minor = excluded.balance_minor,"
              " credits_minor = excluded.credits_minor, debits_minor = excluded.debits_minor,"
              " entry_count = excluded.entry_count WHERE version < excluded.version"},
-        {&insert_entry, "INSERT INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
-                            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"},
+        {&insert_entry,
+         "INSERT INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
+             ", reference_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+             " ?14)"},
         {&insert_ledger_key, "INSERT INTO " + p + "ledger_keys" + s +
                                  " (wallet_key, created_at_ms, position) VALUES (?1, ?2, ?3)"},
         {&insert_wallet_event_key, "INSERT INTO " + p + "wallet_event_keys" + s +
@@ -469,7 +495,8 @@ struct QueryStatements {
   Statement list_wallets, list_wallets_of_owner, scan_ledger_wallets, scan_event_wallets,
       find_entries[4], entries_by_reference, scan_entries, wallet_events, wallet_event_at,
       scan_wallet_events, ledger_fingerprint, ledger_keys_fingerprint, events_fingerprint,
-      event_keys_fingerprint, ledger_key_problems, event_key_problems, checkpoints, set_checkpoint;
+      event_keys_fingerprint, ledger_key_problems, event_key_problems, reference_hash_problems,
+      checkpoints, set_checkpoint;
 
   static std::string fingerprint_sql(std::string_view table, std::string_view order_column) {
     const std::string o(order_column);
@@ -522,7 +549,7 @@ struct QueryStatements {
         {&find_entries[3], find_entries_sql(true, true)},
         {&entries_by_reference, std::string("SELECT ") + kEntryColumns +
                                     " FROM ledger_entries INDEXED BY ledger_entries_by_reference"
-                                    " WHERE reference_id = ?1"
+                                    " WHERE reference_hash = ?3 AND reference_id = ?1"
                                     " ORDER BY created_at_ms DESC, position DESC LIMIT ?2"},
         {&scan_entries, std::string("SELECT ") + kEntryColumns +
                             " FROM ledger_entries WHERE position > ?1 ORDER BY position LIMIT ?2"},
@@ -560,6 +587,10 @@ struct QueryStatements {
          " k.position || ') matches no event' FROM wallet_event_keys AS k WHERE NOT EXISTS"
          " (SELECT 1 FROM wallet_events AS e WHERE e.position = k.position AND e.wallet_key ="
          " k.wallet_key AND e.version = k.version) LIMIT ?1"},
+        {&reference_hash_problems,
+         "SELECT 'ledger entry at position ' || position || ' has a reference hash that does not"
+         " match its reference id' FROM ledger_entries"
+         " WHERE reference_hash != wallex_reference_hash(reference_id) LIMIT ?1"},
         {&scan_wallet_events, std::string("SELECT ") + kWalletEventColumns +
                                   " FROM wallet_events WHERE position > ?1"
                                   " ORDER BY position LIMIT ?2"},
@@ -591,6 +622,9 @@ sqlite3* open_connection(const std::string& path, int flags, StoreError* error) 
     return nullptr;
   }
   sqlite3_extended_result_codes(db, 1);
+  sqlite3_create_function_v2(db, "wallex_reference_hash", 1,
+                             SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+                             sql_reference_hash, nullptr, nullptr, nullptr);
   return db;
 }
 
@@ -666,6 +700,19 @@ struct SqliteReadStore::Impl {
     }
     if (application_id.value() != kReadApplicationId) {
       return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex read side"});
+    }
+    if (user_version.value() < kReadSchemaVersion && !read_only) {
+      // Written by an older Wallex. The read side is derived from the log: start it afresh (the
+      // projectors catch up from position 0), rather than refusing to serve.
+      std::string script = "BEGIN IMMEDIATE;";
+      for (const char* table : kTableNames) {
+        script += std::string("DROP TABLE IF EXISTS ") + table + "; DROP TABLE IF EXISTS " + table +
+                  "_next;";
+      }
+      script += "DROP TABLE IF EXISTS checkpoints;" + schema_script("") + "COMMIT;";
+      return exec(
+          db, script,
+          "replacing a read side of schema version " + std::to_string(user_version.value()));
     }
     if (user_version.value() != kReadSchemaVersion) {
       return fail(StoreError{StoreErrorKind::kSchemaTooNew,
@@ -871,6 +918,7 @@ Status<StoreError> SqliteReadStore::insert_entry(const LedgerEntry& entry) {
   s.bind(11, entry.metadata);
   s.bind(12, entry.created_at_ms);
   s.bind(13, entry.wallet_key);
+  s.bind(14, reference_hash(entry.reference_id));
   if (auto st = run(impl_->db, s, "writing a ledger entry"); !st) return st;
   if (impl_->next) {
     impl_->pending_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
@@ -901,6 +949,7 @@ Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::entries_by_referen
   Statement& s = impl_->queries.entries_by_reference;
   s.bind(1, reference_id);
   s.bind(2, static_cast<std::int64_t>(limit));
+  s.bind(3, reference_hash(reference_id));
   return collect<LedgerEntry>(impl_->db, s, "reading the ledger", entry_row);
 }
 
@@ -999,6 +1048,15 @@ Result<std::vector<std::string>, StoreError> SqliteReadStore::index_problems(std
     if (found.value().empty()) found.value().push_back("rows and key rows differ");
     problems.insert(problems.end(), found.value().begin(), found.value().end());
   }
+  q.reference_hash_problems.bind(1, static_cast<std::int64_t>(limit));
+  auto mismatched =
+      collect<std::string>(impl_->db, q.reference_hash_problems, "checking reference hashes",
+                           [](const Statement& row) -> Result<std::string, StoreError> {
+                             return std::string(row.text(0));
+                           });
+  if (!mismatched) return fail(mismatched.error());
+  problems.insert(problems.end(), mismatched.value().begin(), mismatched.value().end());
+  if (problems.size() > limit) problems.resize(limit);
   return problems;
 }
 

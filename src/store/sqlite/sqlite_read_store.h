@@ -19,7 +19,9 @@
 
 namespace wallex {
 
-inline constexpr int kReadSchemaVersion = 1;
+// 2: ledger_entries.reference_hash (the reference index holds hashes). A read side of an older
+// version is replaced by an empty one when opened for writing (it is rebuilt from the log).
+inline constexpr int kReadSchemaVersion = 2;
 
 class SqliteReadStore final : public ReadStore {
  public:
