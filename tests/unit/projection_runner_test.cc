@@ -369,6 +369,23 @@ TEST_F(VerifyTest, AReadSideOfAnOlderSchemaIsReplacedAndCaughtUp) {
   EXPECT_TRUE(report.ok()) << (report.differences.empty() ? "" : report.differences.front());
 }
 
+TEST_F(VerifyTest, FindsAnIndexThatDoesNotMatchItsTable) {
+  workload(4, 30);
+  catch_up();
+  runner_.reset();
+  read_.reset();
+  // The index's definition now says amount_minor while its B-tree holds created_at_ms: only
+  // SQLite's own integrity check can see that (every query through it would silently misfind).
+  sql("read.db",
+      "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = 'CREATE INDEX"
+      " ledger_entries_by_time ON ledger_entries (amount_minor)' WHERE name ="
+      " 'ledger_entries_by_time'; PRAGMA writable_schema = OFF;");
+  const VerifyReport report = verify_now();
+  EXPECT_FALSE(report.ok());
+  EXPECT_TRUE(mentions(report, "read.db integrity_check:"))
+      << (report.differences.empty() ? "" : report.differences.front());
+}
+
 TEST_F(VerifyTest, FindsAReferenceHashThatDoesNotMatch) {
   // A wrong hash hides an entry from GET /ledger/transactions/{referenceId}: verify must see it.
   workload(4, 30);
