@@ -49,6 +49,10 @@ class ControlledStore final : public EventStore {
   }
 
   Result<std::vector<WalletState>, StoreError> load_wallets() override { return inner_.load_wallets(); }
+  Result<std::vector<WalletState>, StoreError> read_wallets(const std::vector<std::string>& ids) override {
+    return inner_.read_wallets(ids);
+  }
+  bool shared() const override { return inner_.shared(); }
   Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(std::string_view key) override {
     return inner_.find_idempotency(key);
   }
