@@ -31,6 +31,7 @@
 #include "service/wallet_service.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_migrations.h"
+#include "store/postgres/pg_store.h"
 #include "store/sqlite/sqlite_read_store.h"
 #include "store/sqlite/sqlite_relay_checkpoint.h"
 #include "store/sqlite/sqlite_store.h"
@@ -161,25 +162,50 @@ int serve(const ServeConfig& config) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  if (is_postgres_url(config.store_url)) {
-    auto connection = PgConnection::connect(config.store_url);
-    if (!connection) {
-      log::error("cannot open store: " + connection.error().message);
+  // The write side: the embedded store in --data-dir, or the shared PostgreSQL store.
+  std::unique_ptr<EventStore> store;
+  std::unique_ptr<EventStore> projector_store;  // what event_log reads through (PostgreSQL)
+  // The read side's view of the log, on a connection of its own.
+  std::unique_ptr<EventLog> event_log;
+  const bool postgres = is_postgres_url(config.store_url);
+  if (postgres) {
+    if (!config.kafka_brokers.empty()) {
+      // Every instance would publish the whole shared log: the single-relay lease is not built.
+      log::error("--kafka-brokers is not supported with a PostgreSQL store yet (every instance "
+                 "would publish every event); run without it");
+      return 2;
+    }
+    auto opened = PgStore::open(config.store_url);  // refuses pending migrations, newer schema
+    if (!opened) {
+      log::error("cannot open store: " + opened.error().message);
       return 1;
     }
-    if (auto current = require_current_schema(*connection.value()); !current) {
-      log::error("cannot serve from " + connection.value()->display_url() + ": " +
-                 current.error().message);
+    store = std::move(opened).value();
+    // Minimal read side until the PostgreSQL read side exists: each instance projects the
+    // shared log (gap-free positions, so tailing by position is safe) into its own read.db in
+    // --data-dir, through its own connection; commits of other instances arrive by polling
+    // (--projection-interval-ms). Reads of the read side are therefore per instance.
+    auto log_store = PgStore::open(config.store_url);
+    if (!log_store) {
+      log::error("cannot open the log for the projectors: " + log_store.error().message);
       return 1;
     }
-    log::error("the PostgreSQL write side is not wired into serve in this build yet");
-    return 1;
-  }
-  auto store = SqliteStore::open(config.data_dir,
-                                 SqliteStore::OpenOptions{!config.skip_integrity_check});
-  if (!store) {
-    log::error("cannot open store: " + store.error().message);
-    return 1;
+    projector_store = std::move(log_store).value();
+    event_log = std::make_unique<EventStoreLog>(*projector_store);
+  } else {
+    auto opened = SqliteStore::open(config.data_dir,
+                                    SqliteStore::OpenOptions{!config.skip_integrity_check});
+    if (!opened) {
+      log::error("cannot open store: " + opened.error().message);
+      return 1;
+    }
+    store = std::move(opened).value();
+    auto opened_log = SqliteEventLog::open(config.data_dir);
+    if (!opened_log) {
+      log::error("cannot open the log for the projectors: " + opened_log.error().message);
+      return 1;
+    }
+    event_log = std::move(opened_log).value();
   }
   SystemClock clock;
   RandomIdGenerator ids;
@@ -197,11 +223,6 @@ int serve(const ServeConfig& config) {
 
   // The read side: its own read-only connection to the log, its own file (read.db), a projector
   // thread woken by every commit (and polling), and a query thread with its own connection.
-  auto event_log = SqliteEventLog::open(config.data_dir);
-  if (!event_log) {
-    log::error("cannot open the log for the projectors: " + event_log.error().message);
-    return 1;
-  }
   auto projection_store =
       SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadWrite);
   if (!projection_store) {
@@ -216,7 +237,7 @@ int serve(const ServeConfig& config) {
   RunnerOptions runner_options;
   runner_options.batch_events_max = config.projection_batch_max;
   runner_options.batch_interval_ms = config.projection_interval_ms;
-  ProjectionRunner projections(*event_log.value(), *projection_store.value(), make_projectors(),
+  ProjectionRunner projections(*event_log, *projection_store.value(), make_projectors(),
                                clock, runner_options);
   if (auto opened = projections.open(); !opened) {
     log::error("cannot read the projection checkpoints: " + opened.error().message);
@@ -263,7 +284,7 @@ int serve(const ServeConfig& config) {
     if (relay != nullptr) relay->notify_head(last_position);
   };
 
-  WalletService service(*store.value(), clock, ids, service_options);
+  WalletService service(*store, clock, ids, service_options);
   if (auto started = service.start(); !started) {
     log::error("cannot load state: " + started.error().message);
     return 1;
@@ -292,8 +313,9 @@ int serve(const ServeConfig& config) {
   }
   server.start();
   log::info("wallex serving on " + config.host + ":" + std::to_string(server.port()) +
-            ", data in " + config.data_dir + ", " + std::to_string(service.health().wallet_count) +
-            " wallets loaded");
+            (postgres ? ", PostgreSQL store, read side in " + config.data_dir
+                      : ", data in " + config.data_dir) +
+            ", " + std::to_string(service.health().wallet_count) + " wallets loaded");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
