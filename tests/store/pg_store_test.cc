@@ -99,6 +99,7 @@ TEST(PgErrorMapping, SqlstatesMapToStoreErrorKinds) {
   EXPECT_EQ(classify_sqlstate("40001", false), StoreErrorKind::kConflict);
   EXPECT_EQ(classify_sqlstate("40P01", false), StoreErrorKind::kConflict);
   EXPECT_EQ(classify_sqlstate("53100", false), StoreErrorKind::kFull);
+  EXPECT_EQ(classify_sqlstate("53300", false), StoreErrorKind::kOther);  // too many connections
   EXPECT_EQ(classify_sqlstate("08006", false), StoreErrorKind::kIo);
   EXPECT_EQ(classify_sqlstate("57P01", false), StoreErrorKind::kIo);
   EXPECT_EQ(classify_sqlstate("", true), StoreErrorKind::kIo);
@@ -135,6 +136,21 @@ TEST_F(PgStoreTest, IsSharedAndReadsTheWalletsAskedFor) {
   ASSERT_EQ(wallets.value().size(), 1u);
   EXPECT_EQ(wallets.value()[0], wallet_state("b", 0, 0));
   EXPECT_TRUE(store->read_wallets({}).value().empty());
+}
+
+// PostgreSQL text cannot hold a NUL byte; a description may (an escaped \u0000 in the request):
+// the stored JSON escapes it, so it round-trips.
+TEST_F(PgStoreTest, ADescriptionWithANulCharacterRoundTrips) {
+  auto store = open_store(database_->url());
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->commit(create_batch("a")).ok());
+  CommitBatch batch = credit_batch("a", 0, 0, 1);
+  batch.entries[0].events[0].description = std::string("x\0y\x01\"\\", 6);
+  ASSERT_TRUE(store->commit(batch).ok());
+  auto events = store->read_events(1, 10);
+  ASSERT_TRUE(events.ok()) << events.error().message;
+  ASSERT_EQ(events.value().size(), 1u);
+  EXPECT_EQ(events.value()[0].event, batch.entries[0].events[0]);
 }
 
 TEST_F(PgStoreTest, AnotherStoresChangesAreConflictsAndLeaveNoTrace) {

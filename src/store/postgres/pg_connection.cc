@@ -38,7 +38,7 @@ StoreErrorKind classify_sqlstate(std::string_view sqlstate, bool connection_lost
   if (sqlstate == "23505" || sqlstate == "40001" || sqlstate == "40P01") {
     return StoreErrorKind::kConflict;
   }
-  if (sqlstate == "53100" || sqlstate == "53200" || sqlstate == "53300") return StoreErrorKind::kFull;
+  if (sqlstate == "53100") return StoreErrorKind::kFull;
   return StoreErrorKind::kOther;
 }
 

@@ -5,8 +5,7 @@
 // Errors (StoreErrorKind):
 //   kConflict  23505 unique_violation, 40001 serialization_failure, 40P01 deadlock_detected:
 //              the transaction was rolled back; deciding again against fresh state may succeed
-//   kFull      53100 disk_full (and 53200 out_of_memory, 53300 too_many_connections: the server
-//              is out of a resource; nothing was written, retry later)
+//   kFull      53100 disk_full: the transaction was rolled back, nothing was written
 //   kIo        the connection is lost (class 08, or the socket closed under a statement, or the
 //              server shuts down: 57P01..57P03): the outcome of a commit in flight is unknown
 //   kOther     anything else, with the server's message and SQLSTATE
