@@ -229,15 +229,17 @@ Result<CommitResult, StoreError> PgStore::commit(const CommitBatch& batch) {
     }
   }
 
+  // In the order of wallex_commit's parameters.
   const std::string arrays[] = {
-      new_ids.take(),          new_owners.take(),          new_balances.take(),
-      new_versions.take(),     new_created.take(),         new_updated.take(),
-      changed_ids.take(),      changed_balances.take(),    changed_versions.take(),
-      changed_updated.take(),  changed_expected.take(),    record_keys.take(),
-      record_fingerprints.take(), record_statuses.take(),  record_bodies.take(),
-      record_offsets.take(),   record_created.take(),      record_replaces.take(),
-      event_wallets.take(),    event_versions.take(),      event_types.take(),
-      event_data.take(),       event_metadata.take(),      event_occurred.take()};
+      new_ids.take(),         new_owners.take(),         new_balances.take(),
+      new_versions.take(),    new_created.take(),        new_updated.take(),
+      changed_ids.take(),     changed_balances.take(),   changed_versions.take(),
+      changed_updated.take(), changed_expected.take(),   record_keys.take(),
+      record_fingerprints.take(), record_statuses.take(), record_bodies.take(),
+      record_offsets.take(),  record_created.take(),     record_replaces.take(),
+      event_wallets.take(),   event_versions.take(),     event_types.take(),
+      event_data.take(),      event_metadata.take(),     event_occurred.take(),
+  };
   PgParams params;
   params.reserve(std::size(arrays));
   for (const std::string& array : arrays) params.emplace_back(array);
