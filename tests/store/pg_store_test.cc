@@ -2,6 +2,7 @@
 // store has: several stores committing at once, conflicts between them, the gap-free log under
 // concurrency, migrations and connection loss. Runs through scripts/with-pg.sh (WALLEX_PG_URL).
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "pg_database.h"
@@ -299,6 +300,27 @@ TEST_F(PgStoreTest, ConcurrentWritersNeverLetAReaderSeeAGap) {
   for (const StoredEvent& event : reader->read_events(0, 1'000'000).value()) {
     EXPECT_EQ(event.event.version, next_version[event.event.wallet_id]++) << event.event.wallet_id;
   }
+}
+
+// A commit waits for whoever holds log_head, however long, even when the server's default
+// lock_timeout would give up: waiting for another instance's commit is contention, not failure.
+TEST_F(PgStoreTest, ACommitWaitsForTheLogHeadInsteadOfTimingOut) {
+  auto admin = PgConnection::connect(database_->url());
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(admin.value()
+                  ->exec("ALTER DATABASE " + database_->name() + " SET lock_timeout = '10ms'")
+                  .ok());
+  auto store = open_store(database_->url());  // a new session: gets the 10 ms default
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(admin.value()->exec("BEGIN").ok());
+  ASSERT_TRUE(admin.value()->exec("UPDATE log_head SET position = position").ok());
+  auto commit = std::async(std::launch::async, [&] { return store->commit(create_batch("a")); });
+  EXPECT_EQ(commit.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+      << "the commit did not wait for log_head";
+  ASSERT_TRUE(admin.value()->exec("COMMIT").ok());
+  auto result = commit.get();
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  EXPECT_EQ(result.value().last_position, 1);
 }
 
 TEST_F(PgStoreTest, ALostConnectionIsAnIoError) {

@@ -96,6 +96,11 @@ Result<std::unique_ptr<PgStore>, StoreError> PgStore::open(const std::string& ur
   if (settings.value().text(0, 1) == "off") {
     if (auto set = connection->exec("SET synchronous_commit = on"); !set) return fail(set.error());
   }
+  // A commit may wait for the wallet rows, keys or log_head another instance's commit holds;
+  // those holders are single server-side statements that always finish, so the wait is
+  // contention, never a hang, and must not turn into an error through a server-wide
+  // lock_timeout (contention is never a client's failure).
+  if (auto set = connection->exec("SET lock_timeout = 0"); !set) return fail(set.error());
   if (auto current = require_current_schema(*connection); !current) return fail(current.error());
   for (const PreparedStatement& statement : prepared_statements()) {
     if (auto prepared = connection->prepare(statement.name, statement.sql, statement.param_count);

@@ -3,8 +3,9 @@
 // Schema and its versions: pg_migrations.h (migration 1). A store opens only a database whose
 // schema is exactly the version this binary knows: pending migrations are refused with a message
 // naming `wallex migrate up`, a newer schema with kSchemaTooNew. It also refuses a server
-// running with fsync=off (a 2xx means durable), and turns synchronous_commit on for its session
-// if the server default turned it off.
+// running with fsync=off (a 2xx means durable), turns synchronous_commit on for its session if
+// the server default turned it off, and sets lock_timeout = 0 (waiting for another instance's
+// commit is contention, not a failure).
 //
 // Commit: one round trip, `SELECT wallex_commit(...)` in autocommit, with every column of the
 // batch passed as one array per column. Inside (see pg_migrations.cc): wallet rows are
