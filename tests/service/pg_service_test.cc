@@ -274,5 +274,28 @@ TEST_F(PgServiceTest, TheSameKeyWithDifferentRequestsOnTwoInstancesIsRefusedOnce
   EXPECT_EQ(w.version, kRounds);
 }
 
+// A key past its retention but not purged yet executes again; the store replaces exactly the
+// expired record the writer saw (without that, every attempt would conflict on the key).
+TEST_F(PgServiceTest, AnExpiredKeyExecutesAgainOnASharedStore) {
+  ServiceOptions options;
+  options.idempotency_retention_ms = 1'000;
+  options.purge_interval_ms = 3'600'000;  // no purge during the test
+  start_instances(2, options);
+  ASSERT_EQ(instances_[0]->submit(CreateWallet{"w", "o", cents(0)}).get().status, 201);
+  const Reply first = instances_[0]->submit(CreditWallet{"w", cents(100), {}}, "key").get();
+  ASSERT_EQ(first.status, 201);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'100));
+  const Reply again = instances_[1]->submit(CreditWallet{"w", cents(100), {}}, "key").get();
+  EXPECT_EQ(again.status, 201) << again.body;
+  EXPECT_FALSE(again.replayed);
+  EXPECT_GT(again.position, first.position);
+  const Reply replay = instances_[0]->submit(CreditWallet{"w", cents(100), {}}, "key").get();
+  EXPECT_TRUE(replay.replayed);
+  EXPECT_EQ(replay.position, again.position);
+  auto checker = PgStore::open(database_->url());  // each store has one user: its writer
+  ASSERT_TRUE(checker.ok());
+  EXPECT_EQ(checker.value()->read_wallets({"w"}).value().at(0).balance.minor(), 200);
+}
+
 }  // namespace
 }  // namespace wallex::testing
