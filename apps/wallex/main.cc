@@ -1,5 +1,7 @@
-// wallex: the service binary. `wallex serve` runs the HTTP service on the embedded store;
-// `wallex rebuild` recomputes the read side from the log; `wallex verify` checks every invariant.
+// wallex: the service binary. `wallex serve` runs the HTTP service on the embedded store (or on
+// a shared PostgreSQL store with --store postgresql://...); `wallex migrate up|status` manages
+// the PostgreSQL schema; `wallex rebuild` recomputes the read side from the log; `wallex verify`
+// checks every invariant.
 #include <pthread.h>
 #include <unistd.h>
 
