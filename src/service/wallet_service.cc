@@ -90,10 +90,40 @@ void WalletService::submit(CommandRequest request, ReplyCallback done) {
       refusal = store_failed_.load()
                     ? error_reply(ErrorCode::kStoreUnavailable, "The store has failed")
                     : error_reply(ErrorCode::kShuttingDown, "The service is shutting down");
-    } else if (queue_.size() >= options_.queue_length_max) {
+    } else if (queue_.size() + reads_.size() >= options_.queue_length_max) {
       refusal = error_reply(ErrorCode::kOverloaded, "Too many requests are waiting; retry shortly");
     } else {
       queue_.push_back(Pending{std::move(request), std::move(done)});
+    }
+  }
+  if (refusal) {
+    done(std::move(*refusal));
+    return;
+  }
+  queue_ready_.notify_one();
+}
+
+void WalletService::read_wallet(std::string id, ReplyCallback done) {
+  if (!store_.shared()) {
+    const std::optional<WalletState> wallet = find_wallet(id);
+    if (!wallet) {
+      done(error_reply(ErrorCode::kWalletNotFound, "Wallet " + id + " not found"));
+    } else {
+      done(Reply{200, encode_snapshot(*wallet), 0, false});
+    }
+    return;
+  }
+  std::optional<Reply> refusal;
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (!accepting_ || store_failed_.load()) {
+      refusal = store_failed_.load()
+                    ? error_reply(ErrorCode::kStoreUnavailable, "The store has failed")
+                    : error_reply(ErrorCode::kShuttingDown, "The service is shutting down");
+    } else if (queue_.size() + reads_.size() >= options_.queue_length_max) {
+      refusal = error_reply(ErrorCode::kOverloaded, "Too many requests are waiting; retry shortly");
+    } else {
+      reads_.push_back(PendingRead{std::move(id), std::move(done)});
     }
   }
   if (refusal) {
@@ -145,7 +175,14 @@ void WalletService::stop() {
 
 void WalletService::run() {
   std::deque<Pending> batch;
-  while (take_batch(batch, true)) {
+  std::vector<PendingRead> reads;
+  while (take_batch(batch, reads, true)) {
+    // Reads first: each was queued before the commands taken with it were decided, so it need
+    // not see them (and it sees every commit acknowledged before it was queued).
+    if (!reads.empty()) {
+      process_reads(reads);
+      reads.clear();
+    }
     if (!batch.empty()) {
       process_batch(batch);
       batch.clear();
@@ -157,27 +194,75 @@ void WalletService::run() {
 std::size_t WalletService::drive_once() {
   WALLEX_CHECK(!options_.run_writer_thread);
   std::deque<Pending> batch;
-  take_batch(batch, false);
-  const std::size_t processed = batch.size();
+  std::vector<PendingRead> reads;
+  take_batch(batch, reads, false);
+  const std::size_t processed = batch.size() + reads.size();
+  if (!reads.empty()) process_reads(reads);
   if (!batch.empty()) process_batch(batch);
   purge_if_due();
   return processed;
 }
 
-bool WalletService::take_batch(std::deque<Pending>& batch, bool wait) {
+bool WalletService::take_batch(std::deque<Pending>& batch, std::vector<PendingRead>& reads,
+                               bool wait) {
   std::unique_lock lock(queue_mutex_);
   if (wait) {
     // Wakes at least once per purge interval so expired keys are purged on an idle service too.
     queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms),
-                          [this] { return !queue_.empty() || stopping_; });
+                          [this] { return !queue_.empty() || !reads_.empty() || stopping_; });
   }
-  if (queue_.empty() && stopping_) return false;
+  if (queue_.empty() && reads_.empty() && stopping_) return false;
   const std::size_t take = std::min(queue_.size(), options_.batch_commands_max);
   for (std::size_t i = 0; i < take; ++i) {
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
+  // Reads are cheap (one query for all of them): every queued read goes with each batch.
+  reads.swap(reads_);
   return true;
+}
+
+void WalletService::process_reads(std::vector<PendingRead>& reads) {
+  if (store_failed_.load()) {
+    for (PendingRead& r : reads) r.done(error_reply(ErrorCode::kStoreUnavailable, "The store has failed"));
+    return;
+  }
+  std::vector<std::string> ids;
+  ids.reserve(reads.size());
+  for (const PendingRead& r : reads) ids.push_back(r.wallet_id);
+  auto stored = store_.read_wallets(ids);
+  if (!stored) {
+    const StoreError& error = stored.error();
+    log::error("reading wallets failed: " + error.message);
+    if (is_fatal(error)) {
+      store_failed_.store(true);
+      if (options_.on_fatal) options_.on_fatal(error);
+    }
+    for (PendingRead& r : reads) {
+      r.done(error_reply(ErrorCode::kStoreUnavailable, "The store is unavailable"));
+    }
+    return;
+  }
+  WalletMap found;
+  {
+    std::unique_lock lock(wallets_mutex_);
+    for (WalletState& wallet : stored.value()) {
+      WALLEX_CHECK(wallet.version >= 0 && wallet.balance.minor() >= 0);
+      const auto it = wallets_.find(wallet.id);
+      WALLEX_CHECK(it == wallets_.end() || wallet.version >= it->second.version);
+      wallets_.insert_or_assign(wallet.id, wallet);
+      std::string id = wallet.id;
+      found.insert_or_assign(std::move(id), std::move(wallet));
+    }
+  }
+  for (PendingRead& r : reads) {
+    const auto it = found.find(r.wallet_id);
+    if (it == found.end()) {
+      r.done(error_reply(ErrorCode::kWalletNotFound, "Wallet " + r.wallet_id + " not found"));
+    } else {
+      r.done(Reply{200, encode_snapshot(it->second), 0, false});
+    }
+  }
 }
 
 void WalletService::purge_if_due() {

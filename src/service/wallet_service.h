@@ -103,8 +103,19 @@ class WalletService {
   Status<StoreError> start();
   // Queues a command; `done` is called exactly once with its reply.
   void submit(CommandRequest request, ReplyCallback done);
-  // The state after the last acknowledged commit (read-your-writes for every acknowledged reply).
+  // The state after the last acknowledged commit of this instance (read-your-writes for every
+  // reply this instance sent). On a shared store it may lag another instance's commits: use
+  // read_wallet() there.
   std::optional<WalletState> find_wallet(std::string_view id) const;
+  // GET /wallets/{id}: `done` gets 200 with the wallet snapshot, 404 WALLET_NOT_FOUND, or 503.
+  // Without a shared store it is answered at once, on the calling thread, from find_wallet().
+  // On a shared store the read is queued to the writer, which reads the wallets of all queued
+  // reads from the store in one query (and publishes what it read): the answer reflects every
+  // commit acknowledged by any instance before the read was queued. Queued reads count towards
+  // queue_length_max.
+  void read_wallet(std::string id, ReplyCallback done);
+  // True when reads must go through the store (EventStore::shared()).
+  bool shared_store() const { return store_.shared(); }
   ServiceHealth health() const;
   // Stops accepting commands, decides and commits everything already queued, joins the writer.
   void stop();
@@ -119,6 +130,10 @@ class WalletService {
     CommandRequest request;
     ReplyCallback done;
   };
+  struct PendingRead {
+    std::string wallet_id;
+    ReplyCallback done;
+  };
   struct StringHash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -127,8 +142,10 @@ class WalletService {
 
   void run();
   // Moves up to batch_commands_max queued commands into `batch`; false once stopped and drained.
-  bool take_batch(std::deque<Pending>& batch, bool wait);
+  bool take_batch(std::deque<Pending>& batch, std::vector<PendingRead>& reads, bool wait);
   void process_batch(std::deque<Pending>& batch);
+  // Answers queued reads of a shared store from one store query.
+  void process_reads(std::vector<PendingRead>& reads);
   enum class AttemptOutcome {
     kDone,      // every command answered (committed, replayed or refused)
     kConflict,  // shared store only: another instance interfered, nothing written, nobody answered
@@ -153,6 +170,7 @@ class WalletService {
   mutable std::mutex queue_mutex_;
   std::condition_variable queue_ready_;
   std::deque<Pending> queue_;
+  std::vector<PendingRead> reads_;  // shared store only
   bool accepting_ = false;
   bool stopping_ = false;
 

@@ -80,7 +80,15 @@ TEST_F(PgServiceTest, AWalletCreatedByAnotherInstanceIsSeen) {
   EXPECT_NE(credited.body.find("\"balance\":5.25"), std::string::npos) << credited.body;
   const Reply again = instances_[1]->submit(CreateWallet{"w", "o", cents(0)}).get();
   EXPECT_EQ(again.status, 409) << again.body;
-  // And the first instance sees the second's credit when it next touches "w".
+  // A read on the first instance reflects the second's credit at once.
+  auto promise = std::make_shared<std::promise<Reply>>();
+  auto read = promise->get_future();
+  instances_[0]->service->read_wallet(
+      "w", [promise](Reply&& reply) { promise->set_value(std::move(reply)); });
+  const Reply seen = read.get();
+  EXPECT_EQ(seen.status, 200);
+  EXPECT_NE(seen.body.find("\"balance\":5.25"), std::string::npos) << seen.body;
+  // And its next command on "w" is decided on that state.
   const Reply debited = instances_[0]->submit(DebitWallet{"w", cents(525), {}}).get();
   EXPECT_EQ(debited.status, 201) << debited.body;
   EXPECT_NE(debited.body.find("\"version\":3"), std::string::npos) << debited.body;

@@ -424,5 +424,57 @@ TEST_F(WalletServiceTest, OnASharedStoreACommandThatAlwaysConflictsGets503AfterT
   EXPECT_EQ(fatal_calls_.load(), 0);
 }
 
+TEST_F(WalletServiceTest, WithoutASharedStoreAReadIsAnsweredAtOnceFromMemory) {
+  create("w", "7");
+  std::optional<Reply> answer;
+  service_->read_wallet("w", [&answer](Reply&& reply) { answer = std::move(reply); });
+  ASSERT_TRUE(answer.has_value());  // synchronously, on this thread
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_NE(answer->body.find("\"balance\":7"), std::string::npos) << answer->body;
+  std::optional<Reply> missing;
+  service_->read_wallet("nope", [&missing](Reply&& reply) { missing = std::move(reply); });
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(controlled_->wallet_reads(), 0);
+}
+
+TEST_F(WalletServiceTest, OnASharedStoreAReadSeesAnotherInstancesCommit) {
+  controlled_->set_shared(true);
+  create("w", "7");
+  // Another instance credits "w" (here: a commit straight to the store, behind the service).
+  CommitBatch other;
+  CommitBatch::Entry entry;
+  Event credit;
+  credit.type = EventType::kWalletCredited;
+  credit.wallet_id = "w";
+  credit.version = 2;
+  credit.occurred_at_ms = 5;
+  credit.amount = money("3");
+  entry.events = {credit};
+  other.entries.push_back(entry);
+  WalletState after = *service_->find_wallet("w");
+  after.balance = money("10");
+  after.version = 2;
+  other.wallets = {WalletWrite{after, 1}};
+  ASSERT_TRUE(sqlite_->commit(other).ok());
+
+  auto promise = std::make_shared<std::promise<Reply>>();
+  auto future = promise->get_future();
+  service_->read_wallet("w", [promise](Reply&& reply) { promise->set_value(std::move(reply)); });
+  const Reply read = future.get();
+  EXPECT_EQ(read.status, 200);
+  EXPECT_NE(read.body.find("\"balance\":10"), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find("\"version\":2"), std::string::npos) << read.body;
+  EXPECT_EQ(service_->find_wallet("w")->version, 2);  // what it read is published
+
+  auto missing_promise = std::make_shared<std::promise<Reply>>();
+  auto missing = missing_promise->get_future();
+  service_->read_wallet("nope",
+                        [missing_promise](Reply&& reply) { missing_promise->set_value(std::move(reply)); });
+  EXPECT_EQ(missing.get().status, 404);
+  // And the next command on "w" is decided on the state the other instance left.
+  EXPECT_EQ(submit(DebitWallet{"w", money("10"), {}}).status, 201);
+}
+
 }  // namespace
 }  // namespace wallex
