@@ -1,5 +1,7 @@
-// wallex: the service binary. `wallex serve` runs the HTTP service on the embedded store;
-// `wallex rebuild` recomputes the read side from the log; `wallex verify` checks every invariant.
+// wallex: the service binary. `wallex serve` runs the HTTP service on the embedded store (or on
+// a shared PostgreSQL store with --store postgresql://...); `wallex migrate up|status` manages
+// the PostgreSQL schema; `wallex rebuild` recomputes the read side from the log; `wallex verify`
+// checks every invariant.
 #include <pthread.h>
 #include <unistd.h>
 
@@ -29,6 +31,9 @@
 #include "projection/rebuild.h"
 #include "projection/verify.h"
 #include "service/wallet_service.h"
+#include "store/postgres/pg_connection.h"
+#include "store/postgres/pg_migrations.h"
+#include "store/postgres/pg_store.h"
 #include "store/sqlite/sqlite_read_store.h"
 #include "store/sqlite/sqlite_relay_checkpoint.h"
 #include "store/sqlite/sqlite_store.h"
@@ -77,12 +82,76 @@ std::optional<wallex::RelayOptions> relay_options_from(const std::string& broker
   return options;
 }
 
+bool is_postgres_url(const std::string& url) {
+  return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+}
+
+// `wallex migrate up|status --store URL`. Exit codes: 0 done (status: schema current),
+// 1 failure (status: migrations pending or the schema is too new), 2 usage.
+int migrate_command(const std::string& action, const std::string& url) {
+  using namespace wallex;
+  if (!is_postgres_url(url)) {
+    std::fprintf(stderr,
+                 "wallex migrate: --store must be a postgresql:// URL (the embedded SQLite store "
+                 "creates its schema itself), got '%s'\n",
+                 url.c_str());
+    return 2;
+  }
+  auto connection = PgConnection::connect(url);
+  if (!connection) {
+    std::fprintf(stderr, "wallex migrate: %s\n", connection.error().message.c_str());
+    return 1;
+  }
+  if (action == "up") {
+    auto applied = migrate_up(*connection.value());
+    if (!applied) {
+      std::fprintf(stderr, "wallex migrate up: %s\n", applied.error().message.c_str());
+      return 1;
+    }
+    for (int version : applied.value()) {
+      for (const PgMigration& m : pg_migrations()) {
+        if (m.version == version) {
+          std::printf("applied %d %.*s\n", version, static_cast<int>(m.name.size()), m.name.data());
+        }
+      }
+    }
+    std::printf("schema at version %d%s\n", pg_schema_version(),
+                applied.value().empty() ? " (nothing to do)" : "");
+    return 0;
+  }
+  auto status = migration_status(*connection.value());
+  if (!status) {
+    std::fprintf(stderr, "wallex migrate status: %s\n", status.error().message.c_str());
+    return 1;
+  }
+  for (const AppliedMigration& m : status.value().applied) {
+    std::printf("applied %d %s (%s)%s\n", m.version, m.name.c_str(), m.applied_at.c_str(),
+                m.version > pg_schema_version() ? " UNKNOWN to this wallex" : "");
+  }
+  for (const PgMigration& m : status.value().pending) {
+    std::printf("pending %d %.*s\n", m.version, static_cast<int>(m.name.size()), m.name.data());
+  }
+  if (status.value().too_new()) {
+    std::printf("schema version %d is newer than this wallex knows (%d): upgrade wallex\n",
+                status.value().newest_applied, pg_schema_version());
+    return 1;
+  }
+  if (!status.value().pending.empty()) {
+    std::printf("%zu migration(s) pending: run wallex migrate up --store URL\n",
+                status.value().pending.size());
+    return 1;
+  }
+  std::printf("schema current (version %d)\n", pg_schema_version());
+  return 0;
+}
+
 // Exit codes: 0 clean shutdown, 1 start-up failure, 2 usage, 3 fatal store failure.
 int serve(const ServeConfig& config) {
   using namespace wallex;
-  if (!config.store_url.empty() && config.store_url.rfind("sqlite:", 0) != 0) {
+  if (!config.store_url.empty() && config.store_url.rfind("sqlite:", 0) != 0 &&
+      !is_postgres_url(config.store_url)) {
     log::error("unsupported --store " + config.store_url +
-               ": this build has only the embedded store (use --data-dir)");
+               ": expected postgresql://... (or no --store for the embedded store in --data-dir)");
     return 2;
   }
   // SIGINT/SIGTERM are taken by sigwait on the main thread; block them before any thread starts
@@ -95,11 +164,50 @@ int serve(const ServeConfig& config) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  auto store = SqliteStore::open(config.data_dir,
-                                 SqliteStore::OpenOptions{!config.skip_integrity_check});
-  if (!store) {
-    log::error("cannot open store: " + store.error().message);
-    return 1;
+  // The write side: the embedded store in --data-dir, or the shared PostgreSQL store.
+  std::unique_ptr<EventStore> store;
+  std::unique_ptr<EventStore> projector_store;  // what event_log reads through (PostgreSQL)
+  // The read side's view of the log, on a connection of its own.
+  std::unique_ptr<EventLog> event_log;
+  const bool postgres = is_postgres_url(config.store_url);
+  if (postgres) {
+    if (!config.kafka_brokers.empty()) {
+      // Every instance would publish the whole shared log: the single-relay lease is not built.
+      log::error("--kafka-brokers is not supported with a PostgreSQL store yet (every instance "
+                 "would publish every event); run without it");
+      return 2;
+    }
+    auto opened = PgStore::open(config.store_url);  // refuses pending migrations, newer schema
+    if (!opened) {
+      log::error("cannot open store: " + opened.error().message);
+      return 1;
+    }
+    store = std::move(opened).value();
+    // Minimal read side until the PostgreSQL read side exists: each instance projects the
+    // shared log (gap-free positions, so tailing by position is safe) into its own read.db in
+    // --data-dir, through its own connection; commits of other instances arrive by polling
+    // (--projection-interval-ms). Reads of the read side are therefore per instance.
+    auto log_store = PgStore::open(config.store_url);
+    if (!log_store) {
+      log::error("cannot open the log for the projectors: " + log_store.error().message);
+      return 1;
+    }
+    projector_store = std::move(log_store).value();
+    event_log = std::make_unique<EventStoreLog>(*projector_store);
+  } else {
+    auto opened = SqliteStore::open(config.data_dir,
+                                    SqliteStore::OpenOptions{!config.skip_integrity_check});
+    if (!opened) {
+      log::error("cannot open store: " + opened.error().message);
+      return 1;
+    }
+    store = std::move(opened).value();
+    auto opened_log = SqliteEventLog::open(config.data_dir);
+    if (!opened_log) {
+      log::error("cannot open the log for the projectors: " + opened_log.error().message);
+      return 1;
+    }
+    event_log = std::move(opened_log).value();
   }
   SystemClock clock;
   RandomIdGenerator ids;
@@ -117,11 +225,6 @@ int serve(const ServeConfig& config) {
 
   // The read side: its own read-only connection to the log, its own file (read.db), a projector
   // thread woken by every commit (and polling), and a query thread with its own connection.
-  auto event_log = SqliteEventLog::open(config.data_dir);
-  if (!event_log) {
-    log::error("cannot open the log for the projectors: " + event_log.error().message);
-    return 1;
-  }
   auto projection_store =
       SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadWrite);
   if (!projection_store) {
@@ -136,7 +239,7 @@ int serve(const ServeConfig& config) {
   RunnerOptions runner_options;
   runner_options.batch_events_max = config.projection_batch_max;
   runner_options.batch_interval_ms = config.projection_interval_ms;
-  ProjectionRunner projections(*event_log.value(), *projection_store.value(), make_projectors(),
+  ProjectionRunner projections(*event_log, *projection_store.value(), make_projectors(),
                                clock, runner_options);
   if (auto opened = projections.open(); !opened) {
     log::error("cannot read the projection checkpoints: " + opened.error().message);
@@ -183,7 +286,7 @@ int serve(const ServeConfig& config) {
     if (relay != nullptr) relay->notify_head(last_position);
   };
 
-  WalletService service(*store.value(), clock, ids, service_options);
+  WalletService service(*store, clock, ids, service_options);
   if (auto started = service.start(); !started) {
     log::error("cannot load state: " + started.error().message);
     return 1;
@@ -212,8 +315,9 @@ int serve(const ServeConfig& config) {
   }
   server.start();
   log::info("wallex serving on " + config.host + ":" + std::to_string(server.port()) +
-            ", data in " + config.data_dir + ", " + std::to_string(service.health().wallet_count) +
-            " wallets loaded");
+            (postgres ? ", PostgreSQL store, read side in " + config.data_dir
+                      : ", data in " + config.data_dir) +
+            ", " + std::to_string(service.health().wallet_count) + " wallets loaded");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
@@ -473,8 +577,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   serve_command->add_option("--host", config.host, "Address to listen on");
   serve_command->add_option("--data-dir", config.data_dir, "Directory of the embedded store");
-  serve_command->add_option("--store", config.store_url,
-                            "Store URL; only the embedded store exists in this build");
+  serve_command->add_option(
+      "--store", config.store_url,
+      "postgresql://user@host:port/db: the shared PostgreSQL store (run `wallex migrate up` "
+      "first); default: the embedded store in --data-dir");
   serve_command->add_option("--http-threads", config.http_threads, "HTTP I/O threads")
       ->check(CLI::Range(1, 64));
   serve_command->add_option("--idempotency-retention-hours", config.idempotency_retention_hours,
@@ -556,8 +662,22 @@ int main(int argc, char** argv) {
                    "Events handed to the Kafka producer and not yet confirmed, at most")
       ->check(CLI::Range(1, 1'000'000));
 
+  std::string migrate_url;
+  CLI::App* migrate_sub =
+      app.add_subcommand("migrate", "Create or upgrade the PostgreSQL schema, or show its state");
+  migrate_sub->require_subcommand(1);
+  CLI::App* migrate_up_sub =
+      migrate_sub->add_subcommand("up", "Apply every pending migration (safe to run concurrently)");
+  CLI::App* migrate_status_sub = migrate_sub->add_subcommand(
+      "status", "List applied and pending migrations; exit 1 unless the schema is current");
+  for (CLI::App* sub : {migrate_up_sub, migrate_status_sub}) {
+    sub->add_option("--store", migrate_url, "postgresql://user@host:port/db")->required();
+  }
 
   CLI11_PARSE(app, argc, argv);
+  if (migrate_sub->parsed()) {
+    return migrate_command(migrate_up_sub->parsed() ? "up" : "status", migrate_url);
+  }
   if (serve_command->parsed()) return serve(config);
   if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
   if (verify_sub->parsed()) return verify_command(tool_data_dir);

@@ -298,6 +298,19 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
     if (auto min_position = parse_min_position(params.value()); !min_position) {
       return finish(error_response(ErrorCode::kInvalidQuery, min_position.error()));
     }
+    if (service_.shared_store()) {
+      // Other instances commit to the same store: the writer reads the wallet from it, so the
+      // answer reflects every write acknowledged by any instance.
+      service_.read_wallet(
+          std::move(*path_wallet_id),
+          [respond = std::move(respond), correlation_id](Reply&& reply) {
+            HttpResponse response = json_response(reply.status, std::move(reply.body));
+            if (response.status == 503) response.headers.emplace_back("Retry-After", "1");
+            response.headers.emplace_back("X-Correlation-Id", correlation_id);
+            respond(std::move(response));
+          });
+      return std::nullopt;
+    }
     const std::optional<WalletState> wallet = service_.find_wallet(*path_wallet_id);
     if (!wallet) {
       return finish(error_response(ErrorCode::kWalletNotFound,

@@ -2,7 +2,11 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
+#include <span>
+#include <type_traits>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -86,10 +90,40 @@ void WalletService::submit(CommandRequest request, ReplyCallback done) {
       refusal = store_failed_.load()
                     ? error_reply(ErrorCode::kStoreUnavailable, "The store has failed")
                     : error_reply(ErrorCode::kShuttingDown, "The service is shutting down");
-    } else if (queue_.size() >= options_.queue_length_max) {
+    } else if (queue_.size() + reads_.size() >= options_.queue_length_max) {
       refusal = error_reply(ErrorCode::kOverloaded, "Too many requests are waiting; retry shortly");
     } else {
       queue_.push_back(Pending{std::move(request), std::move(done)});
+    }
+  }
+  if (refusal) {
+    done(std::move(*refusal));
+    return;
+  }
+  queue_ready_.notify_one();
+}
+
+void WalletService::read_wallet(std::string id, ReplyCallback done) {
+  if (!store_.shared()) {
+    const std::optional<WalletState> wallet = find_wallet(id);
+    if (!wallet) {
+      done(error_reply(ErrorCode::kWalletNotFound, "Wallet " + id + " not found"));
+    } else {
+      done(Reply{200, encode_snapshot(*wallet), 0, false});
+    }
+    return;
+  }
+  std::optional<Reply> refusal;
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (!accepting_ || store_failed_.load()) {
+      refusal = store_failed_.load()
+                    ? error_reply(ErrorCode::kStoreUnavailable, "The store has failed")
+                    : error_reply(ErrorCode::kShuttingDown, "The service is shutting down");
+    } else if (queue_.size() + reads_.size() >= options_.queue_length_max) {
+      refusal = error_reply(ErrorCode::kOverloaded, "Too many requests are waiting; retry shortly");
+    } else {
+      reads_.push_back(PendingRead{std::move(id), std::move(done)});
     }
   }
   if (refusal) {
@@ -121,6 +155,7 @@ ServiceHealth WalletService::health() const {
   health.last_position = last_position_.load();
   health.commits = commits_.load();
   health.commands = commands_.load();
+  health.conflicts = conflicts_.load();
   return health;
 }
 
@@ -140,7 +175,14 @@ void WalletService::stop() {
 
 void WalletService::run() {
   std::deque<Pending> batch;
-  while (take_batch(batch, true)) {
+  std::vector<PendingRead> reads;
+  while (take_batch(batch, reads, true)) {
+    // Reads first: each was queued before the commands taken with it were decided, so it need
+    // not see them (and it sees every commit acknowledged before it was queued).
+    if (!reads.empty()) {
+      process_reads(reads);
+      reads.clear();
+    }
     if (!batch.empty()) {
       process_batch(batch);
       batch.clear();
@@ -152,27 +194,75 @@ void WalletService::run() {
 std::size_t WalletService::drive_once() {
   WALLEX_CHECK(!options_.run_writer_thread);
   std::deque<Pending> batch;
-  take_batch(batch, false);
-  const std::size_t processed = batch.size();
+  std::vector<PendingRead> reads;
+  take_batch(batch, reads, false);
+  const std::size_t processed = batch.size() + reads.size();
+  if (!reads.empty()) process_reads(reads);
   if (!batch.empty()) process_batch(batch);
   purge_if_due();
   return processed;
 }
 
-bool WalletService::take_batch(std::deque<Pending>& batch, bool wait) {
+bool WalletService::take_batch(std::deque<Pending>& batch, std::vector<PendingRead>& reads,
+                               bool wait) {
   std::unique_lock lock(queue_mutex_);
   if (wait) {
     // Wakes at least once per purge interval so expired keys are purged on an idle service too.
     queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms),
-                          [this] { return !queue_.empty() || stopping_; });
+                          [this] { return !queue_.empty() || !reads_.empty() || stopping_; });
   }
-  if (queue_.empty() && stopping_) return false;
+  if (queue_.empty() && reads_.empty() && stopping_) return false;
   const std::size_t take = std::min(queue_.size(), options_.batch_commands_max);
   for (std::size_t i = 0; i < take; ++i) {
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
+  // Reads are cheap (one query for all of them): every queued read goes with each batch.
+  reads.swap(reads_);
   return true;
+}
+
+void WalletService::process_reads(std::vector<PendingRead>& reads) {
+  if (store_failed_.load()) {
+    for (PendingRead& r : reads) r.done(error_reply(ErrorCode::kStoreUnavailable, "The store has failed"));
+    return;
+  }
+  std::vector<std::string> ids;
+  ids.reserve(reads.size());
+  for (const PendingRead& r : reads) ids.push_back(r.wallet_id);
+  auto stored = store_.read_wallets(ids);
+  if (!stored) {
+    const StoreError& error = stored.error();
+    log::error("reading wallets failed: " + error.message);
+    if (is_fatal(error)) {
+      store_failed_.store(true);
+      if (options_.on_fatal) options_.on_fatal(error);
+    }
+    for (PendingRead& r : reads) {
+      r.done(error_reply(ErrorCode::kStoreUnavailable, "The store is unavailable"));
+    }
+    return;
+  }
+  WalletMap found;
+  {
+    std::unique_lock lock(wallets_mutex_);
+    for (WalletState& wallet : stored.value()) {
+      WALLEX_CHECK(wallet.version >= 0 && wallet.balance.minor() >= 0);
+      const auto it = wallets_.find(wallet.id);
+      WALLEX_CHECK(it == wallets_.end() || wallet.version >= it->second.version);
+      wallets_.insert_or_assign(wallet.id, wallet);
+      std::string id = wallet.id;
+      found.insert_or_assign(std::move(id), std::move(wallet));
+    }
+  }
+  for (PendingRead& r : reads) {
+    const auto it = found.find(r.wallet_id);
+    if (it == found.end()) {
+      r.done(error_reply(ErrorCode::kWalletNotFound, "Wallet " + r.wallet_id + " not found"));
+    } else {
+      r.done(Reply{200, encode_snapshot(it->second), 0, false});
+    }
+  }
 }
 
 void WalletService::purge_if_due() {
@@ -189,8 +279,126 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
     for (Pending& p : batch) p.done(error_reply(ErrorCode::kStoreUnavailable, "The store has failed"));
     return;
   }
+  std::vector<Pending*> commands;
+  commands.reserve(batch.size());
+  for (Pending& pending : batch) commands.push_back(&pending);
+  if (!store_.shared()) {
+    // This process owns the store: in-memory state is authoritative and a commit never meets
+    // another writer's changes, so the batch is decided and committed once.
+    (void)attempt(commands, /*shared=*/false);
+    return;
+  }
 
-  // Decisions of this batch, not yet durable: they shadow the published state.
+  // Other instances commit to the same store. A conflict means one of them changed a wallet or
+  // wrote an idempotency key of this attempt since it was read: nothing was written, so the
+  // commands are decided again on fresh state. A batch that keeps conflicting is split (the
+  // fewer wallets an attempt touches, the likelier it commits), down to one command per
+  // attempt; only a single command that conflicts single_command_attempts_max times in a row
+  // gets a 503. Every conflict means another instance committed, so the system as a whole
+  // always progresses.
+  std::size_t begin = 0;
+  std::size_t chunk = commands.size();
+  std::size_t conflicts_at_this_size = 0;
+  std::size_t single_attempts = 0;
+  while (begin < commands.size()) {
+    if (store_failed_.load()) {
+      for (std::size_t i = begin; i < commands.size(); ++i) {
+        commands[i]->done(error_reply(ErrorCode::kStoreUnavailable, "The store has failed"));
+      }
+      return;
+    }
+    const std::size_t count = std::min(chunk, commands.size() - begin);
+    const std::span<Pending*> slice(commands.data() + begin, count);
+    const AttemptOutcome outcome = attempt(slice, /*shared=*/true);
+    if (outcome != AttemptOutcome::kConflict) {  // answered, committed or failed
+      begin += count;
+      conflicts_at_this_size = 0;
+      single_attempts = 0;
+      continue;
+    }
+    conflicts_.fetch_add(1);
+    if (count == 1) {
+      if (++single_attempts >= options_.single_command_attempts_max) {
+        commands[begin]->done(error_reply(
+            ErrorCode::kStoreUnavailable,
+            "Other instances kept changing the wallets of this request: not applied after " +
+                std::to_string(single_attempts) + " attempts; retry"));
+        ++begin;
+        single_attempts = 0;
+        continue;
+      }
+      // Spread the next attempt of a lone contended command (0 to 2 ms, growing with the
+      // attempts) so that two instances on the same hot wallet stop colliding in lockstep.
+      const auto limit_us = static_cast<std::uint32_t>(std::min<std::size_t>(single_attempts, 8) * 250);
+      backoff_state_ = backoff_state_ * 6364136223846793005ULL + 1442695040888963407ULL;
+      std::this_thread::sleep_for(
+          std::chrono::microseconds((backoff_state_ >> 33) % (limit_us + 1)));
+    } else if (++conflicts_at_this_size >= options_.conflict_attempts_per_size) {
+      chunk = std::max<std::size_t>(1, count / 2);
+      conflicts_at_this_size = 0;
+    }
+  }
+}
+
+Status<StoreError> WalletService::refresh_wallets(std::span<Pending*> commands) {
+  std::vector<std::string> ids;
+  ids.reserve(commands.size() * 2);
+  std::unordered_set<std::string_view> seen;
+  const auto add = [&](const std::string& id) {
+    if (seen.insert(id).second) ids.push_back(id);
+  };
+  for (const Pending* pending : commands) {
+    std::visit(
+        [&](const auto& command) {
+          using T = std::decay_t<decltype(command)>;
+          if constexpr (std::is_same_v<T, TransferMoney>) {
+            add(command.from_wallet_id);
+            add(command.to_wallet_id);
+          } else {
+            add(command.wallet_id);
+          }
+        },
+        pending->request.command);
+  }
+  auto stored = store_.read_wallets(ids);
+  if (!stored) return fail(stored.error());
+  std::unique_lock lock(wallets_mutex_);
+  for (WalletState& wallet : stored.value()) {
+    WALLEX_CHECK(wallet.version >= 0 && wallet.balance.minor() >= 0);
+    const auto it = wallets_.find(wallet.id);
+    if (it == wallets_.end()) {
+      std::string id = wallet.id;
+      wallets_.emplace(std::move(id), std::move(wallet));
+    } else {
+      // Versions only grow: a stored state older than the published one would be a store
+      // that lost a commit this instance saw acknowledged.
+      WALLEX_CHECK(wallet.version >= it->second.version);
+      it->second = std::move(wallet);
+    }
+  }
+  return Ok{};
+}
+
+WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> commands, bool shared) {
+  // A read that fails with an I/O error or finds damage is as fatal as a failed write.
+  const auto read_failed = [&](const StoreError& error, std::string_view what) {
+    log::error(std::string(what) + " failed: " + error.message);
+    if (is_fatal(error)) {
+      store_failed_.store(true);
+      if (options_.on_fatal) options_.on_fatal(error);
+    }
+    for (Pending* p : commands) {
+      p->done(error_reply(ErrorCode::kStoreUnavailable, "The store is unavailable"));
+    }
+    return AttemptOutcome::kFailed;
+  };
+  if (shared) {
+    if (auto refreshed = refresh_wallets(commands); !refreshed) {
+      return read_failed(refreshed.error(), "reading the batch's wallets");
+    }
+  }
+
+  // Decisions of this attempt, not yet durable: they shadow the published state.
   WalletMap staged;
   std::unordered_set<std::string_view> staged_keys;
   const WalletLookup lookup = [&](std::string_view id) -> const WalletState* {
@@ -204,58 +412,59 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
     ReplyCallback* done;
     Reply reply;
     std::optional<std::size_t> entry;  // index into commit.entries when the command wrote any
+    bool final = false;  // a replay or refusal that does not depend on the commit
   };
   std::vector<Awaiting> awaiting;
-  awaiting.reserve(batch.size());
+  awaiting.reserve(commands.size());
   CommitBatch commit;
+  // Without other writers, answers that do not depend on the commit go out at once; with them,
+  // the attempt may be decided again, so every answer waits for its outcome.
+  const auto answer_now = [&](Pending& pending, Reply reply) {
+    if (shared) {
+      awaiting.push_back(Awaiting{&pending.done, std::move(reply), std::nullopt, true});
+    } else {
+      pending.done(std::move(reply));
+    }
+  };
 
-  // Every key of the batch is looked up in one store call before any decision.
+  // Every key of the attempt is looked up in one store call before any decision.
   std::vector<std::string> keys;
-  for (const Pending& pending : batch) {
-    if (pending.request.idempotency_key) keys.push_back(*pending.request.idempotency_key);
+  for (const Pending* pending : commands) {
+    if (pending->request.idempotency_key) keys.push_back(*pending->request.idempotency_key);
   }
   std::vector<std::optional<IdempotencyRecord>> records;
   if (!keys.empty()) {
     auto found = store_.find_idempotency_many(keys);
-    if (!found) {
-      const StoreError& error = found.error();
-      log::error("idempotency lookup failed: " + error.message);
-      // A read that fails with an I/O error or finds damage is as fatal as a failed write.
-      if (is_fatal(error)) {
-        store_failed_.store(true);
-        if (options_.on_fatal) options_.on_fatal(error);
-      }
-      for (Pending& p : batch) {
-        p.done(error_reply(ErrorCode::kStoreUnavailable, "The store is unavailable"));
-      }
-      return;
-    }
+    if (!found) return read_failed(found.error(), "idempotency lookup");
     records = std::move(found).value();
   }
   std::size_t next_record = 0;
 
-  for (Pending& pending : batch) {
+  for (Pending* pending_pointer : commands) {
+    Pending& pending = *pending_pointer;
     CommandRequest& request = pending.request;
     const TimestampMs now = clock_.now_ms();
     std::string request_fingerprint;
+    std::optional<TimestampMs> replaces_record;
     if (request.idempotency_key) {
       const std::string& key = *request.idempotency_key;
       const std::optional<IdempotencyRecord>& record = records[next_record++];
       if (staged_keys.contains(key)) {
-        pending.done(error_reply(ErrorCode::kIdempotencyRequestInFlight,
-                                 "A request with this idempotency key is already being processed"));
+        answer_now(pending, error_reply(ErrorCode::kIdempotencyRequestInFlight,
+                                        "A request with this idempotency key is already being processed"));
         continue;
       }
       request_fingerprint = fingerprint(request.command);
       if (record && record->created_at_ms + options_.idempotency_retention_ms > now) {
         if (record->fingerprint == request_fingerprint) {
-          pending.done(Reply{record->status, record->body, record->position, true});
+          answer_now(pending, Reply{record->status, record->body, record->position, true});
         } else {
-          pending.done(error_reply(ErrorCode::kIdempotencyKeyReused,
-                                   "Idempotency key reused with a different request"));
+          answer_now(pending, error_reply(ErrorCode::kIdempotencyKeyReused,
+                                          "Idempotency key reused with a different request"));
         }
         continue;
       }
+      if (record) replaces_record = record->created_at_ms;  // expired, not purged yet
     }
 
     if (auto* transfer = std::get_if<TransferMoney>(&request.command)) {
@@ -286,6 +495,7 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
     if (request.idempotency_key) {
       entry.idempotency = IdempotencyRecord{*request.idempotency_key, std::move(request_fingerprint),
                                             reply.status, reply.body, 0, now};
+      entry.replaces_record_created_at_ms = replaces_record;
       staged_keys.insert(*request.idempotency_key);  // the key lives in `batch` until replies go
     }
     std::optional<std::size_t> entry_index;
@@ -306,6 +516,8 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
     auto committed = store_.commit(commit);
     if (!committed) {
       const StoreError& error = committed.error();
+      // Another instance got there first: nothing was written and nobody was answered yet.
+      if (shared && error.kind == StoreErrorKind::kConflict) return AttemptOutcome::kConflict;
       log::error("commit of " + std::to_string(commit.entries.size()) +
                  " requests failed: " + error.message);
       // A fatal failure is recorded before anyone hears of it, so no client can observe the
@@ -316,8 +528,10 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
       }
       // Nothing of this batch was acknowledged: every reply decided in it is withdrawn. The
       // in-memory state stays at the last acknowledged commit.
-      for (Awaiting& a : awaiting) (*a.done)(failed_commit_reply(error));
-      return;
+      for (Awaiting& a : awaiting) {
+        (*a.done)(a.final ? std::move(a.reply) : failed_commit_reply(error));
+      }
+      return AttemptOutcome::kFailed;
     }
     {
       std::unique_lock lock(wallets_mutex_);
@@ -331,6 +545,7 @@ void WalletService::process_batch(std::deque<Pending>& batch) {
     }
   }
   for (Awaiting& a : awaiting) (*a.done)(std::move(a.reply));
+  return AttemptOutcome::kDone;
 }
 
 void WalletService::purge_expired_keys(TimestampMs now_ms) {

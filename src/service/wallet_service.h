@@ -13,7 +13,14 @@
 //  - idempotency: a key is checked against the batch (in flight → 409) and the store (same
 //    request → stored reply, replayed; different request → 409); the record is written in the
 //    same transaction as the request's events, business rejections included;
-//  - a full queue answers 503 (OVERLOADED) at once instead of growing.
+//  - a full queue answers 503 (OVERLOADED) at once instead of growing;
+//  - on a shared store (several instances on one PostgreSQL database) each attempt first reads
+//    the stored state of the wallets it touches, and a conflicting commit (another instance
+//    changed a wallet or wrote the same idempotency key) is decided again on fresh state,
+//    splitting the batch after repeated conflicts; a conflict is never a client's failure, and
+//    only a single command that conflicts single_command_attempts_max times gets a 503. A key
+//    another instance committed meanwhile is found on the retry and replayed (or 409 when the
+//    request differs). Without a shared store, nothing of this runs.
 //
 // Thread safety: submit(), find_wallet() and health() may be called from any thread. Reply
 // callbacks run on the writer thread and must not block (post the work elsewhere).
@@ -27,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -51,6 +59,11 @@ struct ServiceOptions {
   std::function<void(std::int64_t last_position)> on_commit;
   // false: no writer thread; the owner calls drive_once() (deterministic simulation and tests).
   bool run_writer_thread = true;
+  // A shared store (EventStore::shared(), several instances on PostgreSQL): attempts of one
+  // batch size that may conflict before the batch is split in halves, and attempts of a single
+  // command that may conflict in a row before it is answered 503.
+  std::size_t conflict_attempts_per_size = 2;
+  std::size_t single_command_attempts_max = 32;
 };
 
 struct CommandRequest {
@@ -76,6 +89,7 @@ struct ServiceHealth {
   std::int64_t last_position = 0;
   std::uint64_t commits = 0;
   std::uint64_t commands = 0;
+  std::uint64_t conflicts = 0;  // commit attempts another instance's changes made fail (retried)
 };
 
 class WalletService {
@@ -89,8 +103,19 @@ class WalletService {
   Status<StoreError> start();
   // Queues a command; `done` is called exactly once with its reply.
   void submit(CommandRequest request, ReplyCallback done);
-  // The state after the last acknowledged commit (read-your-writes for every acknowledged reply).
+  // The state after the last acknowledged commit of this instance (read-your-writes for every
+  // reply this instance sent). On a shared store it may lag another instance's commits: use
+  // read_wallet() there.
   std::optional<WalletState> find_wallet(std::string_view id) const;
+  // GET /wallets/{id}: `done` gets 200 with the wallet snapshot, 404 WALLET_NOT_FOUND, or 503.
+  // Without a shared store it is answered at once, on the calling thread, from find_wallet().
+  // On a shared store the read is queued to the writer, which reads the wallets of all queued
+  // reads from the store in one query (and publishes what it read): the answer reflects every
+  // commit acknowledged by any instance before the read was queued. Queued reads count towards
+  // queue_length_max.
+  void read_wallet(std::string id, ReplyCallback done);
+  // True when reads must go through the store (EventStore::shared()).
+  bool shared_store() const { return store_.shared(); }
   ServiceHealth health() const;
   // Stops accepting commands, decides and commits everything already queued, joins the writer.
   void stop();
@@ -105,6 +130,10 @@ class WalletService {
     CommandRequest request;
     ReplyCallback done;
   };
+  struct PendingRead {
+    std::string wallet_id;
+    ReplyCallback done;
+  };
   struct StringHash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -113,8 +142,20 @@ class WalletService {
 
   void run();
   // Moves up to batch_commands_max queued commands into `batch`; false once stopped and drained.
-  bool take_batch(std::deque<Pending>& batch, bool wait);
+  bool take_batch(std::deque<Pending>& batch, std::vector<PendingRead>& reads, bool wait);
   void process_batch(std::deque<Pending>& batch);
+  // Answers queued reads of a shared store from one store query.
+  void process_reads(std::vector<PendingRead>& reads);
+  enum class AttemptOutcome {
+    kDone,      // every command answered (committed, replayed or refused)
+    kConflict,  // shared store only: another instance interfered, nothing written, nobody answered
+    kFailed,    // the store failed: every command answered with the failure
+  };
+  // Decides `commands` on the current state (refreshed from the store first when shared) and
+  // commits them in one transaction.
+  AttemptOutcome attempt(std::span<Pending*> commands, bool shared);
+  // Replaces the published state of every wallet `commands` touch with the stored one.
+  Status<StoreError> refresh_wallets(std::span<Pending*> commands);
   void purge_if_due();
   void purge_expired_keys(TimestampMs now_ms);
 
@@ -129,6 +170,7 @@ class WalletService {
   mutable std::mutex queue_mutex_;
   std::condition_variable queue_ready_;
   std::deque<Pending> queue_;
+  std::vector<PendingRead> reads_;  // shared store only
   bool accepting_ = false;
   bool stopping_ = false;
 
@@ -137,6 +179,8 @@ class WalletService {
   std::atomic<std::int64_t> last_position_{0};
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> commands_{0};
+  std::atomic<std::uint64_t> conflicts_{0};
+  std::uint64_t backoff_state_ = 0x9E3779B97F4A7C15ULL;  // writer thread only: retry jitter
   TimestampMs last_purge_ms_ = 0;
 };
 

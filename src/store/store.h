@@ -73,6 +73,12 @@ struct CommitBatch {
     std::vector<Event> events;
     EventMetadata metadata;
     std::optional<IdempotencyRecord> idempotency;  // its `position` is filled in by the store
+    // When the writer found an expired record of the same key (not purged yet), its
+    // created_at_ms: the new record replaces exactly that one. A shared store refuses the batch
+    // (kConflict) when the stored record is any other (another instance wrote the key since);
+    // without it, an existing record of the key is a conflict there. A store owned by one
+    // writer simply replaces the record.
+    std::optional<TimestampMs> replaces_record_created_at_ms;
   };
   std::vector<Entry> entries;
   std::vector<WalletWrite> wallets;  // every wallet the batch touches, once
@@ -89,6 +95,15 @@ class EventStore {
   virtual ~EventStore() = default;
 
   virtual Result<std::vector<WalletState>, StoreError> load_wallets() = 0;
+  // The stored state of the given wallets, read in one query; wallets that do not exist are
+  // absent from the result, and its order is unspecified.
+  virtual Result<std::vector<WalletState>, StoreError> read_wallets(
+      const std::vector<std::string>& ids) = 0;
+  // True when other processes may commit to the same store at the same time (PostgreSQL shared
+  // by several `wallex serve` instances). The writer then refreshes the wallets it decides on
+  // from the store before each batch, and treats kConflict as contention to retry, not a fault.
+  // False for a store this process owns alone (SQLite): in-memory state is then authoritative.
+  virtual bool shared() const = 0;
   virtual Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
       std::string_view key) = 0;
   // The records of many keys at once (one read transaction): result[i] belongs to keys[i].

@@ -18,6 +18,10 @@ class MemoryHarness final : public StoreHarness {
    public:
     explicit SharedView(MemoryStore& store) : store_(store) {}
     Result<std::vector<WalletState>, StoreError> load_wallets() override { return store_.load_wallets(); }
+    Result<std::vector<WalletState>, StoreError> read_wallets(const std::vector<std::string>& ids) override {
+      return store_.read_wallets(ids);
+    }
+    bool shared() const override { return store_.shared(); }
     Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(std::string_view key) override {
       return store_.find_idempotency(key);
     }

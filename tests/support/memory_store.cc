@@ -10,6 +10,15 @@ Result<std::vector<WalletState>, StoreError> MemoryStore::load_wallets() {
   return wallets;
 }
 
+Result<std::vector<WalletState>, StoreError> MemoryStore::read_wallets(
+    const std::vector<std::string>& ids) {
+  std::vector<WalletState> wallets;
+  for (const std::string& id : ids) {
+    if (const auto it = wallets_.find(id); it != wallets_.end()) wallets.push_back(it->second);
+  }
+  return wallets;
+}
+
 Result<std::optional<IdempotencyRecord>, StoreError> MemoryStore::find_idempotency(
     std::string_view key) {
   const auto it = keys_.find(key);

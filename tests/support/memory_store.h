@@ -17,6 +17,9 @@ namespace wallex::testing {
 class MemoryStore final : public EventStore {
  public:
   Result<std::vector<WalletState>, StoreError> load_wallets() override;
+  Result<std::vector<WalletState>, StoreError> read_wallets(
+      const std::vector<std::string>& ids) override;
+  bool shared() const override { return false; }
   Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
       std::string_view key) override;
   Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
@@ -57,6 +60,11 @@ class FaultyStore final : public EventStore {
   void forget_outcome() { last_outcome_ = CommitOutcome::kNone; }
 
   Result<std::vector<WalletState>, StoreError> load_wallets() override { return inner_.load_wallets(); }
+  Result<std::vector<WalletState>, StoreError> read_wallets(
+      const std::vector<std::string>& ids) override {
+    return inner_.read_wallets(ids);
+  }
+  bool shared() const override { return inner_.shared(); }
   Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
       std::string_view key) override {
     return inner_.find_idempotency(key);

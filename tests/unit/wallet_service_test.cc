@@ -35,9 +35,18 @@ class ControlledStore final : public EventStore {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return waiting_in_commit_; });
   }
-  void fail_next_commit(StoreErrorKind kind) {
+  void fail_next_commit(StoreErrorKind kind) { fail_next_commits(kind, 1); }
+  // The next `count` commits fail with `kind` without reaching the store.
+  void fail_next_commits(StoreErrorKind kind, int count) {
     std::lock_guard lock(mutex_);
-    fail_next_ = kind;
+    fail_next_ = count > 0 ? std::optional<StoreErrorKind>(kind) : std::nullopt;
+    fail_count_ = count;
+  }
+  // Pretend other instances share the store (as PostgreSQL would).
+  void set_shared(bool shared) { shared_ = shared; }
+  int wallet_reads() const {
+    std::lock_guard lock(mutex_);
+    return wallet_reads_;
   }
   void fail_next_lookup(StoreErrorKind kind) {
     std::lock_guard lock(mutex_);
@@ -49,6 +58,14 @@ class ControlledStore final : public EventStore {
   }
 
   Result<std::vector<WalletState>, StoreError> load_wallets() override { return inner_.load_wallets(); }
+  Result<std::vector<WalletState>, StoreError> read_wallets(const std::vector<std::string>& ids) override {
+    {
+      std::lock_guard lock(mutex_);
+      ++wallet_reads_;
+    }
+    return inner_.read_wallets(ids);
+  }
+  bool shared() const override { return shared_.load(); }
   Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(std::string_view key) override {
     return inner_.find_idempotency(key);
   }
@@ -74,7 +91,7 @@ class ControlledStore final : public EventStore {
       ++commits_;
       if (fail_next_) {
         const StoreErrorKind kind = *fail_next_;
-        fail_next_.reset();
+        if (--fail_count_ <= 0) fail_next_.reset();
         return fail(StoreError{kind, "injected failure"});
       }
     }
@@ -97,6 +114,9 @@ class ControlledStore final : public EventStore {
   int commits_ = 0;
   std::optional<StoreErrorKind> fail_next_lookup_;
   std::optional<StoreErrorKind> fail_next_;
+  int fail_count_ = 0;
+  int wallet_reads_ = 0;
+  std::atomic<bool> shared_{false};
 };
 
 class WalletServiceTest : public ::testing::Test {
@@ -347,6 +367,113 @@ TEST_F(WalletServiceTest, StopDrainsTheQueue) {
   for (auto& f : queued) EXPECT_EQ(f.get().status, 201);
   EXPECT_EQ(submit(CreditWallet{"w", money("1"), {}}).status, 503);  // no longer accepting
   EXPECT_EQ(on_disk("w")->version, 11);
+}
+
+TEST_F(WalletServiceTest, AStoreOwnedByThisProcessIsNeverReReadBeforeDeciding) {
+  create("a", "10");
+  create("b", "0");
+  EXPECT_EQ(submit(TransferMoney{"a", "b", money("4"), {}, {}}).status, 201);
+  EXPECT_EQ(submit(CreditWallet{"b", money("1"), {}}, "k").status, 201);
+  EXPECT_EQ(controlled_->wallet_reads(), 0);
+}
+
+TEST_F(WalletServiceTest, OnASharedStoreConflictsAreDecidedAgainAndNeverReachTheClient) {
+  controlled_->set_shared(true);
+  create("w", "0");
+  const int reads_before = controlled_->wallet_reads();
+  controlled_->hold_commits();
+  auto first = submit_async(CreditWallet{"w", money("1"), {}});
+  controlled_->wait_until_commit_is_held();
+  std::vector<std::future<Reply>> rest;
+  for (int i = 0; i < 100; ++i) {
+    rest.push_back(submit_async(CreditWallet{"w", money("0.01"), {}}, "key-" + std::to_string(i)));
+  }
+  // The held commit and the next five attempts conflict: the batch of 100 is split in halves
+  // after every second conflict, and everything commits in the end.
+  controlled_->fail_next_commits(StoreErrorKind::kConflict, 6);
+  controlled_->release_commits();
+  EXPECT_EQ(first.get().status, 201);
+  for (auto& f : rest) {
+    const Reply reply = f.get();
+    EXPECT_EQ(reply.status, 201) << reply.body;
+    EXPECT_FALSE(reply.replayed);
+  }
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("2"));
+  EXPECT_EQ(service_->find_wallet("w")->version, 101);
+  EXPECT_EQ(on_disk("w"), service_->find_wallet("w"));
+  EXPECT_EQ(service_->health().conflicts, 6u);
+  EXPECT_GT(controlled_->wallet_reads(), reads_before + 6);  // every attempt re-read its wallets
+  EXPECT_EQ(fatal_calls_.load(), 0);
+}
+
+TEST_F(WalletServiceTest, OnASharedStoreACommandThatAlwaysConflictsGets503AfterTheLimit) {
+  ServiceOptions options;
+  options.single_command_attempts_max = 5;
+  start(options);
+  controlled_->set_shared(true);
+  create("w", "3");
+  const int commits_before = controlled_->commits();
+  controlled_->fail_next_commits(StoreErrorKind::kConflict, 1000);
+  const Reply refused = submit(CreditWallet{"w", money("1"), {}});
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_NE(refused.body.find("not applied after 5 attempts"), std::string::npos) << refused.body;
+  EXPECT_EQ(controlled_->commits() - commits_before, 5);
+  controlled_->fail_next_commits(StoreErrorKind::kConflict, 0);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("3"));
+  EXPECT_EQ(on_disk("w"), service_->find_wallet("w"));
+  EXPECT_EQ(fatal_calls_.load(), 0);
+}
+
+TEST_F(WalletServiceTest, WithoutASharedStoreAReadIsAnsweredAtOnceFromMemory) {
+  create("w", "7");
+  std::optional<Reply> answer;
+  service_->read_wallet("w", [&answer](Reply&& reply) { answer = std::move(reply); });
+  ASSERT_TRUE(answer.has_value());  // synchronously, on this thread
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_NE(answer->body.find("\"balance\":7"), std::string::npos) << answer->body;
+  std::optional<Reply> missing;
+  service_->read_wallet("nope", [&missing](Reply&& reply) { missing = std::move(reply); });
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(controlled_->wallet_reads(), 0);
+}
+
+TEST_F(WalletServiceTest, OnASharedStoreAReadSeesAnotherInstancesCommit) {
+  controlled_->set_shared(true);
+  create("w", "7");
+  // Another instance credits "w" (here: a commit straight to the store, behind the service).
+  CommitBatch other;
+  CommitBatch::Entry entry;
+  Event credit;
+  credit.type = EventType::kWalletCredited;
+  credit.wallet_id = "w";
+  credit.version = 2;
+  credit.occurred_at_ms = 5;
+  credit.amount = money("3");
+  entry.events = {credit};
+  other.entries.push_back(entry);
+  WalletState after = *service_->find_wallet("w");
+  after.balance = money("10");
+  after.version = 2;
+  other.wallets = {WalletWrite{after, 1}};
+  ASSERT_TRUE(sqlite_->commit(other).ok());
+
+  auto promise = std::make_shared<std::promise<Reply>>();
+  auto future = promise->get_future();
+  service_->read_wallet("w", [promise](Reply&& reply) { promise->set_value(std::move(reply)); });
+  const Reply read = future.get();
+  EXPECT_EQ(read.status, 200);
+  EXPECT_NE(read.body.find("\"balance\":10"), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find("\"version\":2"), std::string::npos) << read.body;
+  EXPECT_EQ(service_->find_wallet("w")->version, 2);  // what it read is published
+
+  auto missing_promise = std::make_shared<std::promise<Reply>>();
+  auto missing = missing_promise->get_future();
+  service_->read_wallet("nope",
+                        [missing_promise](Reply&& reply) { missing_promise->set_value(std::move(reply)); });
+  EXPECT_EQ(missing.get().status, 404);
+  // And the next command on "w" is decided on the state the other instance left.
+  EXPECT_EQ(submit(DebitWallet{"w", money("10"), {}}).status, 201);
 }
 
 }  // namespace

@@ -224,7 +224,7 @@ struct SqliteStore::Impl {
   sqlite3* db = nullptr;
   std::int64_t last_position = 0;  // single writer: the store knows the head of the log
   Statement insert_event, insert_wallet, update_wallet, upsert_idempotency, find_idempotency,
-      select_wallets, purge_idempotency, read_events, max_position, begin, commit, rollback;
+      select_wallets, select_wallet, purge_idempotency, read_events, max_position, begin, commit, rollback;
 
   ~Impl() {
     if (failure.failed.load()) close_without_checkpoint(db);
@@ -310,6 +310,9 @@ struct SqliteStore::Impl {
          " WHERE key = ?1"},
         {&select_wallets,
          "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"},
+        {&select_wallet,
+         "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"
+         " WHERE id = ?1"},
         {&purge_idempotency,
          "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"
          " WHERE created_at_ms < ?1 ORDER BY created_at_ms LIMIT ?2)"},
@@ -496,22 +499,45 @@ Status<StoreError> SqliteStore::check_integrity(const std::string& data_dir) {
   return impl.check_integrity(path);
 }
 
+namespace {
+
+WalletState wallet_from_row(const Statement& s) {
+  WalletState w;
+  w.id = std::string(s.text(0));
+  w.owner_id = std::string(s.text(1));
+  w.balance = Money::from_minor(s.int64(2));
+  w.version = s.int64(3);
+  w.created_at_ms = s.int64(4);
+  w.updated_at_ms = s.int64(5);
+  return w;
+}
+
+}  // namespace
+
 Result<std::vector<WalletState>, StoreError> SqliteStore::load_wallets() {
   Statement& s = impl_->select_wallets;
   ResetOnExit reset(s);
   std::vector<WalletState> wallets;
   int rc = SQLITE_OK;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    WalletState w;
-    w.id = std::string(s.text(0));
-    w.owner_id = std::string(s.text(1));
-    w.balance = Money::from_minor(s.int64(2));
-    w.version = s.int64(3);
-    w.created_at_ms = s.int64(4);
-    w.updated_at_ms = s.int64(5);
-    wallets.push_back(std::move(w));
-  }
+  while ((rc = s.step()) == SQLITE_ROW) wallets.push_back(wallet_from_row(s));
   if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, rc, "loading wallets"));
+  return wallets;
+}
+
+Result<std::vector<WalletState>, StoreError> SqliteStore::read_wallets(
+    const std::vector<std::string>& ids) {
+  Statement& s = impl_->select_wallet;
+  std::vector<WalletState> wallets;
+  for (const std::string& id : ids) {
+    ResetOnExit reset(s);
+    s.bind(1, id);
+    const int rc = s.step();
+    if (rc == SQLITE_ROW) {
+      wallets.push_back(wallet_from_row(s));
+    } else if (rc != SQLITE_DONE) {
+      return fail(impl_->latch(sqlite_error(impl_->db, rc, "reading wallets")));
+    }
+  }
   return wallets;
 }
 

@@ -39,6 +39,10 @@ class SqliteStore final : public EventStore {
   ~SqliteStore() override;
 
   Result<std::vector<WalletState>, StoreError> load_wallets() override;
+  Result<std::vector<WalletState>, StoreError> read_wallets(
+      const std::vector<std::string>& ids) override;
+  // This process owns the file alone (one writer): never shared.
+  bool shared() const override { return false; }
   Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
       std::string_view key) override;
   Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
