@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include "common/log.h"
 #include "http/request_handler.h"
 #include "http/server.h"
+#include "kafka/group_projector.h"
 #include "kafka/mock_cluster.h"
 #include "kafka/relay.h"
 #include "projection/projection_runner.h"
@@ -347,6 +349,106 @@ int relay_command(const std::string& data_dir, const std::string& brokers,
   return 0;
 }
 
+// `wallex project --source kafka`: a consumer-group projector (kafka/group_projector.h) writing
+// its own read store. Exit codes: 0 after SIGINT/SIGTERM (or --idle-exit-ms), 1 cannot start or
+// a fatal read-store failure, 2 usage.
+struct ProjectConfig {
+  std::string source;
+  std::string group;
+  std::string read_db;
+  std::string brokers;
+  std::vector<std::string> kafka_config;
+  std::vector<std::string> projectors;  // empty: the group's own (see project_command)
+  int max_attempts = wallex::kMaxAttemptsDefault;
+  std::size_t batch_messages_max = 2'000;
+  int idle_exit_ms = 0;
+};
+
+std::atomic<bool>* g_project_stop = nullptr;  // lock-free: set from the signal handler
+void stop_project(int /*signal*/) {
+  if (g_project_stop != nullptr) g_project_stop->store(true);
+}
+
+int project_command(const ProjectConfig& config) {
+  using namespace wallex;
+  if (config.source != "kafka") {
+    log::error("--source " + config.source + ": only kafka is a source of `wallex project`");
+    return 2;
+  }
+  std::vector<std::string> names = config.projectors;
+  if (names.empty()) {
+    // The two groups of the design: the ledger, and the read model with the per-wallet event
+    // copy (GET /wallets/{id} and /wallets/{id}/events).
+    if (config.group == "ledger-projector") {
+      names = {"ledger"};
+    } else if (config.group == "read-model-projector") {
+      names = {"readModel", "walletEvents"};
+    } else {
+      log::error("--group " + config.group + " has no default projectors: give --projectors");
+      return 2;
+    }
+  }
+  ProjectorOptions projector_options;
+  std::vector<std::unique_ptr<Projector>> projectors;
+  for (auto& projector : make_projectors(projector_options)) {
+    if (std::find(names.begin(), names.end(), projector_name(projector->id())) != names.end()) {
+      projectors.push_back(std::move(projector));
+    }
+  }
+  if (projectors.size() != names.size()) {
+    log::error("--projectors: unknown or repeated name (known: readModel, ledger, walletEvents)");
+    return 2;
+  }
+  auto relay_like = relay_options_from(config.brokers, config.kafka_config, 1);
+  if (!relay_like) return 2;
+  GroupProjectorOptions options;
+  options.brokers = config.brokers;
+  options.group = config.group;
+  options.config = relay_like->config;
+  options.max_attempts = config.max_attempts;
+  options.batch_messages_max = config.batch_messages_max;
+  options.idle_exit_ms = config.idle_exit_ms;
+  auto store = SqliteReadStore::open_file(config.read_db, SqliteReadStore::Access::kReadWrite);
+  if (!store) {
+    log::error("cannot open " + config.read_db + ": " + store.error().message);
+    return 1;
+  }
+  SystemClock clock;
+  GroupProjector projector(*store.value(), *store.value(), std::move(projectors), clock, options);
+  if (auto opened = projector.open(); !opened) {
+    log::error("cannot start the projector: " + opened.error());
+    return 2;
+  }
+  std::atomic<bool> stop{false};
+  g_project_stop = &stop;
+  std::signal(SIGINT, stop_project);
+  std::signal(SIGTERM, stop_project);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::thread watcher([&stop, &projector] {
+    // The projector polls its flag between batches; this thread only forwards the signal's.
+    while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    projector.request_stop();
+  });
+  log::info("project " + config.group + ": consuming wallet-events into " + config.read_db);
+  const auto started = std::chrono::steady_clock::now();
+  auto ran = projector.run();
+  stop.store(true);
+  watcher.join();
+  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+  const GroupProjectorStats stats = projector.stats();
+  log::info("project " + config.group + ": stopped after " + std::to_string(elapsed_ms) +
+            " ms; applied " + std::to_string(stats.applied) + ", duplicates " +
+            std::to_string(stats.duplicates) + ", dead letters " +
+            std::to_string(stats.dead_letters));
+  if (!ran) {
+    log::error("project " + config.group + ": " + ran.error());
+    return 1;
+  }
+  return 0;
+}
+
 std::string with_thousands(std::int64_t value) {
   std::string digits = std::to_string(value);
   for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3)
@@ -556,8 +658,42 @@ int main(int argc, char** argv) {
                    "Events handed to the Kafka producer and not yet confirmed, at most")
       ->check(CLI::Range(1, 1'000'000));
 
+  ProjectConfig project_config;
+  CLI::App* project_sub = app.add_subcommand(
+      "project", "Run a consumer-group projector: wallet-events from Kafka into a read store");
+  project_sub->add_option("--source", project_config.source, "Where events come from: kafka")
+      ->required();
+  project_sub
+      ->add_option("--group", project_config.group,
+                   "Consumer group: ledger-projector or read-model-projector (or any, with "
+                   "--projectors)")
+      ->required();
+  project_sub->add_option("--read-db", project_config.read_db,
+                          "The SQLite read store this projector writes (created when missing)")
+      ->required();
+  project_sub->add_option("--kafka-brokers", project_config.brokers, "Kafka bootstrap servers")
+      ->required();
+  project_sub->add_option("--kafka-config", project_config.kafka_config,
+                          "A librdkafka property key=value for the consumer (repeatable)")
+      ->allow_extra_args(false);
+  project_sub->add_option("--projectors", project_config.projectors,
+                          "Projectors to run: readModel, ledger, walletEvents (repeatable)")
+      ->allow_extra_args(false);
+  project_sub
+      ->add_option("--max-attempts", project_config.max_attempts,
+                   "Tries of a failing message before it goes to wallet-events-dlq (default 3)")
+      ->check(CLI::Range(1, 100));
+  project_sub
+      ->add_option("--batch-messages-max", project_config.batch_messages_max,
+                   "Messages per read-store transaction")
+      ->check(CLI::Range(1, 100'000));
+  project_sub
+      ->add_option("--idle-exit-ms", project_config.idle_exit_ms,
+                   "Exit after this long without messages once one was applied (0: never)")
+      ->check(CLI::Range(0, 3'600'000));
 
   CLI11_PARSE(app, argc, argv);
+  if (project_sub->parsed()) return project_command(project_config);
   if (serve_command->parsed()) return serve(config);
   if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
   if (verify_sub->parsed()) return verify_command(tool_data_dir);
