@@ -26,6 +26,7 @@
 #include "kafka/mock_cluster.h"
 #include "kafka/relay.h"
 #include "projection/projection_runner.h"
+#include "projection/compare.h"
 #include "projection/projectors.h"
 #include "projection/query_service.h"
 #include "projection/rebuild.h"
@@ -369,6 +370,14 @@ void stop_project(int /*signal*/) {
   if (g_project_stop != nullptr) g_project_stop->store(true);
 }
 
+// The projectors of the two consumer groups of the design: the ledger, and the read model with
+// the per-wallet event copy (GET /wallets/{id} and /wallets/{id}/events). Empty for another group.
+std::vector<std::string> group_projectors(const std::string& group) {
+  if (group == "ledger-projector") return {"ledger"};
+  if (group == "read-model-projector") return {"readModel", "walletEvents"};
+  return {};
+}
+
 int project_command(const ProjectConfig& config) {
   using namespace wallex;
   if (config.source != "kafka") {
@@ -377,13 +386,8 @@ int project_command(const ProjectConfig& config) {
   }
   std::vector<std::string> names = config.projectors;
   if (names.empty()) {
-    // The two groups of the design: the ledger, and the read model with the per-wallet event
-    // copy (GET /wallets/{id} and /wallets/{id}/events).
-    if (config.group == "ledger-projector") {
-      names = {"ledger"};
-    } else if (config.group == "read-model-projector") {
-      names = {"readModel", "walletEvents"};
-    } else {
+    names = group_projectors(config.group);
+    if (names.empty()) {
       log::error("--group " + config.group + " has no default projectors: give --projectors");
       return 2;
     }
@@ -512,8 +516,101 @@ int rebuild_command(const std::string& data_dir) {
   return 0;
 }
 
+// Compares the read side of `data_dir` (read.db) with a Kafka-built read store, for the
+// projections of the groups that wrote it (or `names`). Prints the differences; true when equal.
+bool compare_command(const std::string& data_dir, wallex::ReadStore* reference,
+                     const std::string& compare_path, std::vector<std::string> names) {
+  using namespace wallex;
+  if (reference == nullptr) {
+    std::printf("compare: FAILED, %s has no read side to compare with\n", data_dir.c_str());
+    return false;
+  }
+  auto other = SqliteReadStore::open_file(compare_path, SqliteReadStore::Access::kReadOnly);
+  if (!other) {
+    std::printf("compare: FAILED, %s\n", other.error().message.c_str());
+    return false;
+  }
+  if (names.empty()) {
+    auto groups = other.value()->consumer_groups();
+    if (!groups) {
+      std::printf("compare: FAILED, %s\n", groups.error().message.c_str());
+      return false;
+    }
+    for (const std::string& group : groups.value()) {
+      const std::vector<std::string> of_group = group_projectors(group);
+      if (of_group.empty()) {
+        std::printf("compare: FAILED, %s was written by group %s: give --compare-projectors\n",
+                    compare_path.c_str(), group.c_str());
+        return false;
+      }
+      names.insert(names.end(), of_group.begin(), of_group.end());
+    }
+    if (groups.value().empty()) {
+      std::printf("compare: FAILED, no consumer group ever wrote %s\n", compare_path.c_str());
+      return false;
+    }
+  }
+  std::vector<ProjectorId> projections;
+  for (const std::string& name : names) {
+    const std::optional<ProjectorId> id = projector_from_name(name);
+    if (!id) {
+      std::printf("compare: FAILED, unknown projector %s\n", name.c_str());
+      return false;
+    }
+    if (std::find(projections.begin(), projections.end(), *id) == projections.end())
+      projections.push_back(*id);
+  }
+  // The reference must hold the whole log, or a store that is ahead looks wrong.
+  auto event_log = SqliteEventLog::open(data_dir);
+  if (!event_log) {
+    std::printf("compare: FAILED, %s\n", event_log.error().message.c_str());
+    return false;
+  }
+  auto head = event_log.value()->last_position();
+  auto checkpoints = reference->checkpoints();
+  if (!head || !checkpoints) {
+    std::printf("compare: FAILED, cannot read the log head or the checkpoints\n");
+    return false;
+  }
+  bool ok = true;
+  for (const Checkpoint& checkpoint : checkpoints.value()) {
+    if (std::find(projections.begin(), projections.end(), checkpoint.projector) ==
+            projections.end() ||
+        checkpoint.position == head.value()) {
+      continue;
+    }
+    std::printf("DIFFERENCE %s of read.db is at position %lld, the log at %lld: compare when "
+                "it has caught up\n",
+                std::string(projector_name(checkpoint.projector)).c_str(),
+                static_cast<long long>(checkpoint.position), static_cast<long long>(head.value()));
+    ok = false;
+  }
+  auto report = compare_read_stores(*reference, *other.value(), projections);
+  if (!report) {
+    std::printf("compare: FAILED, %s\n", report.error().message.c_str());
+    return false;
+  }
+  std::printf("wallex verify --compare-read-db %s\n", compare_path.c_str());
+  for (const std::string& line : report.value().summary) std::printf("  %s\n", line.c_str());
+  for (const std::string& line : report.value().differences)
+    std::printf("DIFFERENCE %s\n", line.c_str());
+  const std::int64_t count = report.value().difference_count;
+  if (count > static_cast<std::int64_t>(report.value().differences.size())) {
+    std::printf("... and %lld more\n",
+                static_cast<long long>(
+                    count - static_cast<std::int64_t>(report.value().differences.size())));
+  }
+  if (count == 0 && ok) {
+    std::printf("compare: OK, %s equals read.db\n", compare_path.c_str());
+    return true;
+  }
+  std::printf("compare: FAILED, %lld difference(s)\n", static_cast<long long>(count));
+  return false;
+}
+
 // Exit codes: 0 every invariant holds, 1 a difference was found or the store could not be read.
-int verify_command(const std::string& data_dir) {
+int verify_command(const std::string& data_dir, const std::string& compare_path,
+                   const std::vector<std::string>& compare_projectors) {
   using namespace wallex;
   auto event_log = SqliteEventLog::open(data_dir);
   if (!event_log) {
@@ -552,10 +649,14 @@ int verify_command(const std::string& data_dir) {
                 static_cast<long long>(
                     count - static_cast<std::int64_t>(report.value().differences.size())));
   }
+  bool compared = true;
+  if (!compare_path.empty()) {
+    compared = compare_command(data_dir, read_store.get(), compare_path, compare_projectors);
+  }
   if (count == 0) {
     std::printf("verify: OK, every invariant holds (%lld ms)\n",
                 static_cast<long long>(elapsed_ms));
-    return 0;
+    return compared ? 0 : 1;
   }
   std::printf("verify: FAILED, %lld difference(s)\n", static_cast<long long>(count));
   return 1;
@@ -643,6 +744,15 @@ int main(int argc, char** argv) {
   CLI::App* verify_sub = app.add_subcommand(
       "verify", "Replay the log and check every invariant, the write model and the projections");
   verify_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  std::string compare_read_db;
+  std::vector<std::string> compare_projectors;
+  verify_sub->add_option("--compare-read-db", compare_read_db,
+                         "Also compare read.db with this read store (one built by `wallex "
+                         "project`), row by row");
+  verify_sub
+      ->add_option("--compare-projectors", compare_projectors,
+                   "Projections to compare (default: those of the groups that wrote the store)")
+      ->allow_extra_args(false);
   std::string relay_brokers;
   std::vector<std::string> relay_config;
   std::size_t relay_in_flight_max = 50'000;
@@ -696,7 +806,7 @@ int main(int argc, char** argv) {
   if (project_sub->parsed()) return project_command(project_config);
   if (serve_command->parsed()) return serve(config);
   if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
-  if (verify_sub->parsed()) return verify_command(tool_data_dir);
+  if (verify_sub->parsed()) return verify_command(tool_data_dir, compare_read_db, compare_projectors);
   if (dev_kafka_sub->parsed()) return dev_kafka_command(dev_kafka_brokers);
   if (relay_sub->parsed()) {
     return relay_command(tool_data_dir, relay_brokers, relay_config, relay_in_flight_max);

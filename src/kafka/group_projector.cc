@@ -525,7 +525,6 @@ Status<std::string> GroupProjector::open() {
           {"enable.auto.commit", "false"},
           {"enable.auto.offset.store", "false"},
           {"auto.offset.reset", "earliest"},
-          {"allow.auto.create.topics", "false"},
           {"reconnect.backoff.max.ms", "1000"},
           {"log_level", "4"},
       },
