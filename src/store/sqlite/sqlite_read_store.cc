@@ -650,7 +650,20 @@ struct SqliteReadStore::Impl {
     return Ok{};
   }
 
+  // Read-write: inside one IMMEDIATE transaction, so two processes opening a new file at once
+  // (two `wallex project` members of a group) create the schema once.
   Status<StoreError> create_or_check_schema(const std::string& path) {
+    if (read_only) return check_or_create(path);
+    if (auto s = exec(db, "BEGIN IMMEDIATE", "locking " + path); !s) return s;
+    auto checked = check_or_create(path);
+    if (!checked) {
+      (void)exec(db, "ROLLBACK", "rollback");
+      return checked;
+    }
+    return exec(db, "COMMIT", "creating the read-side schema");
+  }
+
+  Status<StoreError> check_or_create(const std::string& path) {
     auto application_id = query_int(db, "PRAGMA application_id");
     if (!application_id) return fail(application_id.error());
     auto user_version = query_int(db, "PRAGMA user_version");
@@ -660,8 +673,7 @@ struct SqliteReadStore::Impl {
     if (application_id.value() == 0 && user_version.value() == 0 && table_count.value() == 0) {
       if (read_only)
         return fail(StoreError{StoreErrorKind::kCorrupt, path + " has no read side yet"});
-      const std::string script = "BEGIN IMMEDIATE;" + schema_script("") + "COMMIT;";
-      return exec(db, script, "creating the read-side schema");
+      return exec(db, schema_script(""), "creating the read-side schema");
     }
     if (application_id.value() != kReadApplicationId) {
       return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex read side"});
@@ -768,7 +780,7 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
   const std::string pragmas =
       read_only
           ? "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1; PRAGMA cache_size = -16384"
-          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;"
+          : "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
             " PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 20000;"
             " PRAGMA foreign_keys = OFF";
   if (auto s = exec(impl->db, pragmas, "configuring " + path); !s) return fail(s.error());
