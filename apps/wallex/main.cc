@@ -350,6 +350,10 @@ int relay_command(const std::string& data_dir, const std::string& brokers,
   return 0;
 }
 
+std::int64_t per_second(std::int64_t count, std::int64_t elapsed_ms) {
+  return elapsed_ms > 0 ? count * 1000 / elapsed_ms : count * 1000;
+}
+
 // `wallex project --source kafka`: a consumer-group projector (kafka/group_projector.h) writing
 // its own read store. Exit codes: 0 after SIGINT/SIGTERM (or --idle-exit-ms), 1 cannot start or
 // a fatal read-store failure, 2 usage.
@@ -445,7 +449,10 @@ int project_command(const ProjectConfig& config) {
   log::info("project " + config.group + ": stopped after " + std::to_string(elapsed_ms) +
             " ms; applied " + std::to_string(stats.applied) + ", duplicates " +
             std::to_string(stats.duplicates) + ", dead letters " +
-            std::to_string(stats.dead_letters));
+            std::to_string(stats.dead_letters) + "; " +
+            std::to_string(per_second(static_cast<std::int64_t>(stats.applied), stats.busy_ms)) +
+            " events/s from the first message to the last commit (" +
+            std::to_string(stats.busy_ms) + " ms)");
   if (!ran) {
     log::error("project " + config.group + ": " + ran.error());
     return 1;
@@ -460,9 +467,6 @@ std::string with_thousands(std::int64_t value) {
   return digits;
 }
 
-std::int64_t per_second(std::int64_t count, std::int64_t elapsed_ms) {
-  return elapsed_ms > 0 ? count * 1000 / elapsed_ms : count * 1000;
-}
 
 // Exit codes: 0 rebuilt, 1 failure (the live tables are then unchanged).
 int rebuild_command(const std::string& data_dir) {

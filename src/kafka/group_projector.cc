@@ -115,6 +115,7 @@ struct GroupProjector::Impl {
 
   GroupProjectorStats counters;
   SteadyClock::time_point last_progress = SteadyClock::now();
+  std::optional<SteadyClock::time_point> first_message;
 
   Impl(ReadStore& s, ConsumerStateStore& st, std::vector<std::unique_ptr<Projector>> p,
        const Clock& c, GroupProjectorOptions o, const std::atomic<bool>& stop)
@@ -286,6 +287,22 @@ struct GroupProjector::Impl {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const Message& m = batch[i];
       std::int64_t& position = next.at(m.partition);  // the fence checked it is assigned
+      if (position == kNothingStored && m.offset > 0) {
+        // The partition no longer starts at offset 0: retention removed the first events, and
+        // every wallet would show a version gap. Not the message's fault: stop, say why.
+        store.rollback();
+        forget_caches();
+        Tried tried;
+        tried.outcome = Outcome::kStoreFailed;
+        tried.store_error = StoreError{
+            StoreErrorKind::kSchemaTooNew,
+            "partition " + std::to_string(m.partition) + " of " + options.topic +
+                " starts at offset " + std::to_string(m.offset) +
+                ", not 0: its first events are gone (retention), so a new store cannot be "
+                "built from it; build it from the log instead"};
+        tried.error = tried.store_error.message;
+        return tried;
+      }
       const bool known = position != kNothingStored;
       if (known && m.offset < position) continue;  // a copy already applied
       if (known && m.offset > position) {
@@ -438,12 +455,15 @@ struct GroupProjector::Impl {
           for (const Message& m : batch) attempts.erase({m.partition, m.offset});
           if (versions.size() > options.cached_wallets_max) versions.clear();
           commit_kafka_offsets();
+          counters.busy_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 SteadyClock::now() - *first_message)
+                                 .count();
           return Ok{};
         }
         case Outcome::kStoreFailed:
           if (tried.store_error.kind == StoreErrorKind::kIo ||
               tried.store_error.kind == StoreErrorKind::kSchemaTooNew) {
-            return fail("read store: " + tried.error);
+            return fail(tried.error);
           }
           log::warn("project " + options.group + ": read store failed, retrying: " + tried.error);
           std::this_thread::sleep_for(std::chrono::milliseconds(options.store_retry_delay_ms));
@@ -621,6 +641,7 @@ Status<std::string> GroupProjector::run() {
       continue;
     }
     last_message = SteadyClock::now();
+    if (!impl.first_message) impl.first_message = last_message;
     const std::vector<Message> batch = std::move(impl.pending);
     impl.pending.clear();
     if (auto processed = impl.process(batch); !processed) {

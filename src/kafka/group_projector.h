@@ -78,6 +78,8 @@ struct GroupProjectorStats {
   std::uint64_t rebalances = 0;    // assignments received
   std::uint64_t fenced = 0;        // batches given up because another member moved a partition
   std::uint64_t retries = 0;       // failed tries of a message
+  // From the first message polled to the last commit (throughput = applied / busy_ms).
+  std::int64_t busy_ms = 0;
 };
 
 class GroupProjector {
