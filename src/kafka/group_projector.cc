@@ -205,6 +205,17 @@ struct GroupProjector::Impl {
     rd_kafka_topic_partition_list_destroy(list);
   }
 
+  // Gives a polled batch up: every partition in it goes back to its stored offset, so none of
+  // its messages is passed over (the consumer's fetch position is already beyond them).
+  void drop_batch(const std::vector<Message>& batch) {
+    std::set<int> partitions;
+    for (const Message& m : batch) partitions.insert(m.partition);
+    for (const int partition : partitions) {
+      const auto it = positions.find(partition);
+      if (it != positions.end()) seek(partition, it->second);  // else: no longer assigned here
+    }
+  }
+
   // ------------------------------------------------------------------ one transaction
 
   enum class Outcome { kCommitted, kGivenUp, kMessageFailed, kStoreFailed };
@@ -275,8 +286,8 @@ struct GroupProjector::Impl {
                   " was moved by another member; resuming at " +
                   (now != kNothingStored ? std::to_string(now) : std::string("the beginning")));
         positions[partition] = now;
-        seek(partition, now);
       }
+      drop_batch(batch);
       ++counters.fenced;
       Tried tried;
       tried.outcome = Outcome::kGivenUp;
@@ -315,12 +326,16 @@ struct GroupProjector::Impl {
           log::warn("project " + options.group + ": partition " + std::to_string(m.partition) +
                     " jumped from " + std::to_string(position) + " to " +
                     std::to_string(m.offset) + "; reading again from " + std::to_string(position));
-          seek(m.partition, positions.at(m.partition));
+          drop_batch(batch);
           Tried tried;
           tried.outcome = Outcome::kGivenUp;
           return tried;
         }
-        // The same hole right after a reposition: the broker has no message there.
+        // The same hole right after going back to it: the broker has no message there (a
+        // transaction marker of another producer, compaction). Passed, and said.
+        log::warn("project " + options.group + ": partition " + std::to_string(m.partition) +
+                  " has no messages from " + std::to_string(position) + " to " +
+                  std::to_string(m.offset - 1));
       }
       position = m.offset + 1;
       if (dead_lettered.contains({m.partition, m.offset})) continue;
