@@ -33,7 +33,8 @@ Result<EventMessageFields, std::string> decode_event_message_value(std::string_v
                            std::int64_t& out) -> Status<std::string> {
     const json::value* v = member(in, key);
     if (v == nullptr || !v->is_int64()) {
-      if (v != nullptr && v->is_uint64()) return fail("field " + std::string(key) + " is too large");
+      if (v != nullptr && v->is_uint64())
+        return fail("field " + std::string(key) + " is too large");
       return fail("field " + std::string(key) + " is missing or not an integer");
     }
     out = v->get_int64();

@@ -37,9 +37,9 @@ VersionCheck check_version(std::optional<std::int64_t> applied, std::int64_t ver
 
 std::vector<std::pair<std::string, std::string>> dead_letter_headers(
     const std::vector<std::pair<std::string, std::string>>& original, const DeadLetter& letter) {
-  static constexpr std::string_view kOwn[] = {"dlq-error",           "dlq-attempts",
-                                              "dlq-origin-topic",    "dlq-origin-partition",
-                                              "dlq-origin-offset",   "dlq-group"};
+  static constexpr std::string_view kOwn[] = {"dlq-error",         "dlq-attempts",
+                                              "dlq-origin-topic",  "dlq-origin-partition",
+                                              "dlq-origin-offset", "dlq-group"};
   std::vector<std::pair<std::string, std::string>> headers;
   for (const auto& header : original) {
     bool own = false;

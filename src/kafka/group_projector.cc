@@ -66,8 +66,8 @@ Message copy_message(const rd_kafka_message_t* m) {
     const char* name = nullptr;
     const void* value = nullptr;
     std::size_t size = 0;
-    for (std::size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) ==
-                            RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (std::size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
       message.headers.emplace_back(
           name, value != nullptr ? std::string(static_cast<const char*>(value), size) : "");
@@ -263,7 +263,8 @@ struct GroupProjector::Impl {
     auto stored = state.consumer_offsets(options.group, options.topic);
     if (!stored) return store_failed(stored.error());
     std::map<int, std::int64_t> stored_by_partition;
-    for (const PartitionOffset& o : stored.value()) stored_by_partition[o.partition] = o.next_offset;
+    for (const PartitionOffset& o : stored.value())
+      stored_by_partition[o.partition] = o.next_offset;
     const auto stored_at = [&stored_by_partition](int partition) {
       const auto it = stored_by_partition.find(partition);
       return it == stored_by_partition.end() ? kNothingStored : it->second;
@@ -324,8 +325,8 @@ struct GroupProjector::Impl {
           forget_caches();
           repositioned_at[m.partition] = position;
           log::warn("project " + options.group + ": partition " + std::to_string(m.partition) +
-                    " jumped from " + std::to_string(position) + " to " +
-                    std::to_string(m.offset) + "; reading again from " + std::to_string(position));
+                    " jumped from " + std::to_string(position) + " to " + std::to_string(m.offset) +
+                    "; reading again from " + std::to_string(position));
           drop_batch(batch);
           Tried tried;
           tried.outcome = Outcome::kGivenUp;
@@ -340,8 +341,8 @@ struct GroupProjector::Impl {
       position = m.offset + 1;
       if (dead_lettered.contains({m.partition, m.offset})) continue;
 
-      auto event = event_from_message(m.key ? std::string_view(*m.key) : std::string_view(),
-                                      m.value);
+      auto event =
+          event_from_message(m.key ? std::string_view(*m.key) : std::string_view(), m.value);
       if (!event) return message_failed(i, "undecodable message: " + event.error());
       const std::string& wallet = event.value().event.wallet_id;
       auto version = applied_version(wallet);
@@ -427,23 +428,23 @@ struct GroupProjector::Impl {
       Delivery delivery;
       const char* key = m.key ? m.key->data() : nullptr;
       const std::size_t key_size = m.key ? m.key->size() : 0;
-      const rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer, RD_KAFKA_V_TOPIC(options.dead_letter_topic.c_str()),
-          RD_KAFKA_V_KEY(key, key_size),
-          RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-          RD_KAFKA_V_OPAQUE(&delivery), RD_KAFKA_V_END);
+      const rd_kafka_resp_err_t err =
+          rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(options.dead_letter_topic.c_str()),
+                            RD_KAFKA_V_KEY(key, key_size),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                            RD_KAFKA_V_OPAQUE(&delivery), RD_KAFKA_V_END);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(h);  // not taken over on failure
-        log::warn("project " + options.group + ": producing a dead letter: " +
-                  rd_kafka_err2str(err));
+        log::warn("project " + options.group +
+                  ": producing a dead letter: " + rd_kafka_err2str(err));
       } else {
         // The report must arrive before `delivery` goes out of scope: wait for it even when
         // stopping (message.timeout.ms bounds the wait).
         while (!delivery.done) rd_kafka_poll(producer, 100);
         if (delivery.err == RD_KAFKA_RESP_ERR_NO_ERROR) return true;
-        log::warn("project " + options.group + ": a dead letter was not delivered: " +
-                  rd_kafka_err2str(delivery.err));
+        log::warn("project " + options.group +
+                  ": a dead letter was not delivered: " + rd_kafka_err2str(delivery.err));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(options.dead_letter_retry_delay_ms));
     }
@@ -492,11 +493,12 @@ struct GroupProjector::Impl {
                     " failed (try " + std::to_string(tries) + " of " +
                     std::to_string(options.max_attempts) + "): " + tried.error);
           if (tries < options.max_attempts) {
-            std::this_thread::sleep_for(
-                std::chrono::milliseconds(static_cast<std::int64_t>(options.retry_delay_ms) * tries));
+            std::this_thread::sleep_for(std::chrono::milliseconds(
+                static_cast<std::int64_t>(options.retry_delay_ms) * tries));
             continue;
           }
-          DeadLetter letter{options.topic, m.partition, m.offset, options.group, tried.error, tries};
+          DeadLetter letter{options.topic, m.partition, m.offset,
+                            options.group, tried.error, tries};
           if (!send_dead_letter(m, letter)) return Ok{};
           ++counters.dead_letters;
           log::warn("project " + options.group + ": sent partition " + std::to_string(m.partition) +
@@ -528,8 +530,8 @@ struct GroupProjector::Impl {
       return;
     last_progress = now;
     log::info("project " + options.group + ": applied " + std::to_string(counters.applied) +
-              ", duplicates skipped " + std::to_string(counters.duplicates) +
-              ", dead letters " + std::to_string(counters.dead_letters) + ", batches " +
+              ", duplicates skipped " + std::to_string(counters.duplicates) + ", dead letters " +
+              std::to_string(counters.dead_letters) + ", batches " +
               std::to_string(counters.batches) + ", rebalances " +
               std::to_string(counters.rebalances) + ", fenced " + std::to_string(counters.fenced));
   }
@@ -548,7 +550,8 @@ Status<std::string> GroupProjector::open() {
   const GroupProjectorOptions& o = impl.options;
   if (o.brokers.empty()) return fail(std::string("no Kafka brokers given"));
   if (o.group.empty()) return fail(std::string("no consumer group given"));
-  if (o.max_attempts < 1 || o.max_attempts > 100) return fail(std::string("max attempts must be 1..100"));
+  if (o.max_attempts < 1 || o.max_attempts > 100)
+    return fail(std::string("max attempts must be 1..100"));
   if (o.batch_messages_max < 1) return fail(std::string("batch size must be at least 1"));
   if (impl.projectors.empty()) return fail(std::string("no projector to run"));
 
@@ -576,8 +579,9 @@ Status<std::string> GroupProjector::open() {
     return fail(std::string("cannot create the Kafka consumer: ") + error);
   }
   if (std::string(rd_kafka_rebalance_protocol(impl.consumer)) == "COOPERATIVE") {
-    return fail(std::string("a cooperative assignor is not supported: the projector assigns "
-                            "whole assignments at stored offsets (use range or roundrobin)"));
+    return fail(
+        std::string("a cooperative assignor is not supported: the projector assigns "
+                    "whole assignments at stored offsets (use range or roundrobin)"));
   }
   rd_kafka_poll_set_consumer(impl.consumer);
 

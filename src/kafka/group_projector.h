@@ -58,16 +58,16 @@ struct GroupProjectorOptions {
   std::vector<std::pair<std::string, std::string>> config;
   std::string topic = std::string(kEventsTopic);
   std::string dead_letter_topic = std::string(kDeadLetterTopic);
-  int max_attempts = kMaxAttemptsDefault;   // tries of a failing message before the DLQ (1..100)
-  std::size_t batch_messages_max = 2'000;   // messages per transaction
-  int poll_timeout_ms = 100;                // longest wait for the first message of a batch
-  int retry_delay_ms = 100;                 // before try n+1 of a failing message: n × this
-  int store_retry_delay_ms = 1'000;         // after a read-store failure
-  int dead_letter_retry_delay_ms = 1'000;   // after a failed dead-letter delivery
-  std::size_t cached_wallets_max = 200'000; // wallet versions kept in memory between batches
-  int idle_exit_ms = 0;                     // > 0: run() returns after this long without messages
-                                            // once at least one was applied (benchmarks, tools)
-  int progress_interval_ms = 10'000;        // a progress line this often
+  int max_attempts = kMaxAttemptsDefault;    // tries of a failing message before the DLQ (1..100)
+  std::size_t batch_messages_max = 2'000;    // messages per transaction
+  int poll_timeout_ms = 100;                 // longest wait for the first message of a batch
+  int retry_delay_ms = 100;                  // before try n+1 of a failing message: n × this
+  int store_retry_delay_ms = 1'000;          // after a read-store failure
+  int dead_letter_retry_delay_ms = 1'000;    // after a failed dead-letter delivery
+  std::size_t cached_wallets_max = 200'000;  // wallet versions kept in memory between batches
+  int idle_exit_ms = 0;                      // > 0: run() returns after this long without messages
+                                             // once at least one was applied (benchmarks, tools)
+  int progress_interval_ms = 10'000;         // a progress line this often
 };
 
 struct GroupProjectorStats {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/check.h"
@@ -19,8 +20,7 @@ using SteadyClock = std::chrono::steady_clock;
 void quiet_log(const rd_kafka_t* /*rk*/, int level, const char* facility, const char* message) {
   // An unreachable cluster is reported in the stats (lastError); debug lines only here.
   (void)level;
-  log::write(log::Level::kDebug,
-             std::string("kafka watch ") + facility + ": " + message);
+  log::write(log::Level::kDebug, std::string("kafka watch ") + facility + ": " + message);
 }
 
 Result<rd_kafka_t*, std::string> make_client(const GroupWatchOptions& options, rd_kafka_type_t type,
@@ -29,6 +29,9 @@ Result<rd_kafka_t*, std::string> make_client(const GroupWatchOptions& options, r
       {"bootstrap.servers", options.brokers},
       {"client.id", "wallex-group-watch"},
       {"reconnect.backoff.max.ms", "1000"},
+      // Asking for a missing topic's watermarks must never make a broker create it (with its
+      // default partition count: see the relay).
+      {"allow.auto.create.topics", "false"},
       {"log_level", "4"},
   };
   if (type == RD_KAFKA_CONSUMER) {
@@ -58,8 +61,8 @@ Result<rd_kafka_t*, std::string> make_client(const GroupWatchOptions& options, r
 
 struct GroupWatch::Impl {
   const GroupWatchOptions options;
-  rd_kafka_t* watermarks = nullptr;            // any client can ask for watermarks
-  std::vector<rd_kafka_t*> group_clients;      // one per group: committed offsets need group.id
+  rd_kafka_t* watermarks = nullptr;        // any client can ask for watermarks
+  std::vector<rd_kafka_t*> group_clients;  // one per group: committed offsets need group.id
 
   mutable std::mutex mutex;
   ConsumerSideStats last;
@@ -95,8 +98,38 @@ struct GroupWatch::Impl {
     return out;
   }
 
+  // The cluster's topics, asked for without naming any: a request naming a missing topic makes
+  // a broker that cannot be told not to (the mock, brokers before 0.11) create it.
+  Result<std::set<std::string>, std::string> topics() {
+    const struct rd_kafka_metadata* metadata = nullptr;
+    const rd_kafka_resp_err_t err =
+        rd_kafka_metadata(watermarks, 1, nullptr, &metadata, options.request_timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return fail(std::string("metadata request failed: ") + rd_kafka_err2str(err));
+    }
+    std::set<std::string> names;
+    for (int i = 0; i < metadata->topic_cnt; ++i) names.insert(metadata->topics[i].topic);
+    rd_kafka_metadata_destroy(metadata);
+    return names;
+  }
+
   void refresh() {
     ConsumerSideStats next;
+    for (const std::string& group : options.groups) next.groups.push_back(GroupLag{group});
+    auto existing = topics();
+    std::string missing;
+    if (existing) {
+      for (const std::string* topic : {&options.topic, &options.dead_letter_topic}) {
+        if (!existing.value().contains(*topic)) missing += (missing.empty() ? "" : ", ") + *topic;
+      }
+    }
+    if (!existing || !missing.empty()) {
+      next.last_error = existing ? "no topic " + missing + " yet" : existing.error();
+      std::lock_guard lock(mutex);
+      last = std::move(next);
+      return;
+    }
+    next.groups.clear();
     std::string error;
     auto dlq = marks(options.dead_letter_topic, options.dead_letter_partitions);
     if (dlq) {

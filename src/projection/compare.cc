@@ -63,8 +63,8 @@ class Comparer {
       const Row* r = b.value();
       if (l == nullptr && r == nullptr) break;
       if (r == nullptr || (l != nullptr && key_of(*l) < key_of(*r))) {
-        difference(what + " " + key_text(key_of(*l)) + ": only in the reference (" +
-                   describe(*l) + ")");
+        difference(what + " " + key_text(key_of(*l)) + ": only in the reference (" + describe(*l) +
+                   ")");
         left.advance();
       } else if (l == nullptr || key_of(*r) < key_of(*l)) {
         difference(what + " " + key_text(key_of(*r)) + ": only in the compared store (" +
@@ -98,8 +98,8 @@ class Comparer {
             return w.id;
           };
           if (auto s = merge<WalletState, std::string>(
-                  "read-model wallet", {fetch(reference_), key_of}, {fetch(other_), key_of},
-                  key_of, [](const std::string& k) { return k; },
+                  "read-model wallet", {fetch(reference_), key_of}, {fetch(other_), key_of}, key_of,
+                  [](const std::string& k) { return k; },
                   [](const WalletState& w) {
                     return "owner " + w.owner_id + ", balance " + w.balance.to_fixed2() +
                            ", version " + std::to_string(w.version) + ", updatedAt " +
@@ -127,8 +127,7 @@ class Comparer {
                            std::to_string(w.version) + ", credits " +
                            std::to_string(w.credits_minor) + ", debits " +
                            std::to_string(w.debits_minor) + ", entries " +
-                           std::to_string(w.entry_count) + ", key " +
-                           std::to_string(w.wallet_key);
+                           std::to_string(w.entry_count) + ", key " + std::to_string(w.wallet_key);
                   });
               !s) {
             return s;
@@ -167,8 +166,7 @@ class Comparer {
           };
           if (auto s = merge<EventWallet, std::string>(
                   "event-copy wallet", {wallets(reference_), wallet_key},
-                  {wallets(other_), wallet_key}, wallet_key,
-                  [](const std::string& k) { return k; },
+                  {wallets(other_), wallet_key}, wallet_key, [](const std::string& k) { return k; },
                   [](const EventWallet& w) {
                     return "balance " + w.balance.to_fixed2() + ", version " +
                            std::to_string(w.version) + ", key " + std::to_string(w.wallet_key);

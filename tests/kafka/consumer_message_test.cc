@@ -121,14 +121,10 @@ TEST(ConsumerMessageTest, DeadLetterHeadersKeepTheOriginalOnesAndSayWhereAndWhy)
       {"event-type", "WalletCredited"}, {"dlq-attempts", "99"}, {"position", "2"}};
   DeadLetter letter{"wallet-events", 4, 1234, "ledger-projector", "undecodable message: x", 3};
   const std::vector<std::pair<std::string, std::string>> expected = {
-      {"event-type", "WalletCredited"},
-      {"position", "2"},
-      {"dlq-error", "undecodable message: x"},
-      {"dlq-attempts", "3"},
-      {"dlq-origin-topic", "wallet-events"},
-      {"dlq-origin-partition", "4"},
-      {"dlq-origin-offset", "1234"},
-      {"dlq-group", "ledger-projector"}};
+      {"event-type", "WalletCredited"},        {"position", "2"},
+      {"dlq-error", "undecodable message: x"}, {"dlq-attempts", "3"},
+      {"dlq-origin-topic", "wallet-events"},   {"dlq-origin-partition", "4"},
+      {"dlq-origin-offset", "1234"},           {"dlq-group", "ledger-projector"}};
   EXPECT_EQ(dead_letter_headers(original, letter), expected);
 
   letter.error = std::string(kDeadLetterErrorBytesMax + 500, 'e');

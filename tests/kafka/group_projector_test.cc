@@ -82,10 +82,10 @@ std::vector<LoggedEvent> make_log() {
 void produce(const std::string& bootstrap, const std::vector<LoggedEvent>& log, int copies) {
   char error[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (auto [key, value] : {std::pair{"bootstrap.servers", bootstrap.c_str()},
-                            std::pair{"enable.idempotence", "true"}, std::pair{"acks", "all"},
-                            std::pair{"partitioner", "murmur2_random"},
-                            std::pair{"log_level", "3"}}) {
+  for (auto [key, value] :
+       {std::pair{"bootstrap.servers", bootstrap.c_str()}, std::pair{"enable.idempotence", "true"},
+        std::pair{"acks", "all"}, std::pair{"partitioner", "murmur2_random"},
+        std::pair{"log_level", "3"}}) {
     ASSERT_EQ(rd_kafka_conf_set(conf, key, value, error, sizeof error), RD_KAFKA_CONF_OK) << error;
   }
   rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
@@ -95,17 +95,17 @@ void produce(const std::string& bootstrap, const std::vector<LoggedEvent>& log, 
       const KafkaMessage message = kafka_message_for(event);
       rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
       for (const auto& [name, value] : message.headers) {
-        rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()),
-                            value.data(), static_cast<ssize_t>(value.size()));
+        rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
+                            static_cast<ssize_t>(value.size()));
       }
       const char* key = message.key.data();
       const std::size_t key_size = message.key.size();
-      ASSERT_EQ(rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(std::string(kEventsTopic).c_str()),
-                                  RD_KAFKA_V_KEY(key, key_size),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()),
-                                                   message.value.size()),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END),
+      ASSERT_EQ(rd_kafka_producev(
+                    producer, RD_KAFKA_V_TOPIC(std::string(kEventsTopic).c_str()),
+                    RD_KAFKA_V_KEY(key, key_size),
+                    RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+                    RD_KAFKA_V_END),
                 RD_KAFKA_RESP_ERR_NO_ERROR);
     }
   }
@@ -132,8 +132,8 @@ TEST_F(GroupProjectorTest, TwoMembersApplyEveryEventOnceDespiteCopies) {
   produce(cluster.value()->bootstrap(), log, 2);
 
   // The reference: the same projectors over the log in position order.
-  auto reference = SqliteReadStore::open_file(dir_ + "/reference.db",
-                                              SqliteReadStore::Access::kReadWrite);
+  auto reference =
+      SqliteReadStore::open_file(dir_ + "/reference.db", SqliteReadStore::Access::kReadWrite);
   ASSERT_TRUE(reference.ok()) << reference.error().message;
   {
     auto projectors = make_projectors();
@@ -207,9 +207,9 @@ TEST_F(GroupProjectorTest, TwoMembersApplyEveryEventOnceDespiteCopies) {
   for (const std::string& difference : compared.value().differences) ADD_FAILURE() << difference;
   EXPECT_EQ(compared.value().difference_count, 0);
   ASSERT_EQ(compared.value().summary.size(), 5u);
-  EXPECT_EQ(compared.value().summary[2], "ledger entry at position: " +
-                                             std::to_string(log.size() - kWallets) +
-                                             " rows on both sides");
+  EXPECT_EQ(
+      compared.value().summary[2],
+      "ledger entry at position: " + std::to_string(log.size() - kWallets) + " rows on both sides");
 }
 
 }  // namespace
