@@ -25,8 +25,8 @@
 #include "kafka/group_projector.h"
 #include "kafka/mock_cluster.h"
 #include "kafka/relay.h"
-#include "projection/projection_runner.h"
 #include "projection/compare.h"
+#include "projection/projection_runner.h"
 #include "projection/projectors.h"
 #include "projection/query_service.h"
 #include "projection/rebuild.h"
@@ -467,7 +467,6 @@ std::string with_thousands(std::int64_t value) {
   return digits;
 }
 
-
 // Exit codes: 0 rebuilt, 1 failure (the live tables are then unchanged).
 int rebuild_command(const std::string& data_dir) {
   using namespace wallex;
@@ -583,10 +582,11 @@ bool compare_command(const std::string& data_dir, wallex::ReadStore* reference,
         checkpoint.position == head.value()) {
       continue;
     }
-    std::printf("DIFFERENCE %s of read.db is at position %lld, the log at %lld: compare when "
-                "it has caught up\n",
-                std::string(projector_name(checkpoint.projector)).c_str(),
-                static_cast<long long>(checkpoint.position), static_cast<long long>(head.value()));
+    std::printf(
+        "DIFFERENCE %s of read.db is at position %lld, the log at %lld: compare when "
+        "it has caught up\n",
+        std::string(projector_name(checkpoint.projector)).c_str(),
+        static_cast<long long>(checkpoint.position), static_cast<long long>(head.value()));
     ok = false;
   }
   auto report = compare_read_stores(*reference, *other.value(), projections);
@@ -782,16 +782,19 @@ int main(int argc, char** argv) {
                    "Consumer group: ledger-projector or read-model-projector (or any, with "
                    "--projectors)")
       ->required();
-  project_sub->add_option("--read-db", project_config.read_db,
-                          "The SQLite read store this projector writes (created when missing)")
+  project_sub
+      ->add_option("--read-db", project_config.read_db,
+                   "The SQLite read store this projector writes (created when missing)")
       ->required();
   project_sub->add_option("--kafka-brokers", project_config.brokers, "Kafka bootstrap servers")
       ->required();
-  project_sub->add_option("--kafka-config", project_config.kafka_config,
-                          "A librdkafka property key=value for the consumer (repeatable)")
+  project_sub
+      ->add_option("--kafka-config", project_config.kafka_config,
+                   "A librdkafka property key=value for the consumer (repeatable)")
       ->allow_extra_args(false);
-  project_sub->add_option("--projectors", project_config.projectors,
-                          "Projectors to run: readModel, ledger, walletEvents (repeatable)")
+  project_sub
+      ->add_option("--projectors", project_config.projectors,
+                   "Projectors to run: readModel, ledger, walletEvents (repeatable)")
       ->allow_extra_args(false);
   project_sub
       ->add_option("--max-attempts", project_config.max_attempts,
@@ -810,7 +813,8 @@ int main(int argc, char** argv) {
   if (project_sub->parsed()) return project_command(project_config);
   if (serve_command->parsed()) return serve(config);
   if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
-  if (verify_sub->parsed()) return verify_command(tool_data_dir, compare_read_db, compare_projectors);
+  if (verify_sub->parsed())
+    return verify_command(tool_data_dir, compare_read_db, compare_projectors);
   if (dev_kafka_sub->parsed()) return dev_kafka_command(dev_kafka_brokers);
   if (relay_sub->parsed()) {
     return relay_command(tool_data_dir, relay_brokers, relay_config, relay_in_flight_max);

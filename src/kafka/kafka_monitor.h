@@ -14,15 +14,15 @@ namespace wallex {
 // The consumer side, as Kafka reports it (kafka/group_watch.h).
 struct GroupLag {
   std::string group;
-  std::int64_t lag = -1;                // -1: not known yet, or the last query failed
-  int committed_partitions = 0;         // partitions where the group committed an offset
+  std::int64_t lag = -1;         // -1: not known yet, or the last query failed
+  int committed_partitions = 0;  // partitions where the group committed an offset
   bool operator==(const GroupLag&) const = default;
 };
 
 struct ConsumerSideStats {
   std::int64_t dead_letters = -1;  // -1: not known yet, or the last query failed
   std::vector<GroupLag> groups;
-  std::int64_t age_ms = -1;        // since the last successful refresh; -1: never
+  std::int64_t age_ms = -1;  // since the last successful refresh; -1: never
   std::string last_error;
 };
 

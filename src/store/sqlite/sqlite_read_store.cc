@@ -700,7 +700,8 @@ struct SqliteReadStore::Impl {
     if (!has_consumer_tables) return Ok{};
     const std::pair<Statement*, const char*> statements[] = {
         {&consumer_offsets,
-         "SELECT partition_id, next_offset FROM consumer_offsets WHERE group_id = ?1 AND topic = ?2 "
+         "SELECT partition_id, next_offset FROM consumer_offsets WHERE group_id = ?1 AND topic = "
+         "?2 "
          "ORDER BY partition_id"},
         {&set_consumer_offset,
          "INSERT INTO consumer_offsets (group_id, topic, partition_id, next_offset) "
@@ -712,7 +713,8 @@ struct SqliteReadStore::Impl {
          "INSERT INTO consumer_wallets (group_id, wallet_id, version) VALUES (?1, ?2, ?3) "
          "ON CONFLICT (group_id, wallet_id) DO UPDATE SET version = excluded.version"},
         {&add_dead_letter,
-         "INSERT INTO consumer_dead_letters (group_id, topic, partition_id, message_offset, attempts, error, "
+         "INSERT INTO consumer_dead_letters (group_id, topic, partition_id, message_offset, "
+         "attempts, error, "
          "at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING"},
         {&dead_letter_count, "SELECT count(*) FROM consumer_dead_letters WHERE group_id = ?1"},
         {&consumer_groups, "SELECT DISTINCT group_id FROM consumer_offsets ORDER BY group_id"},
@@ -1429,11 +1431,10 @@ Result<std::int64_t, StoreError> SqliteReadStore::dead_letter_count(std::string_
 
 Result<std::vector<std::string>, StoreError> SqliteReadStore::consumer_groups() {
   if (!impl_->has_consumer_tables) return std::vector<std::string>{};
-  return collect<std::string>(
-      impl_->db, impl_->consumer_groups, "listing consumer groups",
-      [](const Statement& row) -> Result<std::string, StoreError> {
-        return std::string(row.text(0));
-      });
+  return collect<std::string>(impl_->db, impl_->consumer_groups, "listing consumer groups",
+                              [](const Statement& row) -> Result<std::string, StoreError> {
+                                return std::string(row.text(0));
+                              });
 }
 
 }  // namespace wallex

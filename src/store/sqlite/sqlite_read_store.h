@@ -90,8 +90,7 @@ class SqliteReadStore final : public ReadStore, public ConsumerStateStore {
                                          const PartitionOffset& offset) override;
   Result<std::optional<std::int64_t>, StoreError> consumer_wallet_version(
       std::string_view group, std::string_view wallet_id) override;
-  Status<StoreError> set_consumer_wallet_version(std::string_view group,
-                                                 std::string_view wallet_id,
+  Status<StoreError> set_consumer_wallet_version(std::string_view group, std::string_view wallet_id,
                                                  std::int64_t version) override;
   Status<StoreError> add_dead_letter(std::string_view group,
                                      const DeadLetterRecord& letter) override;
