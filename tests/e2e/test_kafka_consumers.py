@@ -20,6 +20,7 @@ heartbeat.interval.ms=300, and the tests wait for assignments and lag, never for
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -87,6 +88,9 @@ class ConsumerCase(KafkaCase):
             if member.proc.poll() is None:
                 member.proc.kill()
                 member.proc.wait()
+            if not member.log.closed:
+                member.log.close()
+        shutil.rmtree(cls.work, ignore_errors=True)  # failures quote the members' log tails
         super().tearDownClass()
 
     def member(self, name, group, read_db, extra=()):
