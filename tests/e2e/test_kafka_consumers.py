@@ -90,8 +90,22 @@ class ConsumerCase(KafkaCase):
                 member.proc.wait()
             if not member.log.closed:
                 member.log.close()
-        shutil.rmtree(cls.work, ignore_errors=True)  # failures quote the members' log tails
+        if cls.failed:
+            print(f"\nkept the members' logs and stores in {cls.work}")
+        else:
+            shutil.rmtree(cls.work, ignore_errors=True)
         super().tearDownClass()
+
+    failed = False
+
+    def run(self, result=None):
+        """Notes a failure, so the class keeps its work directory for the post-mortem."""
+        result = result if result is not None else self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        outcome = super().run(result)
+        if len(result.failures) + len(result.errors) > before:
+            type(self).failed = True
+        return outcome
 
     def member(self, name, group, read_db, extra=()):
         m = Member(self.work, name, group, read_db, self.kafka.bootstrap, extra)

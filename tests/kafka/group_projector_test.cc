@@ -212,5 +212,23 @@ TEST_F(GroupProjectorTest, TwoMembersApplyEveryEventOnceDespiteCopies) {
       "ledger entry at position: " + std::to_string(log.size() - kWallets) + " rows on both sides");
 }
 
+// Members of one group start at once and open the same new store: each open must succeed (the
+// schema is created once, the switch to WAL of one must not fail the other).
+TEST_F(GroupProjectorTest, MembersMayOpenOneNewStoreAtOnce) {
+  for (int round = 0; round < 30; ++round) {
+    const std::string path = dir_ + "/race-" + std::to_string(round) + ".db";
+    std::vector<std::string> errors(4);
+    std::vector<std::thread> openers;
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+      openers.emplace_back([&path, &errors, i] {
+        auto store = SqliteReadStore::open_file(path, SqliteReadStore::Access::kReadWrite);
+        if (!store) errors[i] = store.error().message;
+      });
+    }
+    for (std::thread& opener : openers) opener.join();
+    for (const std::string& error : errors) EXPECT_EQ(error, "") << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace wallex

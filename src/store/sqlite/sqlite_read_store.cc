@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 #include <tuple>
 
 #include "store/event_codec.h"
@@ -785,7 +787,16 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
           : "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
             " PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 20000;"
             " PRAGMA foreign_keys = OFF";
-  if (auto s = exec(impl->db, pragmas, "configuring " + path); !s) return fail(s.error());
+  // Two processes opening one new file at once (members of a consumer group): the switch to
+  // WAL of one makes the other's fail with SQLITE_BUSY at once, without the busy handler.
+  constexpr int kConfigureBusyTriesMax = 50;  // 100 ms apart
+  int rc = SQLITE_OK;
+  for (int tries = 1;; ++tries) {
+    rc = sqlite3_exec(impl->db, pragmas.c_str(), nullptr, nullptr, nullptr);
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= kConfigureBusyTriesMax) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "configuring " + path));
   if (auto s = impl->create_or_check_schema(path); !s) return fail(s.error());
   if (auto s = impl->prepare_control(); !s) return fail(s.error());
   if (auto s = impl->queries.prepare(impl->db); !s) return fail(s.error());
