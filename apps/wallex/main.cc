@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -23,8 +24,10 @@
 #include "common/log.h"
 #include "http/request_handler.h"
 #include "http/server.h"
+#include "kafka/group_projector.h"
 #include "kafka/mock_cluster.h"
 #include "kafka/relay.h"
+#include "projection/compare.h"
 #include "projection/projection_runner.h"
 #include "projection/projectors.h"
 #include "projection/query_service.h"
@@ -451,15 +454,121 @@ int relay_command(const std::string& data_dir, const std::string& brokers,
   return 0;
 }
 
+std::int64_t per_second(std::int64_t count, std::int64_t elapsed_ms) {
+  return elapsed_ms > 0 ? count * 1000 / elapsed_ms : count * 1000;
+}
+
+// `wallex project --source kafka`: a consumer-group projector (kafka/group_projector.h) writing
+// its own read store. Exit codes: 0 after SIGINT/SIGTERM (or --idle-exit-ms), 1 cannot start or
+// a fatal read-store failure, 2 usage.
+struct ProjectConfig {
+  std::string source;
+  std::string group;
+  std::string read_db;
+  std::string brokers;
+  std::vector<std::string> kafka_config;
+  std::vector<std::string> projectors;  // empty: the group's own (see project_command)
+  int max_attempts = wallex::kMaxAttemptsDefault;
+  std::size_t batch_messages_max = 2'000;
+  int idle_exit_ms = 0;
+};
+
+std::atomic<bool>* g_project_stop = nullptr;  // lock-free: set from the signal handler
+void stop_project(int /*signal*/) {
+  if (g_project_stop != nullptr) g_project_stop->store(true);
+}
+
+// The projectors of the two consumer groups of the design: the ledger, and the read model with
+// the per-wallet event copy (GET /wallets/{id} and /wallets/{id}/events). Empty for another group.
+std::vector<std::string> group_projectors(const std::string& group) {
+  if (group == "ledger-projector") return {"ledger"};
+  if (group == "read-model-projector") return {"readModel", "walletEvents"};
+  return {};
+}
+
+int project_command(const ProjectConfig& config) {
+  using namespace wallex;
+  if (config.source != "kafka") {
+    log::error("--source " + config.source + ": only kafka is a source of `wallex project`");
+    return 2;
+  }
+  std::vector<std::string> names = config.projectors;
+  if (names.empty()) {
+    names = group_projectors(config.group);
+    if (names.empty()) {
+      log::error("--group " + config.group + " has no default projectors: give --projectors");
+      return 2;
+    }
+  }
+  ProjectorOptions projector_options;
+  std::vector<std::unique_ptr<Projector>> projectors;
+  for (auto& projector : make_projectors(projector_options)) {
+    if (std::find(names.begin(), names.end(), projector_name(projector->id())) != names.end()) {
+      projectors.push_back(std::move(projector));
+    }
+  }
+  if (projectors.size() != names.size()) {
+    log::error("--projectors: unknown or repeated name (known: readModel, ledger, walletEvents)");
+    return 2;
+  }
+  auto relay_like = relay_options_from(config.brokers, config.kafka_config, 1);
+  if (!relay_like) return 2;
+  GroupProjectorOptions options;
+  options.brokers = config.brokers;
+  options.group = config.group;
+  options.config = relay_like->config;
+  options.max_attempts = config.max_attempts;
+  options.batch_messages_max = config.batch_messages_max;
+  options.idle_exit_ms = config.idle_exit_ms;
+  auto store = SqliteReadStore::open_file(config.read_db, SqliteReadStore::Access::kReadWrite);
+  if (!store) {
+    log::error("cannot open " + config.read_db + ": " + store.error().message);
+    return 1;
+  }
+  SystemClock clock;
+  GroupProjector projector(*store.value(), *store.value(), std::move(projectors), clock, options);
+  if (auto opened = projector.open(); !opened) {
+    log::error("cannot start the projector: " + opened.error());
+    return 2;
+  }
+  std::atomic<bool> stop{false};
+  g_project_stop = &stop;
+  std::signal(SIGINT, stop_project);
+  std::signal(SIGTERM, stop_project);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::thread watcher([&stop, &projector] {
+    // The projector polls its flag between batches; this thread only forwards the signal's.
+    while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    projector.request_stop();
+  });
+  log::info("project " + config.group + ": consuming wallet-events into " + config.read_db);
+  const auto started = std::chrono::steady_clock::now();
+  auto ran = projector.run();
+  stop.store(true);
+  watcher.join();
+  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+  const GroupProjectorStats stats = projector.stats();
+  log::info("project " + config.group + ": stopped after " + std::to_string(elapsed_ms) +
+            " ms; applied " + std::to_string(stats.applied) + ", duplicates " +
+            std::to_string(stats.duplicates) + ", dead letters " +
+            std::to_string(stats.dead_letters) + "; " +
+            std::to_string(per_second(static_cast<std::int64_t>(stats.applied), stats.busy_ms)) +
+            " events/s from the first message to the last commit (" +
+            std::to_string(stats.busy_ms) + " ms)");
+  if (!ran) {
+    log::error("project " + config.group + ": " + ran.error());
+    return 1;
+  }
+  return 0;
+}
+
 std::string with_thousands(std::int64_t value) {
   std::string digits = std::to_string(value);
   for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3)
     digits.insert(static_cast<std::size_t>(i), ",");
   return digits;
-}
-
-std::int64_t per_second(std::int64_t count, std::int64_t elapsed_ms) {
-  return elapsed_ms > 0 ? count * 1000 / elapsed_ms : count * 1000;
 }
 
 // Exit codes: 0 rebuilt, 1 failure (the live tables are then unchanged).
@@ -514,8 +623,102 @@ int rebuild_command(const std::string& data_dir) {
   return 0;
 }
 
+// Compares the read side of `data_dir` (read.db) with a Kafka-built read store, for the
+// projections of the groups that wrote it (or `names`). Prints the differences; true when equal.
+bool compare_command(const std::string& data_dir, wallex::ReadStore* reference,
+                     const std::string& compare_path, std::vector<std::string> names) {
+  using namespace wallex;
+  if (reference == nullptr) {
+    std::printf("compare: FAILED, %s has no read side to compare with\n", data_dir.c_str());
+    return false;
+  }
+  auto other = SqliteReadStore::open_file(compare_path, SqliteReadStore::Access::kReadOnly);
+  if (!other) {
+    std::printf("compare: FAILED, %s\n", other.error().message.c_str());
+    return false;
+  }
+  if (names.empty()) {
+    auto groups = other.value()->consumer_groups();
+    if (!groups) {
+      std::printf("compare: FAILED, %s\n", groups.error().message.c_str());
+      return false;
+    }
+    for (const std::string& group : groups.value()) {
+      const std::vector<std::string> of_group = group_projectors(group);
+      if (of_group.empty()) {
+        std::printf("compare: FAILED, %s was written by group %s: give --compare-projectors\n",
+                    compare_path.c_str(), group.c_str());
+        return false;
+      }
+      names.insert(names.end(), of_group.begin(), of_group.end());
+    }
+    if (groups.value().empty()) {
+      std::printf("compare: FAILED, no consumer group ever wrote %s\n", compare_path.c_str());
+      return false;
+    }
+  }
+  std::vector<ProjectorId> projections;
+  for (const std::string& name : names) {
+    const std::optional<ProjectorId> id = projector_from_name(name);
+    if (!id) {
+      std::printf("compare: FAILED, unknown projector %s\n", name.c_str());
+      return false;
+    }
+    if (std::find(projections.begin(), projections.end(), *id) == projections.end())
+      projections.push_back(*id);
+  }
+  // The reference must hold the whole log, or a store that is ahead looks wrong.
+  auto event_log = SqliteEventLog::open(data_dir);
+  if (!event_log) {
+    std::printf("compare: FAILED, %s\n", event_log.error().message.c_str());
+    return false;
+  }
+  auto head = event_log.value()->last_position();
+  auto checkpoints = reference->checkpoints();
+  if (!head || !checkpoints) {
+    std::printf("compare: FAILED, cannot read the log head or the checkpoints\n");
+    return false;
+  }
+  bool ok = true;
+  for (const Checkpoint& checkpoint : checkpoints.value()) {
+    if (std::find(projections.begin(), projections.end(), checkpoint.projector) ==
+            projections.end() ||
+        checkpoint.position == head.value()) {
+      continue;
+    }
+    std::printf(
+        "DIFFERENCE %s of read.db is at position %lld, the log at %lld: compare when "
+        "it has caught up\n",
+        std::string(projector_name(checkpoint.projector)).c_str(),
+        static_cast<long long>(checkpoint.position), static_cast<long long>(head.value()));
+    ok = false;
+  }
+  auto report = compare_read_stores(*reference, *other.value(), projections);
+  if (!report) {
+    std::printf("compare: FAILED, %s\n", report.error().message.c_str());
+    return false;
+  }
+  std::printf("wallex verify --compare-read-db %s\n", compare_path.c_str());
+  for (const std::string& line : report.value().summary) std::printf("  %s\n", line.c_str());
+  for (const std::string& line : report.value().differences)
+    std::printf("DIFFERENCE %s\n", line.c_str());
+  const std::int64_t count = report.value().difference_count;
+  if (count > static_cast<std::int64_t>(report.value().differences.size())) {
+    std::printf("... and %lld more\n",
+                static_cast<long long>(
+                    count - static_cast<std::int64_t>(report.value().differences.size())));
+  }
+  if (count == 0 && ok) {
+    std::printf("compare: OK, %s equals read.db\n", compare_path.c_str());
+    return true;
+  }
+  std::printf("compare: FAILED, %lld difference(s)\n", static_cast<long long>(count));
+  return false;
+}
+
 // Exit codes: 0 every invariant holds, 1 a difference was found or the store could not be read.
-int verify_command(const std::string& data_dir) {
+int verify_command(const std::string& data_dir, const std::string& compare_path,
+                   const std::vector<std::string>& compare_projectors) {
   using namespace wallex;
   auto event_log = SqliteEventLog::open(data_dir);
   if (!event_log) {
@@ -554,10 +757,14 @@ int verify_command(const std::string& data_dir) {
                 static_cast<long long>(
                     count - static_cast<std::int64_t>(report.value().differences.size())));
   }
+  bool compared = true;
+  if (!compare_path.empty()) {
+    compared = compare_command(data_dir, read_store.get(), compare_path, compare_projectors);
+  }
   if (count == 0) {
     std::printf("verify: OK, every invariant holds (%lld ms)\n",
                 static_cast<long long>(elapsed_ms));
-    return 0;
+    return compared ? 0 : 1;
   }
   std::printf("verify: FAILED, %lld difference(s)\n", static_cast<long long>(count));
   return 1;
@@ -647,6 +854,15 @@ int main(int argc, char** argv) {
   CLI::App* verify_sub = app.add_subcommand(
       "verify", "Replay the log and check every invariant, the write model and the projections");
   verify_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  std::string compare_read_db;
+  std::vector<std::string> compare_projectors;
+  verify_sub->add_option("--compare-read-db", compare_read_db,
+                         "Also compare read.db with this read store (one built by `wallex "
+                         "project`), row by row");
+  verify_sub
+      ->add_option("--compare-projectors", compare_projectors,
+                   "Projections to compare (default: those of the groups that wrote the store)")
+      ->allow_extra_args(false);
   std::string relay_brokers;
   std::vector<std::string> relay_config;
   std::size_t relay_in_flight_max = 50'000;
@@ -674,13 +890,52 @@ int main(int argc, char** argv) {
     sub->add_option("--store", migrate_url, "postgresql://user@host:port/db")->required();
   }
 
+  ProjectConfig project_config;
+  CLI::App* project_sub = app.add_subcommand(
+      "project", "Run a consumer-group projector: wallet-events from Kafka into a read store");
+  project_sub->add_option("--source", project_config.source, "Where events come from: kafka")
+      ->required();
+  project_sub
+      ->add_option("--group", project_config.group,
+                   "Consumer group: ledger-projector or read-model-projector (or any, with "
+                   "--projectors)")
+      ->required();
+  project_sub
+      ->add_option("--read-db", project_config.read_db,
+                   "The SQLite read store this projector writes (created when missing)")
+      ->required();
+  project_sub->add_option("--kafka-brokers", project_config.brokers, "Kafka bootstrap servers")
+      ->required();
+  project_sub
+      ->add_option("--kafka-config", project_config.kafka_config,
+                   "A librdkafka property key=value for the consumer (repeatable)")
+      ->allow_extra_args(false);
+  project_sub
+      ->add_option("--projectors", project_config.projectors,
+                   "Projectors to run: readModel, ledger, walletEvents (repeatable)")
+      ->allow_extra_args(false);
+  project_sub
+      ->add_option("--max-attempts", project_config.max_attempts,
+                   "Tries of a failing message before it goes to wallet-events-dlq (default 3)")
+      ->check(CLI::Range(1, 100));
+  project_sub
+      ->add_option("--batch-messages-max", project_config.batch_messages_max,
+                   "Messages per read-store transaction")
+      ->check(CLI::Range(1, 100'000));
+  project_sub
+      ->add_option("--idle-exit-ms", project_config.idle_exit_ms,
+                   "Exit after this long without messages once one was applied (0: never)")
+      ->check(CLI::Range(0, 3'600'000));
+
   CLI11_PARSE(app, argc, argv);
   if (migrate_sub->parsed()) {
     return migrate_command(migrate_up_sub->parsed() ? "up" : "status", migrate_url);
   }
+  if (project_sub->parsed()) return project_command(project_config);
   if (serve_command->parsed()) return serve(config);
   if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
-  if (verify_sub->parsed()) return verify_command(tool_data_dir);
+  if (verify_sub->parsed())
+    return verify_command(tool_data_dir, compare_read_db, compare_projectors);
   if (dev_kafka_sub->parsed()) return dev_kafka_command(dev_kafka_brokers);
   if (relay_sub->parsed()) {
     return relay_command(tool_data_dir, relay_brokers, relay_config, relay_in_flight_max);

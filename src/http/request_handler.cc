@@ -441,6 +441,38 @@ HttpResponse RequestHandler::kafka_stats() const {
   } else {
     out.key("lastError").string(relay.last_error);
   }
+  // The consumer side, as Kafka reports it (refreshed every 2 s; null until known).
+  const ConsumerSideStats& consumers = relay.consumers;
+  out.key("dlqCount");
+  if (consumers.dead_letters >= 0) {
+    out.integer(consumers.dead_letters);
+  } else {
+    out.null();
+  }
+  out.key("consumerGroups").begin_object();
+  for (const GroupLag& group : consumers.groups) {
+    out.key(group.group).begin_object();
+    out.key("lag");
+    if (group.lag >= 0) {
+      out.integer(group.lag);
+    } else {
+      out.null();
+    }
+    out.key("committedPartitions").integer(group.committed_partitions);
+    out.end_object();
+  }
+  out.end_object();
+  out.key("consumerStatsAgeMs");
+  if (consumers.age_ms >= 0) {
+    out.integer(consumers.age_ms);
+  } else {
+    out.null();
+  }
+  if (consumers.last_error.empty()) {
+    out.key("consumerStatsError").null();
+  } else {
+    out.key("consumerStatsError").string(consumers.last_error);
+  }
   out.end_object();
   return json_response(200, out.take());
 }

@@ -7,8 +7,24 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace wallex {
+
+// The consumer side, as Kafka reports it (kafka/group_watch.h).
+struct GroupLag {
+  std::string group;
+  std::int64_t lag = -1;         // -1: not known yet, or the last query failed
+  int committed_partitions = 0;  // partitions where the group committed an offset
+  bool operator==(const GroupLag&) const = default;
+};
+
+struct ConsumerSideStats {
+  std::int64_t dead_letters = -1;  // -1: not known yet, or the last query failed
+  std::vector<GroupLag> groups;
+  std::int64_t age_ms = -1;  // since the last successful refresh; -1: never
+  std::string last_error;
+};
 
 struct RelayStats {
   // "connecting" (the cluster has not answered, or wallet-events does not exist and cannot be
@@ -30,6 +46,7 @@ struct RelayStats {
   std::int64_t ack_lag_p50_ms = 0;
   std::int64_t ack_lag_p99_ms = 0;
   std::int64_t ack_lag_max_ms = 0;
+  ConsumerSideStats consumers;  // dead letters and consumer-group lag
 };
 
 struct BrokerCheck {

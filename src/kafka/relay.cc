@@ -13,6 +13,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "kafka/delivery_window.h"
+#include "kafka/group_watch.h"
 #include "kafka/lag_histogram.h"
 
 namespace wallex {
@@ -107,6 +108,8 @@ struct Relay::Impl {
   bool woken = false;
   bool stopping = false;
   std::thread thread;
+
+  std::unique_ptr<GroupWatch> watch;  // the consumer side, for stats()
 
   // Broker checks: their own client, so a check never waits behind the producer's queue.
   rd_kafka_t* checker = nullptr;
@@ -548,6 +551,15 @@ Status<std::string> Relay::open() {
     rd_kafka_conf_destroy(conf.value());
     return fail(std::string("cannot create the Kafka health client: ") + error);
   }
+  if (impl.options.watch_consumers) {
+    GroupWatchOptions watch_options;
+    watch_options.brokers = impl.options.brokers;
+    watch_options.config = impl.options.config;
+    watch_options.topic = impl.options.topic;
+    watch_options.interval_ms = impl.options.consumer_stats_interval_ms;
+    impl.watch = std::make_unique<GroupWatch>(std::move(watch_options));
+    if (auto opened = impl.watch->open(); !opened) return opened;
+  }
   return Ok{};
 }
 
@@ -562,6 +574,7 @@ void Relay::start() {
     pthread_setname_np(pthread_self(), "wallex-kcheck");
     impl.run_checks();
   });
+  if (impl.watch) impl.watch->start();
 }
 
 void Relay::stop() {
@@ -578,6 +591,7 @@ void Relay::stop() {
   }
   impl.check_wake.notify_all();
   if (impl.check_thread.joinable()) impl.check_thread.join();
+  if (impl.watch) impl.watch->stop();
 }
 
 void Relay::notify_head(std::int64_t last_position) {
@@ -613,6 +627,7 @@ RelayStats Relay::stats() const {
   stats.ack_lag_p50_ms = impl.ack_lag.percentile(0.5);
   stats.ack_lag_p99_ms = impl.ack_lag.percentile(0.99);
   stats.ack_lag_max_ms = impl.ack_lag.max();
+  if (impl.watch) stats.consumers = impl.watch->snapshot();
   return stats;
 }
 

@@ -51,6 +51,8 @@ struct RelayOptions {
   int metadata_timeout_ms = 1'000;     // of a check_brokers() request
   int stop_flush_ms = 5'000;           // on stop(): waits this long for outstanding reports
   bool create_topics = true;           // creates wallet-events and wallet-events-dlq if missing
+  bool watch_consumers = true;         // reports dead letters and consumer-group lag (stats())
+  int consumer_stats_interval_ms = 2'000;
 };
 
 class Relay final : public KafkaMonitor {

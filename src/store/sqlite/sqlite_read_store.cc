@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -18,6 +19,35 @@
 
 namespace wallex {
 namespace {
+
+// The consumer-group projectors' own tables (kafka/consumer_state_store.h). Not part of the
+// rebuildable schema: a rebuild never touches them, and they are only written by `wallex
+// project`, in the transaction of the rows they describe.
+constexpr const char* kConsumerTables = R"sql(
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+  group_id    TEXT    NOT NULL,
+  topic       TEXT    NOT NULL,
+  partition_id INTEGER NOT NULL CHECK (partition_id >= 0),
+  next_offset INTEGER NOT NULL CHECK (next_offset >= 0),
+  PRIMARY KEY (group_id, topic, partition_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumer_wallets (
+  group_id  TEXT    NOT NULL,
+  wallet_id TEXT    NOT NULL,
+  version   INTEGER NOT NULL CHECK (version >= 0),
+  PRIMARY KEY (group_id, wallet_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumer_dead_letters (
+  group_id  TEXT    NOT NULL,
+  topic     TEXT    NOT NULL,
+  partition_id INTEGER NOT NULL,
+  message_offset INTEGER NOT NULL,
+  attempts  INTEGER NOT NULL,
+  error     TEXT    NOT NULL,
+  at_ms     INTEGER NOT NULL,
+  PRIMARY KEY (group_id, topic, partition_id, message_offset)
+) WITHOUT ROWID;
+)sql";
 
 // 'WXRD': marks read.db, so a foreign SQLite file is refused at open.
 constexpr int kReadApplicationId = 0x57585244;
@@ -653,6 +683,11 @@ struct SqliteReadStore::Impl {
   std::unique_ptr<WriteStatements> next;  // while a rebuild fills the _next tables
   QueryStatements queries;
   Statement begin, commit, rollback, savepoint, release, rollback_to;
+  // The consumer-group projectors' state (ConsumerStateStore); absent from a read-only file
+  // that never had a consumer (then every query answers "nothing stored").
+  bool has_consumer_tables = false;
+  Statement consumer_offsets, set_consumer_offset, consumer_wallet_version,
+      set_consumer_wallet_version, add_dead_letter, dead_letter_count, consumer_groups;
 
   ~Impl() {
     // Statements are finalized after this body; sqlite3_close_v2 waits for them.
@@ -696,7 +731,20 @@ struct SqliteReadStore::Impl {
     return Ok{};
   }
 
+  // Read-write: inside one IMMEDIATE transaction, so two processes opening a new file at once
+  // (two `wallex project` members of a group) create the schema once.
   Status<StoreError> create_or_check_schema(const std::string& path) {
+    if (read_only) return check_or_create(path);
+    if (auto s = exec(db, "BEGIN IMMEDIATE", "locking " + path); !s) return s;
+    auto checked = check_or_create(path);
+    if (!checked) {
+      (void)exec(db, "ROLLBACK", "rollback");
+      return checked;
+    }
+    return exec(db, "COMMIT", "creating the read-side schema");
+  }
+
+  Status<StoreError> check_or_create(const std::string& path) {
     auto application_id = query_int(db, "PRAGMA application_id");
     if (!application_id) return fail(application_id.error());
     auto user_version = query_int(db, "PRAGMA user_version");
@@ -706,8 +754,7 @@ struct SqliteReadStore::Impl {
     if (application_id.value() == 0 && user_version.value() == 0 && table_count.value() == 0) {
       if (read_only)
         return fail(StoreError{StoreErrorKind::kCorrupt, path + " has no read side yet"});
-      const std::string script = "BEGIN IMMEDIATE;" + schema_script("") + "COMMIT;";
-      return exec(db, script, "creating the read-side schema");
+      return exec(db, schema_script(""), "creating the read-side schema");
     }
     if (application_id.value() != kReadApplicationId) {
       return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex read side"});
@@ -735,6 +782,44 @@ struct SqliteReadStore::Impl {
     return Ok{};
   }
 
+  Status<StoreError> prepare_consumer() {
+    if (!read_only) {
+      if (auto s = exec(db, kConsumerTables, "creating the consumer tables"); !s) return s;
+    }
+    auto count = query_int(db,
+                           "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN "
+                           "('consumer_offsets', 'consumer_wallets', 'consumer_dead_letters')");
+    if (!count) return fail(count.error());
+    has_consumer_tables = count.value() == 3;
+    if (!has_consumer_tables) return Ok{};
+    const std::pair<Statement*, const char*> statements[] = {
+        {&consumer_offsets,
+         "SELECT partition_id, next_offset FROM consumer_offsets WHERE group_id = ?1 AND topic = "
+         "?2 "
+         "ORDER BY partition_id"},
+        {&set_consumer_offset,
+         "INSERT INTO consumer_offsets (group_id, topic, partition_id, next_offset) "
+         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (group_id, topic, partition_id) "
+         "DO UPDATE SET next_offset = excluded.next_offset"},
+        {&consumer_wallet_version,
+         "SELECT version FROM consumer_wallets WHERE group_id = ?1 AND wallet_id = ?2"},
+        {&set_consumer_wallet_version,
+         "INSERT INTO consumer_wallets (group_id, wallet_id, version) VALUES (?1, ?2, ?3) "
+         "ON CONFLICT (group_id, wallet_id) DO UPDATE SET version = excluded.version"},
+        {&add_dead_letter,
+         "INSERT INTO consumer_dead_letters (group_id, topic, partition_id, message_offset, "
+         "attempts, error, "
+         "at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING"},
+        {&dead_letter_count, "SELECT count(*) FROM consumer_dead_letters WHERE group_id = ?1"},
+        {&consumer_groups, "SELECT DISTINCT group_id FROM consumer_offsets ORDER BY group_id"},
+    };
+    for (const auto& [statement, sql] : statements) {
+      const int rc = statement->prepare(db, sql);
+      if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, sql));
+    }
+    return Ok{};
+  }
+
   Status<StoreError> prepare_control() {
     const std::pair<Statement*, const char*> statements[] = {
         {&begin, "BEGIN IMMEDIATE"},     {&commit, "COMMIT"},
@@ -758,7 +843,14 @@ std::string SqliteReadStore::path_in(const std::string& data_dir) {
 
 Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open(
     const std::string& data_dir, Access access) {
-  const std::string path = path_in(data_dir);
+  return open_file(path_in(data_dir), access);
+}
+
+Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
+    const std::string& path, Access access) {
+  const std::string data_dir = std::filesystem::path(path).parent_path().string().empty()
+                                   ? std::string(".")
+                                   : std::filesystem::path(path).parent_path().string();
   const bool read_only = access == Access::kReadOnly;
   std::error_code ec;
   if (read_only && !std::filesystem::exists(path, ec)) {
@@ -784,14 +876,24 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open(
   const std::string pragmas =
       read_only
           ? "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1; PRAGMA cache_size = -16384"
-          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;"
+          : "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
             " PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 20000;"
             " PRAGMA foreign_keys = OFF";
-  if (auto s = exec(impl->db, pragmas, "configuring " + path); !s) return fail(s.error());
+  // Two processes opening one new file at once (members of a consumer group): the switch to
+  // WAL of one makes the other's fail with SQLITE_BUSY at once, without the busy handler.
+  constexpr int kConfigureBusyTriesMax = 50;  // 100 ms apart
+  int rc = SQLITE_OK;
+  for (int tries = 1;; ++tries) {
+    rc = sqlite3_exec(impl->db, pragmas.c_str(), nullptr, nullptr, nullptr);
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= kConfigureBusyTriesMax) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "configuring " + path));
   if (auto s = impl->create_or_check_schema(path); !s) return fail(s.error());
   if (auto s = impl->prepare_control(); !s) return fail(s.error());
   if (auto s = impl->queries.prepare(impl->db); !s) return fail(s.error());
   if (auto s = impl->live.prepare(impl->db, "", ""); !s) return fail(s.error());
+  if (auto s = impl->prepare_consumer(); !s) return fail(s.error());
   return std::unique_ptr<SqliteReadStore>(new SqliteReadStore(std::move(impl)));
 }
 
@@ -1368,6 +1470,92 @@ Status<StoreError> SqliteEventLog::begin_snapshot() {
 
 void SqliteEventLog::end_snapshot() {
   if (sqlite3_get_autocommit(impl_->db) == 0) (void)exec(impl_->db, "COMMIT", "end snapshot");
+}
+
+}  // namespace wallex
+
+// ================================================================================ consumer state
+
+namespace wallex {
+
+Result<std::vector<PartitionOffset>, StoreError> SqliteReadStore::consumer_offsets(
+    std::string_view group, std::string_view topic) {
+  if (!impl_->has_consumer_tables) return std::vector<PartitionOffset>{};
+  Statement& s = impl_->consumer_offsets;
+  s.bind(1, group);
+  s.bind(2, topic);
+  return collect<PartitionOffset>(
+      impl_->db, s, "reading consumer offsets",
+      [](const Statement& row) -> Result<PartitionOffset, StoreError> {
+        return PartitionOffset{static_cast<int>(row.int64(0)), row.int64(1)};
+      });
+}
+
+Status<StoreError> SqliteReadStore::set_consumer_offset(std::string_view group,
+                                                        std::string_view topic,
+                                                        const PartitionOffset& offset) {
+  WALLEX_CHECK(impl_->has_consumer_tables);
+  Statement& s = impl_->set_consumer_offset;
+  s.bind(1, group);
+  s.bind(2, topic);
+  s.bind(3, static_cast<std::int64_t>(offset.partition));
+  s.bind(4, offset.next_offset);
+  return run(impl_->db, s, "writing a consumer offset");
+}
+
+Result<std::optional<std::int64_t>, StoreError> SqliteReadStore::consumer_wallet_version(
+    std::string_view group, std::string_view wallet_id) {
+  if (!impl_->has_consumer_tables) return std::optional<std::int64_t>{};
+  Statement& s = impl_->consumer_wallet_version;
+  s.bind(1, group);
+  s.bind(2, wallet_id);
+  return first_of(collect<std::int64_t>(
+      impl_->db, s, "reading a consumer wallet version",
+      [](const Statement& row) -> Result<std::int64_t, StoreError> { return row.int64(0); }));
+}
+
+Status<StoreError> SqliteReadStore::set_consumer_wallet_version(std::string_view group,
+                                                                std::string_view wallet_id,
+                                                                std::int64_t version) {
+  WALLEX_CHECK(impl_->has_consumer_tables);
+  Statement& s = impl_->set_consumer_wallet_version;
+  s.bind(1, group);
+  s.bind(2, wallet_id);
+  s.bind(3, version);
+  return run(impl_->db, s, "writing a consumer wallet version");
+}
+
+Status<StoreError> SqliteReadStore::add_dead_letter(std::string_view group,
+                                                    const DeadLetterRecord& letter) {
+  WALLEX_CHECK(impl_->has_consumer_tables);
+  Statement& s = impl_->add_dead_letter;
+  s.bind(1, group);
+  s.bind(2, std::string_view(letter.topic));
+  s.bind(3, static_cast<std::int64_t>(letter.partition));
+  s.bind(4, letter.offset);
+  s.bind(5, static_cast<std::int64_t>(letter.attempts));
+  s.bind(6, std::string_view(letter.error));
+  s.bind(7, letter.at_ms);
+  return run(impl_->db, s, "recording a dead letter");
+}
+
+Result<std::int64_t, StoreError> SqliteReadStore::dead_letter_count(std::string_view group) {
+  if (!impl_->has_consumer_tables) return std::int64_t{0};
+  Statement& s = impl_->dead_letter_count;
+  s.bind(1, group);
+  auto rows = collect<std::int64_t>(
+      impl_->db, s, "counting dead letters",
+      [](const Statement& row) -> Result<std::int64_t, StoreError> { return row.int64(0); });
+  if (!rows) return fail(rows.error());
+  return rows.value().empty() ? 0 : rows.value().front();
+}
+
+Result<std::vector<std::string>, StoreError> SqliteReadStore::consumer_groups() {
+  if (!impl_->has_consumer_tables) return std::vector<std::string>{};
+  return collect<std::string>(impl_->db, impl_->consumer_groups, "listing consumer groups",
+                              [](const Statement& row) -> Result<std::string, StoreError> {
+                                return std::string(row.text(0));
+                              });
 }
 
 }  // namespace wallex

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "kafka/consumer_state_store.h"
 #include "projection/event_log.h"
 #include "projection/read_store.h"
 
@@ -23,12 +24,18 @@ namespace wallex {
 // version is replaced by an empty one when opened for writing (it is rebuilt from the log).
 inline constexpr int kReadSchemaVersion = 2;
 
-class SqliteReadStore final : public ReadStore {
+// Also the ConsumerStateStore of the consumer-group projectors: their tables (consumer_offsets,
+// consumer_wallets, consumer_dead_letters) live in the same file as the rows they describe, so
+// both are written in one transaction. They are created on a read-write open when missing.
+class SqliteReadStore final : public ReadStore, public ConsumerStateStore {
  public:
   enum class Access { kReadWrite, kReadOnly };
   // kReadWrite creates read.db and its schema when missing; kReadOnly fails when it is missing.
   static Result<std::unique_ptr<SqliteReadStore>, StoreError> open(const std::string& data_dir,
                                                                    Access access);
+  // The same on a file of any name (a Kafka-built read store: `wallex project --read-db`).
+  static Result<std::unique_ptr<SqliteReadStore>, StoreError> open_file(const std::string& path,
+                                                                        Access access);
   static std::string path_in(const std::string& data_dir);
   ~SqliteReadStore() override;
 
@@ -78,6 +85,19 @@ class SqliteReadStore final : public ReadStore {
 
   Status<StoreError> begin_rebuild() override;
   Status<StoreError> finish_rebuild(const std::vector<Checkpoint>& checkpoints) override;
+
+  Result<std::vector<PartitionOffset>, StoreError> consumer_offsets(
+      std::string_view group, std::string_view topic) override;
+  Status<StoreError> set_consumer_offset(std::string_view group, std::string_view topic,
+                                         const PartitionOffset& offset) override;
+  Result<std::optional<std::int64_t>, StoreError> consumer_wallet_version(
+      std::string_view group, std::string_view wallet_id) override;
+  Status<StoreError> set_consumer_wallet_version(std::string_view group, std::string_view wallet_id,
+                                                 std::int64_t version) override;
+  Status<StoreError> add_dead_letter(std::string_view group,
+                                     const DeadLetterRecord& letter) override;
+  Result<std::int64_t, StoreError> dead_letter_count(std::string_view group) override;
+  Result<std::vector<std::string>, StoreError> consumer_groups() override;
 
   struct Impl;
 
