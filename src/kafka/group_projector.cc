@@ -13,6 +13,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "kafka/consumer_message.h"
+#include "kafka/kafka_config.h"
 
 namespace wallex {
 namespace {
@@ -30,21 +31,9 @@ void forward_log(const rd_kafka_t* /*rk*/, int level, const char* facility, cons
   }
 }
 
-Result<rd_kafka_conf_t*, std::string> make_config(
-    std::vector<std::pair<std::string, std::string>> properties,
-    const std::vector<std::pair<std::string, std::string>>& overrides) {
-  for (const auto& property : overrides) properties.push_back(property);
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char error[512];
-  for (const auto& [key, value] : properties) {
-    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), error, sizeof error) !=
-        RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return fail("kafka property " + key + "=" + value + ": " + error);
-    }
-  }
-  rd_kafka_conf_set_log_cb(conf, forward_log);
-  return conf;
+Result<rd_kafka_conf_t*, std::string> make_config(const KafkaProperties& defaults,
+                                                  const KafkaProperties& overrides) {
+  return make_kafka_config(defaults, overrides, forward_log);
 }
 
 struct Message {

@@ -11,6 +11,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "kafka/kafka_config.h"
 
 namespace wallex {
 namespace {
@@ -38,17 +39,10 @@ Result<rd_kafka_t*, std::string> make_client(const GroupWatchOptions& options, r
     properties.emplace_back("group.id", group);
     properties.emplace_back("enable.auto.commit", "false");
   }
-  for (const auto& property : options.config) properties.push_back(property);
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  auto made = make_kafka_config(properties, options.config, quiet_log);
+  if (!made) return fail(made.error());
+  rd_kafka_conf_t* conf = made.value();
   char error[512];
-  for (const auto& [key, value] : properties) {
-    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), error, sizeof error) !=
-        RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return fail("kafka property " + key + "=" + value + ": " + error);
-    }
-  }
-  rd_kafka_conf_set_log_cb(conf, quiet_log);
   rd_kafka_t* client = rd_kafka_new(type, conf, error, sizeof error);
   if (client == nullptr) {
     rd_kafka_conf_destroy(conf);

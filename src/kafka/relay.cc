@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "kafka/delivery_window.h"
 #include "kafka/group_watch.h"
+#include "kafka/kafka_config.h"
 #include "kafka/lag_histogram.h"
 
 namespace wallex {
@@ -35,8 +36,7 @@ void forward_log(const rd_kafka_t* /*rk*/, int level, const char* facility, cons
 
 // Wallex's producer defaults, then the caller's properties (which win).
 Result<rd_kafka_conf_t*, std::string> make_config(const RelayOptions& options, bool idempotent) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  std::vector<std::pair<std::string, std::string>> properties = {
+  KafkaProperties properties = {
       {"bootstrap.servers", options.brokers},
       {"client.id", "wallex-relay"},
       {"acks", "all"},
@@ -56,17 +56,7 @@ Result<rd_kafka_conf_t*, std::string> make_config(const RelayOptions& options, b
       {"log_level", "4"},
   };
   if (idempotent) properties.emplace_back("enable.idempotence", "true");
-  for (const auto& property : options.config) properties.push_back(property);
-  char error[512];
-  for (const auto& [key, value] : properties) {
-    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), error, sizeof error) !=
-        RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return fail("kafka property " + key + "=" + value + ": " + error);
-    }
-  }
-  rd_kafka_conf_set_log_cb(conf, forward_log);
-  return conf;
+  return make_kafka_config(properties, options.config, forward_log);
 }
 
 }  // namespace

@@ -82,7 +82,8 @@ Status<StoreError> WalletService::start() {
   return Ok{};
 }
 
-void WalletService::submit(CommandRequest request, ReplyCallback done) {
+template <typename Push>
+void WalletService::enqueue(ReplyCallback& done, Push push) {
   std::optional<Reply> refusal;
   {
     std::lock_guard lock(queue_mutex_);
@@ -93,7 +94,7 @@ void WalletService::submit(CommandRequest request, ReplyCallback done) {
     } else if (queue_.size() + reads_.size() >= options_.queue_length_max) {
       refusal = error_reply(ErrorCode::kOverloaded, "Too many requests are waiting; retry shortly");
     } else {
-      queue_.push_back(Pending{std::move(request), std::move(done)});
+      push();
     }
   }
   if (refusal) {
@@ -101,6 +102,10 @@ void WalletService::submit(CommandRequest request, ReplyCallback done) {
     return;
   }
   queue_ready_.notify_one();
+}
+
+void WalletService::submit(CommandRequest request, ReplyCallback done) {
+  enqueue(done, [&] { queue_.push_back(Pending{std::move(request), std::move(done)}); });
 }
 
 void WalletService::read_wallet(std::string id, ReplyCallback done) {
@@ -113,24 +118,7 @@ void WalletService::read_wallet(std::string id, ReplyCallback done) {
     }
     return;
   }
-  std::optional<Reply> refusal;
-  {
-    std::lock_guard lock(queue_mutex_);
-    if (!accepting_ || store_failed_.load()) {
-      refusal = store_failed_.load()
-                    ? error_reply(ErrorCode::kStoreUnavailable, "The store has failed")
-                    : error_reply(ErrorCode::kShuttingDown, "The service is shutting down");
-    } else if (queue_.size() + reads_.size() >= options_.queue_length_max) {
-      refusal = error_reply(ErrorCode::kOverloaded, "Too many requests are waiting; retry shortly");
-    } else {
-      reads_.push_back(PendingRead{std::move(id), std::move(done)});
-    }
-  }
-  if (refusal) {
-    done(std::move(*refusal));
-    return;
-  }
-  queue_ready_.notify_one();
+  enqueue(done, [&] { reads_.push_back(PendingRead{std::move(id), std::move(done)}); });
 }
 
 std::optional<WalletState> WalletService::find_wallet(std::string_view id) const {

@@ -143,6 +143,10 @@ class WalletService {
   void run();
   // Moves up to batch_commands_max queued commands into `batch`; false once stopped and drained.
   bool take_batch(std::deque<Pending>& batch, std::vector<PendingRead>& reads, bool wait);
+  // Queues a command or a read through `push` (called under queue_mutex_), or answers `done` at
+  // once when the service cannot take it (failed store, shutting down, full queue).
+  template <typename Push>
+  void enqueue(ReplyCallback& done, Push push);
   void process_batch(std::deque<Pending>& batch);
   // Answers queued reads of a shared store from one store query.
   void process_reads(std::vector<PendingRead>& reads);

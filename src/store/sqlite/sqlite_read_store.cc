@@ -761,13 +761,18 @@ struct SqliteReadStore::Impl {
     }
     if (user_version.value() < kReadSchemaVersion && !read_only) {
       // Written by an older Wallex. The read side is derived from the log: start it afresh (the
-      // projectors catch up from position 0), rather than refusing to serve.
-      std::string script = "BEGIN IMMEDIATE;";
+      // projectors catch up from position 0), rather than refusing to serve. A consumer-group
+      // projector's offsets and wallet versions describe the dropped rows: they go too. (Inside
+      // create_or_check_schema's transaction.)
+      std::string script;
       for (const char* table : kTableNames) {
         script += std::string("DROP TABLE IF EXISTS ") + table + "; DROP TABLE IF EXISTS " + table +
                   "_next;";
       }
-      script += "DROP TABLE IF EXISTS checkpoints;" + schema_script("") + "COMMIT;";
+      script +=
+          "DROP TABLE IF EXISTS checkpoints; DROP TABLE IF EXISTS consumer_offsets;"
+          " DROP TABLE IF EXISTS consumer_wallets; DROP TABLE IF EXISTS consumer_dead_letters;" +
+          schema_script("");
       return exec(
           db, script,
           "replacing a read side of schema version " + std::to_string(user_version.value()));
