@@ -246,6 +246,9 @@ int serve(const ServeConfig& config) {
     query_store = std::move(opened_query_store).value();
     SharedReadSideOptions shared_options;
     shared_options.runner = runner_options;
+    // Commits of other instances reach the projecting instance only by polling the log head
+    // (one indexed single-row read): poll often.
+    shared_options.runner.poll_interval_ms = std::min(runner_options.poll_interval_ms, 100);
     shared_read_side = std::make_unique<PgSharedReadSide>(
         config.store_url, instance_name(config), clock, shared_options);
     if (auto opened_shared = shared_read_side->open(); !opened_shared) {

@@ -90,14 +90,16 @@ void PgSharedReadSide::notify_waiting() {
 }
 
 void PgSharedReadSide::run() {
+  bool first = true;  // try the lease at once: a lone instance projects from its start
   while (true) {
-    {
+    if (!first) {
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, std::chrono::milliseconds(options_.checkpoint_poll_interval_ms),
                      [this] { return woken_ || stopping_; });
       if (stopping_) return;
       woken_ = false;
     }
+    first = false;
     if (std::chrono::steady_clock::now() >= next_lease_attempt_) {
       manage_lease();
       next_lease_attempt_ = std::chrono::steady_clock::now() +
