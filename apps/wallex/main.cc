@@ -33,6 +33,7 @@
 #include "service/wallet_service.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_migrations.h"
+#include "store/postgres/pg_leased_relay.h"
 #include "store/postgres/pg_read_store.h"
 #include "store/postgres/pg_shared_read_side.h"
 #include "store/postgres/pg_store.h"
@@ -182,12 +183,6 @@ int serve(const ServeConfig& config) {
   std::unique_ptr<EventLog> event_log;
   const bool postgres = is_postgres_url(config.store_url);
   if (postgres) {
-    if (!config.kafka_brokers.empty()) {
-      // Every instance would publish the whole shared log: the single-relay lease is not built.
-      log::error("--kafka-brokers is not supported with a PostgreSQL store yet (every instance "
-                 "would publish every event); run without it");
-      return 2;
-    }
     auto opened = PgStore::open(config.store_url);  // refuses pending migrations, newer schema
     if (!opened) {
       log::error("cannot open store: " + opened.error().message);
@@ -299,7 +294,19 @@ int serve(const ServeConfig& config) {
   std::unique_ptr<SqliteEventLog> relay_log;
   std::unique_ptr<SqliteRelayCheckpoint> relay_checkpoint;
   std::unique_ptr<Relay> relay;
-  if (!config.kafka_brokers.empty()) {
+  // On PostgreSQL: the relay lease decides which instance relays (pg_leased_relay.h).
+  std::unique_ptr<PgLeasedRelay> leased_relay;
+  if (!config.kafka_brokers.empty() && postgres) {
+    auto relay_options = relay_options_from(config.kafka_brokers, config.kafka_config,
+                                            config.kafka_in_flight_max);
+    if (!relay_options) return 2;
+    leased_relay = std::make_unique<PgLeasedRelay>(config.store_url, instance_name(config),
+                                                   clock, *relay_options);
+    if (auto opened = leased_relay->open(); !opened) {
+      log::error("cannot start the Kafka relay: " + opened.error());
+      return 2;
+    }
+  } else if (!config.kafka_brokers.empty()) {
     auto relay_options = relay_options_from(config.kafka_brokers, config.kafka_config,
                                             config.kafka_in_flight_max);
     if (!relay_options) return 2;
@@ -321,10 +328,12 @@ int serve(const ServeConfig& config) {
       return 2;
     }
   }
-  service_options.on_commit = [runner, shared, relay = relay.get()](std::int64_t last_position) {
+  service_options.on_commit = [runner, shared, relay = relay.get(),
+                               leased = leased_relay.get()](std::int64_t last_position) {
     if (runner != nullptr) runner->notify_head(last_position);
     if (shared != nullptr) shared->notify_head(last_position);
     if (relay != nullptr) relay->notify_head(last_position);
+    if (leased != nullptr) leased->notify_head(last_position);
   };
 
   WalletService service(*store, clock, ids, service_options);
@@ -336,13 +345,16 @@ int serve(const ServeConfig& config) {
   if (runner != nullptr) runner->start();
   if (shared != nullptr) shared->start();
   if (relay) relay->start();
+  if (leased_relay) leased_relay->start();
   ReadSideAccess read_side{&queries, runner, {}, {}, {}};
   if (shared != nullptr) {
     read_side.shared_statuses = [shared] { return shared->statuses(); };
     read_side.projection_lease_holder = [shared] { return shared->holder(); };
     read_side.instance_name = shared->instance_name();
   }
-  RequestHandler handler(service, ids, read_side, relay.get());
+  KafkaMonitor* kafka_monitor = relay ? static_cast<KafkaMonitor*>(relay.get())
+                                      : static_cast<KafkaMonitor*>(leased_relay.get());
+  RequestHandler handler(service, ids, read_side, kafka_monitor);
   ServerOptions server_options;
   server_options.host = config.host;
   server_options.port = static_cast<std::uint16_t>(config.port);
@@ -360,6 +372,7 @@ int serve(const ServeConfig& config) {
     if (runner != nullptr) runner->stop();
     if (shared != nullptr) shared->stop();
     if (relay) relay->stop();
+    if (leased_relay) leased_relay->stop();
     return 1;
   }
   server.start();
@@ -380,6 +393,7 @@ int serve(const ServeConfig& config) {
   if (runner != nullptr) runner->stop();
   if (shared != nullptr) shared->stop();
   if (relay) relay->stop();  // waits for outstanding deliveries (≤ 5 s), saves its position
+  if (leased_relay) leased_relay->stop();  // the same, then gives the relay lease up
   log::info("stopped");
   return fatal.load() ? 3 : 0;
 }

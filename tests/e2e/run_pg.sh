@@ -2,7 +2,7 @@
 # Runs the end-to-end suites of the wallet service and the read side against PostgreSQL: every
 # server gets a fresh database on the cluster $WALLEX_PG_URL names (run it through
 # scripts/with-pg.sh, which starts one), then the scale-out test (several instances on one
-# database). Usage: scripts/with-pg.sh tests/e2e/run_pg.sh path/to/wallex [unittest args...]
+# database) and the relay lease against `wallex dev-kafka`. Usage: scripts/with-pg.sh tests/e2e/run_pg.sh path/to/wallex [unittest args...]
 #
 # Not run here: test_hostile (malformed HTTP, slow clients, connection limits: the transport,
 # which does not depend on the store; it runs in e2e_tests).
@@ -21,4 +21,4 @@ export WALLEX_BIN
 export WALLEX_E2E_STORE=postgresql
 shift
 cd "$(dirname "${BASH_SOURCE[0]}")"
-exec python3 -m unittest -v "$@" test_e2e test_concurrency test_read_side test_scale_out
+exec python3 -m unittest -v "$@" test_e2e test_concurrency test_read_side test_scale_out test_pg_relay
