@@ -2,10 +2,13 @@
 # Runs the end-to-end suites of the wallet service and the read side against PostgreSQL: every
 # server gets a fresh database on the cluster $WALLEX_PG_URL names (run it through
 # scripts/with-pg.sh, which starts one), then the scale-out test (several instances on one
-# database) and the relay lease against `wallex dev-kafka`. Usage: scripts/with-pg.sh tests/e2e/run_pg.sh path/to/wallex [unittest args...]
+# database) and the relay lease against `wallex dev-kafka` (test_pg_relay).
 #
-# Not run here: test_hostile (malformed HTTP, slow clients, connection limits: the transport,
-# which does not depend on the store; it runs in e2e_tests).
+#   scripts/with-pg.sh tests/e2e/run_pg.sh path/to/wallex [unittest args...]
+#
+# Not run here, by name: test_hostile (malformed HTTP, slow clients, connection limits: the HTTP
+# transport, which never touches the store; it runs in e2e_tests) and test_kafka (one instance
+# relaying its own log; on PostgreSQL the relay is covered by test_pg_relay).
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
