@@ -525,8 +525,15 @@ class CrashTests(FreshServerCase):
             for i in range(60):
                 self.credit(ids[i % len(ids)], Raw("1.11"))
             self.transfer(ids[0], ids[1], 1)
-            health = self.get("/health").json
-            behind = health["projections"]["ledger"]["positionsBehind"]
+            # On PostgreSQL the lag comes from the shared checkpoints and the log head, polled
+            # every 100 ms: allow it a moment to show.
+            deadline = time.monotonic() + 5
+            while True:
+                health = self.get("/health").json
+                behind = health["projections"]["ledger"]["positionsBehind"]
+                if behind > 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             self.assertGreater(behind, 0, health)
             self.server.kill9()
         finally:

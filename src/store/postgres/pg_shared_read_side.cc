@@ -100,16 +100,17 @@ void PgSharedReadSide::run() {
       woken_ = false;
     }
     first = false;
-    if (std::chrono::steady_clock::now() >= next_lease_attempt_) {
+    const bool lease_round = std::chrono::steady_clock::now() >= next_lease_attempt_;
+    if (lease_round) {
       manage_lease();
       next_lease_attempt_ = std::chrono::steady_clock::now() +
                             std::chrono::milliseconds(options_.lease_retry_interval_ms);
     }
-    poll();
+    poll(lease_round);
   }
 }
 
-void PgSharedReadSide::poll() {
+void PgSharedReadSide::poll(bool refresh_holder) {
   auto stored = poll_store_->checkpoints();
   auto head = poll_log_->last_position();
   if (!stored || !head) {
@@ -142,15 +143,16 @@ void PgSharedReadSide::poll() {
     }
     statuses.push_back(std::move(s));
   }
+  // Who holds the lease changes only on a lease round (about once a second).
   std::optional<std::string> holder;
-  if (lease_) {
+  if (lease_ && refresh_holder) {
     auto found = lease_->holder();
-    if (found) holder = found.value();
+    if (found) holder = found.value().value_or("");
   }
   {
     std::lock_guard lock(mutex_);
     statuses_ = std::move(statuses);
-    if (lease_) holder_ = holder.value_or("");
+    if (holder) holder_ = *holder;
   }
   if (moved && on_progress_) on_progress_();
 }

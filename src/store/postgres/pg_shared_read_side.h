@@ -74,7 +74,7 @@ class PgSharedReadSide {
 
  private:
   void run();
-  void poll();
+  void poll(bool refresh_holder);
   void manage_lease();
   void stop_runner();
 
