@@ -13,6 +13,7 @@
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_lease.h"
 #include "store/postgres/pg_read_store.h"
+#include "store/postgres/pg_shared_read_side.h"
 #include "store/postgres/pg_store.h"
 #include "unit/projection_fixture.h"
 
@@ -207,6 +208,81 @@ TEST(PgLeaseTest, OneHolderAtATimeAndFailoverWhenItsSessionEnds) {
   EXPECT_FALSE(a.value()->try_acquire().ok());  // a lost connection is reported, never "held"
   EXPECT_EQ(b.value()->holder().value(), std::optional<std::string>("instance-b"));
   EXPECT_FALSE(PgLease::open(database->url(), kProjectionLeaseKey, std::string(49, 'x')).ok());
+}
+
+
+// Two instances' read sides on one database: one projects, both see its checkpoints; when the
+// projecting one stops (its session ends), the other takes over and projects what came since.
+TEST(PgSharedReadSideTest, OneProjectsBothSeeItAndTheOtherTakesOver) {
+  auto database = PgDatabase::create();
+  ASSERT_NE(database, nullptr);
+  auto writer = PgStore::open(database->url());
+  ASSERT_TRUE(writer.ok());
+  std::int64_t version = -1;
+  std::int64_t balance = 0;
+  auto commit_credit = [&](std::int64_t cents) {
+    CommitBatch batch;
+    CommitBatch::Entry entry;
+    Event event;
+    event.wallet_id = "w";
+    event.occurred_at_ms = 1'000 + version + 1;
+    if (version < 0) {
+      event.type = EventType::kWalletCreated;
+      event.owner_id = "o";
+    } else {
+      event.type = EventType::kWalletCredited;
+      event.amount = Money::from_minor(cents);
+    }
+    event.version = version + 1;
+    entry.events = {event};
+    batch.entries = {entry};
+    if (version >= 0) balance += cents;
+    batch.wallets = {WalletWrite{WalletState{"w", "o", Money::from_minor(balance), version + 1,
+                                             1'000, 1'000 + version + 1},
+                                 version}};
+    auto done = writer.value()->commit(batch);
+    ASSERT_TRUE(done.ok()) << done.error().message;
+    ++version;
+  };
+  commit_credit(0);
+  commit_credit(150);
+
+  ManualClock clock{1'764'000'000'000};
+  SharedReadSideOptions options;
+  options.lease_retry_interval_ms = 50;
+  options.checkpoint_poll_interval_ms = 10;
+  options.runner.batch_interval_ms = 10;
+  options.runner.poll_interval_ms = 10;
+  auto a = std::make_unique<PgSharedReadSide>(database->url(), "a", clock, options);
+  auto b = std::make_unique<PgSharedReadSide>(database->url(), "b", clock, options);
+  ASSERT_TRUE(a->open().ok());
+  ASSERT_TRUE(b->open().ok());
+  a->start();
+  auto wait_for = [](auto&& condition) {
+    for (int i = 0; i < 500 && !condition(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return condition();
+  };
+  ASSERT_TRUE(wait_for([&] { return a->holds_lease(); }));
+  b->start();
+  EXPECT_TRUE(wait_for([&] { return b->checkpoint(ProjectorId::kLedger) == 2; }));
+  EXPECT_TRUE(wait_for([&] { return b->holder() == "a"; }));
+  EXPECT_FALSE(b->holds_lease());
+
+  a->stop();  // ends a's lease session
+  commit_credit(25);
+  EXPECT_TRUE(wait_for([&] { return b->holds_lease(); }));
+  EXPECT_TRUE(wait_for([&] { return b->checkpoint(ProjectorId::kLedger) == 3; }));
+  for (const ProjectorStatus& status : b->statuses()) {
+    EXPECT_EQ(status.position, 3);
+    EXPECT_EQ(status.positions_behind, 0);
+  }
+  b->stop();
+  auto reader = PgReadStore::open(database->url());
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(reader.value()->ledger_wallet("w").value()->balance, Money::from_minor(175));
+  EXPECT_EQ(reader.value()->scan_entries(0, 10).value().size(), 2u);
 }
 
 }  // namespace
