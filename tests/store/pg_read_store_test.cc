@@ -3,6 +3,8 @@
 // projectors at once (a lease hand-over) never apply an event twice; a read pins one snapshot;
 // the lease admits one holder and fails over when its session ends. A real PostgreSQL
 // (scripts/with-pg.sh), a fresh database per test.
+#include "store/postgres/pg_read_store.h"
+
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -12,7 +14,6 @@
 #include "projection/verify.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_lease.h"
-#include "store/postgres/pg_read_store.h"
 #include "store/postgres/pg_shared_read_side.h"
 #include "store/postgres/pg_store.h"
 #include "unit/projection_fixture.h"
@@ -94,7 +95,8 @@ TEST_F(PgReadStoreTest, AnswersQueriesLikeTheEmbeddedReadSide) {
   EXPECT_EQ(pg->list_read_wallets("w2", std::string("owner1"), 3).value(),
             sqlite.list_read_wallets("w2", std::string("owner1"), 3).value());
   EXPECT_EQ(pg->wallet_events("w1", 2, 5).value(), sqlite.wallet_events("w1", 2, 5).value());
-  EXPECT_EQ(pg->wallet_event_at("w1", middle).value(), sqlite.wallet_event_at("w1", middle).value());
+  EXPECT_EQ(pg->wallet_event_at("w1", middle).value(),
+            sqlite.wallet_event_at("w1", middle).value());
   EXPECT_EQ(pg->ledger_wallet("w4").value(), sqlite.ledger_wallet("w4").value());
   EXPECT_EQ(pg->read_wallet("w5").value(), sqlite.read_wallet("w5").value());
   EXPECT_FALSE(pg->read_wallet("nope").value().has_value());
@@ -210,7 +212,6 @@ TEST(PgLeaseTest, OneHolderAtATimeAndFailoverWhenItsSessionEnds) {
   EXPECT_FALSE(PgLease::open(database->url(), kProjectionLeaseKey, std::string(49, 'x')).ok());
 }
 
-
 // Two instances' read sides on one database: one projects, both see its checkpoints; when the
 // projecting one stops (its session ends), the other takes over and projects what came since.
 TEST(PgSharedReadSideTest, OneProjectsBothSeeItAndTheOtherTakesOver) {
@@ -237,9 +238,9 @@ TEST(PgSharedReadSideTest, OneProjectsBothSeeItAndTheOtherTakesOver) {
     entry.events = {event};
     batch.entries = {entry};
     if (version >= 0) balance += cents;
-    batch.wallets = {WalletWrite{WalletState{"w", "o", Money::from_minor(balance), version + 1,
-                                             1'000, 1'000 + version + 1},
-                                 version}};
+    batch.wallets = {WalletWrite{
+        WalletState{"w", "o", Money::from_minor(balance), version + 1, 1'000, 1'000 + version + 1},
+        version}};
     auto done = writer.value()->commit(batch);
     ASSERT_TRUE(done.ok()) << done.error().message;
     ++version;

@@ -18,13 +18,12 @@ PgLease::~PgLease() {
   }
 }
 
-Result<std::unique_ptr<PgLease>, StoreError> PgLease::open(const std::string& url,
-                                                           std::int64_t key,
+Result<std::unique_ptr<PgLease>, StoreError> PgLease::open(const std::string& url, std::int64_t key,
                                                            const std::string& holder_name) {
   if (holder_name.empty() || holder_name.size() > kHolderNameMax) {
-    return fail(StoreError{StoreErrorKind::kOther,
-                           "lease holder name must be 1-" + std::to_string(kHolderNameMax) +
-                               " characters: " + holder_name});
+    return fail(StoreError{StoreErrorKind::kOther, "lease holder name must be 1-" +
+                                                       std::to_string(kHolderNameMax) +
+                                                       " characters: " + holder_name});
   }
   auto connected = PgConnection::connect(url);
   if (!connected) return fail(connected.error());
@@ -39,8 +38,7 @@ Result<bool, StoreError> PgLease::try_acquire() {
     if (check()) return true;
     return fail(StoreError{StoreErrorKind::kIo, "the lease's connection was lost"});
   }
-  auto locked =
-      connection_->exec("SELECT pg_try_advisory_lock(" + std::to_string(key_) + ")");
+  auto locked = connection_->exec("SELECT pg_try_advisory_lock(" + std::to_string(key_) + ")");
   if (!locked) return fail(locked.error());
   held_ = locked.value().text(0, 0) == "t";
   return held_;
@@ -63,8 +61,11 @@ Result<std::optional<std::string>, StoreError> PgLease::holder() {
       "SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
       " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
       " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-      " AND l.classid::bigint = ((" + key + "::bigint >> 32) & 4294967295)"
-      " AND l.objid::bigint = (" + key + "::bigint & 4294967295) LIMIT 1");
+      " AND l.classid::bigint = ((" +
+      key +
+      "::bigint >> 32) & 4294967295)"
+      " AND l.objid::bigint = (" +
+      key + "::bigint & 4294967295) LIMIT 1");
   if (!rows) return fail(rows.error());
   if (rows.value().rows() == 0) return std::optional<std::string>();
   std::string name(rows.value().text(0, 0));

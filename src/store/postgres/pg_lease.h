@@ -37,8 +37,7 @@ class PgLease {
   // `holder_name` identifies this instance to others (GET /health); at most 48 characters
   // (PostgreSQL truncates application_name at 63 bytes; "wallex " is prefixed).
   static constexpr std::size_t kHolderNameMax = 48;
-  static Result<std::unique_ptr<PgLease>, StoreError> open(const std::string& url,
-                                                           std::int64_t key,
+  static Result<std::unique_ptr<PgLease>, StoreError> open(const std::string& url, std::int64_t key,
                                                            const std::string& holder_name);
   ~PgLease();
   PgLease(const PgLease&) = delete;

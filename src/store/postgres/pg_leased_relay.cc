@@ -66,7 +66,9 @@ Status<std::string> PgLeasedRelay::open() {
   return probe.open();
 }
 
-void PgLeasedRelay::start() { thread_ = std::thread([this] { run(); }); }
+void PgLeasedRelay::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void PgLeasedRelay::stop() {
   {

@@ -275,39 +275,40 @@ struct PgReadStore::Impl {
 
   Status<StoreError> flush() {
     if (buffered() == 0) return Ok{};
-    static const char* wallet_types[] = {"text[]", "text[]", "bigint[]",
+    static const char* wallet_types[] = {"text[]",   "text[]",   "bigint[]",
                                          "bigint[]", "bigint[]", "bigint[]"};
     static const char* ledger_wallet_types[] = {"text[]",   "bigint[]", "bigint[]", "bigint[]",
                                                 "bigint[]", "bigint[]", "bigint[]"};
-    static const char* entry_types[] = {"bigint[]", "text[]", "bigint[]", "text[]", "bigint[]",
-                                        "bigint[]", "bigint[]", "text[]", "text[]", "text[]",
-                                        "text[]", "bigint[]", "bigint[]"};
+    static const char* entry_types[] = {"bigint[]", "text[]",   "bigint[]", "text[]", "bigint[]",
+                                        "bigint[]", "bigint[]", "text[]",   "text[]", "text[]",
+                                        "text[]",   "bigint[]", "bigint[]"};
     static const char* event_wallet_types[] = {"text[]", "bigint[]", "bigint[]", "bigint[]"};
-    static const char* wallet_event_types[] = {"bigint[]", "text[]", "bigint[]",
-                                               "text[]",   "text[]", "text[]",
+    static const char* wallet_event_types[] = {"bigint[]", "text[]",   "bigint[]",
+                                               "text[]",   "text[]",   "text[]",
                                                "bigint[]", "bigint[]", "bigint[]"};
     const std::string rw = table("read_wallets");
     const std::string lw = table("ledger_wallets");
     const std::string ew = table("event_wallets");
     // The state rows never move backwards: an update must raise the version.
-    if (auto s = flush_one(read_wallets,
-                           "INSERT INTO " + rw + " (" + kWalletColumns + ")", wallet_types,
-                           " ON CONFLICT (id) DO UPDATE SET balance_minor = excluded.balance_minor,"
-                           " version = excluded.version, updated_at_ms = excluded.updated_at_ms"
-                           " WHERE " + rw + ".version < excluded.version",
-                           "writing the read model");
+    if (auto s =
+            flush_one(read_wallets, "INSERT INTO " + rw + " (" + kWalletColumns + ")", wallet_types,
+                      " ON CONFLICT (id) DO UPDATE SET balance_minor = excluded.balance_minor,"
+                      " version = excluded.version, updated_at_ms = excluded.updated_at_ms"
+                      " WHERE " +
+                          rw + ".version < excluded.version",
+                      "writing the read model");
         !s) {
       return s;
     }
-    if (auto s = flush_one(ledger_wallets,
-                           "INSERT INTO " + lw + " (" + kLedgerWalletColumns + ")",
+    if (auto s = flush_one(ledger_wallets, "INSERT INTO " + lw + " (" + kLedgerWalletColumns + ")",
                            ledger_wallet_types,
                            " ON CONFLICT (wallet_id) DO UPDATE SET version = excluded.version,"
                            " balance_minor = excluded.balance_minor,"
                            " credits_minor = excluded.credits_minor,"
                            " debits_minor = excluded.debits_minor,"
                            " entry_count = excluded.entry_count"
-                           " WHERE " + lw + ".version < excluded.version",
+                           " WHERE " +
+                               lw + ".version < excluded.version",
                            "writing ledger totals");
         !s) {
       return s;
@@ -318,12 +319,12 @@ struct PgReadStore::Impl {
         !s) {
       return s;
     }
-    if (auto s = flush_one(event_wallets,
-                           "INSERT INTO " + ew + " (" + kEventWalletColumns + ")",
+    if (auto s = flush_one(event_wallets, "INSERT INTO " + ew + " (" + kEventWalletColumns + ")",
                            event_wallet_types,
                            " ON CONFLICT (wallet_id) DO UPDATE SET version = excluded.version,"
                            " balance_minor = excluded.balance_minor"
-                           " WHERE " + ew + ".version < excluded.version",
+                           " WHERE " +
+                               ew + ".version < excluded.version",
                            "writing the event copy's state");
         !s) {
       return s;
@@ -464,11 +465,11 @@ Status<StoreError> PgReadStore::set_checkpoint(const Checkpoint& checkpoint) {
 
 Result<std::optional<WalletState>, StoreError> PgReadStore::read_wallet(std::string_view id) {
   if (auto s = impl_->flush_if(true); !s) return fail(s.error());
-  return first_of(rows_of<WalletState>(
-      impl_->exec(std::string("SELECT ") + kWalletColumns + " FROM " +
-                      impl_->table("read_wallets") + " WHERE id = $1",
-                  PgParams{id}),
-      wallet_at));
+  return first_of(
+      rows_of<WalletState>(impl_->exec(std::string("SELECT ") + kWalletColumns + " FROM " +
+                                           impl_->table("read_wallets") + " WHERE id = $1",
+                                       PgParams{id}),
+                           wallet_at));
 }
 
 Status<StoreError> PgReadStore::put_read_wallet(const WalletState& wallet) {
@@ -607,11 +608,11 @@ Result<std::vector<LedgerEntry>, StoreError> PgReadStore::scan_entries(std::int6
 
 Result<std::optional<EventWallet>, StoreError> PgReadStore::event_wallet(std::string_view id) {
   if (auto s = impl_->flush_if(true); !s) return fail(s.error());
-  return first_of(rows_of<EventWallet>(
-      impl_->exec(std::string("SELECT ") + kEventWalletColumns + " FROM " +
-                      impl_->table("event_wallets") + " WHERE wallet_id = $1",
-                  PgParams{id}),
-      event_wallet_row_at));
+  return first_of(
+      rows_of<EventWallet>(impl_->exec(std::string("SELECT ") + kEventWalletColumns + " FROM " +
+                                           impl_->table("event_wallets") + " WHERE wallet_id = $1",
+                                       PgParams{id}),
+                           event_wallet_row_at));
 }
 
 Status<StoreError> PgReadStore::put_event_wallet(const EventWallet& wallet) {

@@ -35,7 +35,9 @@ void PgSharedReadSide::set_on_progress(std::function<void()> on_progress) {
   on_progress_ = std::move(on_progress);
 }
 
-void PgSharedReadSide::start() { thread_ = std::thread([this] { run(); }); }
+void PgSharedReadSide::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void PgSharedReadSide::stop() {
   {
@@ -137,8 +139,8 @@ void PgSharedReadSide::poll(bool refresh_holder) {
       // The age of the oldest event not applied yet.
       auto next = poll_log_->read_events(position, 1);
       if (next && !next.value().empty()) {
-        s.ms_behind = std::max<TimestampMs>(
-            0, clock_.now_ms() - next.value().front().event.occurred_at_ms);
+        s.ms_behind =
+            std::max<TimestampMs>(0, clock_.now_ms() - next.value().front().event.occurred_at_ms);
       }
     }
     statuses.push_back(std::move(s));
@@ -185,8 +187,8 @@ void PgSharedReadSide::manage_lease() {
   }
   runner_log_ = std::move(log).value();
   runner_store_ = std::move(store).value();
-  auto runner = std::make_unique<ProjectionRunner>(*runner_log_, *runner_store_,
-                                                   make_projectors(), clock_, options_.runner);
+  auto runner = std::make_unique<ProjectionRunner>(*runner_log_, *runner_store_, make_projectors(),
+                                                   clock_, options_.runner);
   if (auto opened = runner->open(); !opened) {
     log::warn("read side: cannot open the projection: " + opened.error().message);
     runner_store_.reset();
