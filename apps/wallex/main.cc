@@ -36,6 +36,9 @@
 #include "service/wallet_service.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_migrations.h"
+#include "store/postgres/pg_leased_relay.h"
+#include "store/postgres/pg_read_store.h"
+#include "store/postgres/pg_shared_read_side.h"
 #include "store/postgres/pg_store.h"
 #include "store/sqlite/sqlite_read_store.h"
 #include "store/sqlite/sqlite_relay_checkpoint.h"
@@ -64,7 +67,17 @@ struct ServeConfig {
   std::string kafka_brokers;               // empty: no relay
   std::vector<std::string> kafka_config;   // key=value librdkafka properties
   std::size_t kafka_in_flight_max = 50'000;
+  std::string instance_name;  // empty: <hostname>:<port>:<pid>
 };
+
+// How this instance names itself to the others (the projection lease, GET /health).
+std::string instance_name(const ServeConfig& config) {
+  if (!config.instance_name.empty()) return config.instance_name;
+  char host[64] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return std::string(host).substr(0, 24) + ":" + std::to_string(config.port) + ":" +
+         std::to_string(getpid());
+}
 
 // The relay's options from the command line; nullopt (after logging why) on a malformed
 // --kafka-config.
@@ -169,34 +182,18 @@ int serve(const ServeConfig& config) {
 
   // The write side: the embedded store in --data-dir, or the shared PostgreSQL store.
   std::unique_ptr<EventStore> store;
-  std::unique_ptr<EventStore> projector_store;  // what event_log reads through (PostgreSQL)
-  // The read side's view of the log, on a connection of its own.
+  // The read side's view of the log, on a connection of its own (embedded store only).
   std::unique_ptr<EventLog> event_log;
   const bool postgres = is_postgres_url(config.store_url);
   if (postgres) {
-    if (!config.kafka_brokers.empty()) {
-      // Every instance would publish the whole shared log: the single-relay lease is not built.
-      log::error("--kafka-brokers is not supported with a PostgreSQL store yet (every instance "
-                 "would publish every event); run without it");
-      return 2;
-    }
     auto opened = PgStore::open(config.store_url);  // refuses pending migrations, newer schema
     if (!opened) {
       log::error("cannot open store: " + opened.error().message);
       return 1;
     }
     store = std::move(opened).value();
-    // Minimal read side until the PostgreSQL read side exists: each instance projects the
-    // shared log (gap-free positions, so tailing by position is safe) into its own read.db in
-    // --data-dir, through its own connection; commits of other instances arrive by polling
-    // (--projection-interval-ms). Reads of the read side are therefore per instance.
-    auto log_store = PgStore::open(config.store_url);
-    if (!log_store) {
-      log::error("cannot open the log for the projectors: " + log_store.error().message);
-      return 1;
-    }
-    projector_store = std::move(log_store).value();
-    event_log = std::make_unique<EventStoreLog>(*projector_store);
+    // The read side is shared too (PgSharedReadSide, below): every instance queries the shared
+    // tables, the holder of the projection lease projects.
   } else {
     auto opened = SqliteStore::open(config.data_dir,
                                     SqliteStore::OpenOptions{!config.skip_integrity_check});
@@ -226,35 +223,73 @@ int serve(const ServeConfig& config) {
     kill(getpid(), SIGUSR1);
   };
 
-  // The read side: its own read-only connection to the log, its own file (read.db), a projector
-  // thread woken by every commit (and polling), and a query thread with its own connection.
-  auto projection_store =
-      SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadWrite);
-  if (!projection_store) {
-    log::error("cannot open the read side: " + projection_store.error().message);
-    return 1;
-  }
-  auto query_store = SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadOnly);
-  if (!query_store) {
-    log::error("cannot open the read side for queries: " + query_store.error().message);
-    return 1;
-  }
+  // The read side. Embedded: its own read-only connection to the log, its own file (read.db), a
+  // projector thread woken by every commit (and polling), and a query thread with its own
+  // connection. PostgreSQL: the shared tables; the lease holder projects (PgSharedReadSide).
   RunnerOptions runner_options;
   runner_options.batch_events_max = config.projection_batch_max;
   runner_options.batch_interval_ms = config.projection_interval_ms;
-  ProjectionRunner projections(*event_log, *projection_store.value(), make_projectors(),
-                               clock, runner_options);
-  if (auto opened = projections.open(); !opened) {
-    log::error("cannot read the projection checkpoints: " + opened.error().message);
-    return 1;
-  }
   QueryOptions query_options;
   query_options.wait_max_ms = config.min_position_wait_ms;
+  std::unique_ptr<ReadStore> query_store;
+  std::unique_ptr<ProjectionRunner> projections;
+  std::unique_ptr<PgSharedReadSide> shared_read_side;
+  std::unique_ptr<SqliteReadStore> projection_store;
+  if (postgres) {
+    auto opened_query_store = PgReadStore::open(config.store_url);
+    if (!opened_query_store) {
+      log::error("cannot open the read side for queries: " + opened_query_store.error().message);
+      return 1;
+    }
+    query_store = std::move(opened_query_store).value();
+    SharedReadSideOptions shared_options;
+    shared_options.runner = runner_options;
+    // Commits of other instances reach the projecting instance only by polling the log head
+    // (one indexed single-row read): poll often.
+    shared_options.runner.poll_interval_ms = std::min(runner_options.poll_interval_ms, 100);
+    shared_read_side = std::make_unique<PgSharedReadSide>(
+        config.store_url, instance_name(config), clock, shared_options);
+    if (auto opened_shared = shared_read_side->open(); !opened_shared) {
+      log::error("cannot read the projection checkpoints: " + opened_shared.error().message);
+      return 1;
+    }
+  } else {
+    auto opened_projection_store =
+        SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadWrite);
+    if (!opened_projection_store) {
+      log::error("cannot open the read side: " + opened_projection_store.error().message);
+      return 1;
+    }
+    projection_store = std::move(opened_projection_store).value();
+    auto opened_query_store =
+        SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadOnly);
+    if (!opened_query_store) {
+      log::error("cannot open the read side for queries: " + opened_query_store.error().message);
+      return 1;
+    }
+    query_store = std::move(opened_query_store).value();
+    projections = std::make_unique<ProjectionRunner>(*event_log, *projection_store,
+                                                     make_projectors(), clock, runner_options);
+    if (auto opened = projections->open(); !opened) {
+      log::error("cannot read the projection checkpoints: " + opened.error().message);
+      return 1;
+    }
+  }
+  PgSharedReadSide* shared = shared_read_side.get();
+  ProjectionRunner* runner = projections.get();
   QueryService queries(
-      std::move(query_store).value(),
-      [&projections](ProjectorId id) { return projections.checkpoint(id); }, query_options);
-  projections.set_on_progress([&queries] { queries.notify_progress(); });
-  queries.set_on_wait([&projections] { projections.notify_waiting(); });
+      std::move(query_store),
+      [runner, shared](ProjectorId id) {
+        return shared != nullptr ? shared->checkpoint(id) : runner->checkpoint(id);
+      },
+      query_options);
+  if (shared != nullptr) {
+    shared->set_on_progress([&queries] { queries.notify_progress(); });
+    queries.set_on_wait([shared] { shared->notify_waiting(); });
+  } else {
+    runner->set_on_progress([&queries] { queries.notify_progress(); });
+    queries.set_on_wait([runner] { runner->notify_waiting(); });
+  }
 
   // The outbox relay (only with --kafka-brokers): its own read-only connection to the log, its
   // published position in relay.db, its own thread. It only reads the log, so nothing it does
@@ -262,7 +297,19 @@ int serve(const ServeConfig& config) {
   std::unique_ptr<SqliteEventLog> relay_log;
   std::unique_ptr<SqliteRelayCheckpoint> relay_checkpoint;
   std::unique_ptr<Relay> relay;
-  if (!config.kafka_brokers.empty()) {
+  // On PostgreSQL: the relay lease decides which instance relays (pg_leased_relay.h).
+  std::unique_ptr<PgLeasedRelay> leased_relay;
+  if (!config.kafka_brokers.empty() && postgres) {
+    auto relay_options = relay_options_from(config.kafka_brokers, config.kafka_config,
+                                            config.kafka_in_flight_max);
+    if (!relay_options) return 2;
+    leased_relay = std::make_unique<PgLeasedRelay>(config.store_url, instance_name(config),
+                                                   clock, *relay_options);
+    if (auto opened = leased_relay->open(); !opened) {
+      log::error("cannot start the Kafka relay: " + opened.error());
+      return 2;
+    }
+  } else if (!config.kafka_brokers.empty()) {
     auto relay_options = relay_options_from(config.kafka_brokers, config.kafka_config,
                                             config.kafka_in_flight_max);
     if (!relay_options) return 2;
@@ -284,9 +331,12 @@ int serve(const ServeConfig& config) {
       return 2;
     }
   }
-  service_options.on_commit = [&projections, relay = relay.get()](std::int64_t last_position) {
-    projections.notify_head(last_position);
+  service_options.on_commit = [runner, shared, relay = relay.get(),
+                               leased = leased_relay.get()](std::int64_t last_position) {
+    if (runner != nullptr) runner->notify_head(last_position);
+    if (shared != nullptr) shared->notify_head(last_position);
     if (relay != nullptr) relay->notify_head(last_position);
+    if (leased != nullptr) leased->notify_head(last_position);
   };
 
   WalletService service(*store, clock, ids, service_options);
@@ -295,9 +345,19 @@ int serve(const ServeConfig& config) {
     return 1;
   }
   queries.start();
-  projections.start();
+  if (runner != nullptr) runner->start();
+  if (shared != nullptr) shared->start();
   if (relay) relay->start();
-  RequestHandler handler(service, ids, ReadSideAccess{&queries, &projections}, relay.get());
+  if (leased_relay) leased_relay->start();
+  ReadSideAccess read_side{&queries, runner, {}, {}, {}};
+  if (shared != nullptr) {
+    read_side.shared_statuses = [shared] { return shared->statuses(); };
+    read_side.projection_lease_holder = [shared] { return shared->holder(); };
+    read_side.instance_name = shared->instance_name();
+  }
+  KafkaMonitor* kafka_monitor = relay ? static_cast<KafkaMonitor*>(relay.get())
+                                      : static_cast<KafkaMonitor*>(leased_relay.get());
+  RequestHandler handler(service, ids, read_side, kafka_monitor);
   ServerOptions server_options;
   server_options.host = config.host;
   server_options.port = static_cast<std::uint16_t>(config.port);
@@ -312,13 +372,15 @@ int serve(const ServeConfig& config) {
     log::error(listening.error());
     service.stop();
     queries.stop();
-    projections.stop();
+    if (runner != nullptr) runner->stop();
+    if (shared != nullptr) shared->stop();
     if (relay) relay->stop();
+    if (leased_relay) leased_relay->stop();
     return 1;
   }
   server.start();
   log::info("wallex serving on " + config.host + ":" + std::to_string(server.port()) +
-            (postgres ? ", PostgreSQL store, read side in " + config.data_dir
+            (postgres ? ", PostgreSQL store and read side, instance " + instance_name(config)
                       : ", data in " + config.data_dir) +
             ", " + std::to_string(service.health().wallet_count) + " wallets loaded");
 
@@ -330,8 +392,11 @@ int serve(const ServeConfig& config) {
   service.stop();          // decides and commits everything already queued
   queries.stop();          // answers queued queries; waiting ones get 503
   server.shutdown(5'000);  // lets those replies reach their clients
-  projections.stop();      // applies what the log still holds (≤ 5 s), then stops
+  // Applies what the log still holds (≤ 5 s), then stops (and gives the lease up).
+  if (runner != nullptr) runner->stop();
+  if (shared != nullptr) shared->stop();
   if (relay) relay->stop();  // waits for outstanding deliveries (≤ 5 s), saves its position
+  if (leased_relay) leased_relay->stop();  // the same, then gives the relay lease up
   log::info("stopped");
   return fatal.load() ? 3 : 0;
 }
@@ -572,14 +637,36 @@ std::string with_thousands(std::int64_t value) {
 }
 
 // Exit codes: 0 rebuilt, 1 failure (the live tables are then unchanged).
-int rebuild_command(const std::string& data_dir) {
+// With a postgresql:// `store_url`, the shared read side of that database (beside running
+// instances: the swap waits for the running projection transaction, see pg_read_store.h).
+int rebuild_command(const std::string& data_dir, const std::string& store_url) {
   using namespace wallex;
-  auto event_log = SqliteEventLog::open(data_dir);
+  Result<std::unique_ptr<EventLog>, StoreError> event_log =
+      fail(StoreError{StoreErrorKind::kOther, "unset"});
+  Result<std::unique_ptr<ReadStore>, StoreError> read_store =
+      fail(StoreError{StoreErrorKind::kOther, "unset"});
+  if (is_postgres_url(store_url)) {
+    auto log = PgEventLog::open(store_url);
+    event_log = log ? Result<std::unique_ptr<EventLog>, StoreError>(std::move(log).value())
+                    : fail(log.error());
+    auto opened = PgReadStore::open(store_url);
+    read_store = opened ? Result<std::unique_ptr<ReadStore>, StoreError>(std::move(opened).value())
+                        : fail(opened.error());
+  } else {
+    auto log = SqliteEventLog::open(data_dir);
+    event_log = log ? Result<std::unique_ptr<EventLog>, StoreError>(std::move(log).value())
+                    : fail(log.error());
+    if (log) {
+      auto opened = SqliteReadStore::open(data_dir, SqliteReadStore::Access::kReadWrite);
+      read_store = opened
+                       ? Result<std::unique_ptr<ReadStore>, StoreError>(std::move(opened).value())
+                       : fail(opened.error());
+    }
+  }
   if (!event_log) {
     std::fprintf(stderr, "wallex rebuild: %s\n", event_log.error().message.c_str());
     return 1;
   }
-  auto read_store = SqliteReadStore::open(data_dir, SqliteReadStore::Access::kReadWrite);
   if (!read_store) {
     std::fprintf(stderr, "wallex rebuild: %s\n", read_store.error().message.c_str());
     return 1;
@@ -716,10 +803,45 @@ bool compare_command(const std::string& data_dir, wallex::ReadStore* reference,
   return false;
 }
 
+// verify_command on the shared PostgreSQL store: the same checks, one snapshot of the log and of
+// the write model (PgEventLog), the shared read side.
+int print_verify_report(const wallex::Result<wallex::VerifyReport, wallex::StoreError>& report,
+                        const std::string& what, std::int64_t elapsed_ms);
+
+int verify_postgres(const std::string& store_url) {
+  using namespace wallex;
+  const auto started = std::chrono::steady_clock::now();
+  auto event_log = PgEventLog::open(store_url);
+  if (!event_log) {
+    std::fprintf(stderr, "wallex verify: %s\n", event_log.error().message.c_str());
+    return 1;
+  }
+  auto read_store = PgReadStore::open(store_url);
+  if (!read_store) {
+    std::fprintf(stderr, "wallex verify: %s\n", read_store.error().message.c_str());
+    return 1;
+  }
+  auto report = verify(*event_log.value(), read_store.value().get());
+  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+  return print_verify_report(report, "(PostgreSQL store)",
+                             static_cast<std::int64_t>(elapsed_ms));
+}
+
 // Exit codes: 0 every invariant holds, 1 a difference was found or the store could not be read.
-int verify_command(const std::string& data_dir, const std::string& compare_path,
+int verify_command(const std::string& data_dir, const std::string& store_url,
+                   const std::string& compare_path,
                    const std::vector<std::string>& compare_projectors) {
   using namespace wallex;
+  if (is_postgres_url(store_url)) {
+    if (!compare_path.empty()) {
+      std::fprintf(stderr,
+                   "wallex verify: --compare-read-db compares with the embedded read.db only\n");
+      return 2;
+    }
+    return verify_postgres(store_url);
+  }
   auto event_log = SqliteEventLog::open(data_dir);
   if (!event_log) {
     std::fprintf(stderr, "wallex verify: %s\n", event_log.error().message.c_str());
@@ -739,15 +861,25 @@ int verify_command(const std::string& data_dir, const std::string& compare_path,
     return 1;
   }
   auto report = verify(*event_log.value(), read_store.get());
+  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+  const int verified =
+      print_verify_report(report, data_dir, static_cast<std::int64_t>(elapsed_ms));
+  if (compare_path.empty()) return verified;
+  const bool compared =
+      compare_command(data_dir, read_store.get(), compare_path, compare_projectors);
+  return verified == 0 && compared ? 0 : 1;
+}
+
+int print_verify_report(const wallex::Result<wallex::VerifyReport, wallex::StoreError>& report,
+                        const std::string& what, std::int64_t elapsed_ms) {
   if (!report) {
     std::printf("verify: FAILED, the store could not be read: %s\n",
                 report.error().message.c_str());
     return 1;
   }
-  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::steady_clock::now() - started)
-                              .count();
-  std::printf("wallex verify %s\n", data_dir.c_str());
+  std::printf("wallex verify %s\n", what.c_str());
   for (const std::string& line : report.value().summary) std::printf("  %s\n", line.c_str());
   for (const std::string& line : report.value().differences)
     std::printf("DIFFERENCE %s\n", line.c_str());
@@ -757,14 +889,10 @@ int verify_command(const std::string& data_dir, const std::string& compare_path,
                 static_cast<long long>(
                     count - static_cast<std::int64_t>(report.value().differences.size())));
   }
-  bool compared = true;
-  if (!compare_path.empty()) {
-    compared = compare_command(data_dir, read_store.get(), compare_path, compare_projectors);
-  }
   if (count == 0) {
     std::printf("verify: OK, every invariant holds (%lld ms)\n",
                 static_cast<long long>(elapsed_ms));
-    return compared ? 0 : 1;
+    return 0;
   }
   std::printf("verify: FAILED, %lld difference(s)\n", static_cast<long long>(count));
   return 1;
@@ -832,6 +960,13 @@ int main(int argc, char** argv) {
                             "A librdkafka property key=value for the relay's producer (repeatable)")
       ->allow_extra_args(false);
   serve_command
+      ->add_option("--instance-name", config.instance_name,
+                   "How this instance names itself to the others on a shared store (default "
+                   "host:port:pid; at most 48 characters)")
+      ->check([](const std::string& name) {
+        return name.size() <= 48 ? std::string() : std::string("at most 48 characters");
+      });
+  serve_command
       ->add_option("--kafka-in-flight-max", config.kafka_in_flight_max,
                    "Events handed to the Kafka producer and not yet confirmed, at most")
       ->check(CLI::Range(1, 1'000'000));
@@ -851,6 +986,9 @@ int main(int argc, char** argv) {
   CLI::App* rebuild_sub = app.add_subcommand(
       "rebuild", "Rebuild every projection (read.db) from the log, then swap it in");
   rebuild_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  std::string tool_store_url;
+  rebuild_sub->add_option("--store", tool_store_url,
+                          "postgresql://...: rebuild the shared read side of that database");
   CLI::App* verify_sub = app.add_subcommand(
       "verify", "Replay the log and check every invariant, the write model and the projections");
   verify_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
@@ -863,6 +1001,8 @@ int main(int argc, char** argv) {
       ->add_option("--compare-projectors", compare_projectors,
                    "Projections to compare (default: those of the groups that wrote the store)")
       ->allow_extra_args(false);
+  verify_sub->add_option("--store", tool_store_url,
+                         "postgresql://...: verify that database (log, write model, read side)");
   std::string relay_brokers;
   std::vector<std::string> relay_config;
   std::size_t relay_in_flight_max = 50'000;
@@ -933,9 +1073,9 @@ int main(int argc, char** argv) {
   }
   if (project_sub->parsed()) return project_command(project_config);
   if (serve_command->parsed()) return serve(config);
-  if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir);
+  if (rebuild_sub->parsed()) return rebuild_command(tool_data_dir, tool_store_url);
   if (verify_sub->parsed())
-    return verify_command(tool_data_dir, compare_read_db, compare_projectors);
+    return verify_command(tool_data_dir, tool_store_url, compare_read_db, compare_projectors);
   if (dev_kafka_sub->parsed()) return dev_kafka_command(dev_kafka_brokers);
   if (relay_sub->parsed()) {
     return relay_command(tool_data_dir, relay_brokers, relay_config, relay_in_flight_max);

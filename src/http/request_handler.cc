@@ -354,7 +354,11 @@ std::optional<HttpResponse> RequestHandler::route(const HttpRequest& request,
 HttpResponse RequestHandler::health() const {
   const ServiceHealth health = service_.health();
   std::vector<ProjectorStatus> projectors;
-  if (read_side_.projections != nullptr) projectors = read_side_.projections->statuses();
+  if (read_side_.shared_statuses) {
+    projectors = read_side_.shared_statuses();
+  } else if (read_side_.projections != nullptr) {
+    projectors = read_side_.projections->statuses();
+  }
   bool ok = health.accepting && !health.store_failed;
   for (const ProjectorStatus& projector : projectors) ok = ok && !projector.stuck;
 
@@ -372,7 +376,7 @@ HttpResponse RequestHandler::health() const {
   out.key("accepting").boolean(health.accepting);
   out.key("queueLength").integer(static_cast<std::int64_t>(health.queue_length));
   out.end_object();
-  if (read_side_.projections != nullptr) {
+  if (read_side_.projections != nullptr || read_side_.shared_statuses) {
     out.key("projections").begin_object();
     for (const ProjectorStatus& projector : projectors) {
       out.key(projector_name(projector.id)).begin_object();
@@ -388,6 +392,12 @@ HttpResponse RequestHandler::health() const {
       if (!projector.last_error.empty()) out.key("error").string(projector.last_error);
       out.end_object();
     }
+    out.end_object();
+  }
+  if (read_side_.projection_lease_holder) {
+    out.key("projectionLease").begin_object();
+    out.key("holder").string(read_side_.projection_lease_holder());
+    out.key("thisInstance").string(read_side_.instance_name);
     out.end_object();
   }
   if (kafka_ != nullptr) {

@@ -40,6 +40,11 @@ HttpResponse error_response(ErrorCode code, std::string_view message);
 struct ReadSideAccess {
   QueryService* queries = nullptr;                // runs queries, waits for minPosition
   const ProjectionRunner* projections = nullptr;  // lag and health of the projectors
+  // On a shared read side (PostgreSQL), instead of `projections`: the projectors' status from
+  // the shared checkpoints, and the instance holding the projection lease ("" for none).
+  std::function<std::vector<ProjectorStatus>()> shared_statuses;
+  std::function<std::string()> projection_lease_holder;
+  std::string instance_name;
 };
 
 class RequestHandler {

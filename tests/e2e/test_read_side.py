@@ -34,20 +34,54 @@ def tool(*args, timeout=120):
     return done.returncode, done.stdout, done.stderr
 
 
-def dump_read_db(data_dir):
-    """Every row of every projection table of read.db, in a stable order."""
-    db = sqlite3.connect(os.path.join(data_dir, "read.db"))
-    try:
-        out = {}
-        for table, order in [("read_wallets", "id"), ("ledger_wallets", "wallet_id"),
-                             ("ledger_entries", "position"), ("wallet_events", "position"),
-                             ("event_wallets", "wallet_id")]:
-            out[table] = db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-        out["checkpoints"] = db.execute(
-            "SELECT projector, position FROM checkpoints ORDER BY projector").fetchall()
-        return out
-    finally:
-        db.close()
+def dump_read_db(server):
+    """Every row of every projection table of the read side, in a stable order."""
+    out = {}
+    for table, order in [("read_wallets", "id"), ("ledger_wallets", "wallet_id"),
+                         ("ledger_entries", "position"), ("wallet_events", "position"),
+                         ("event_wallets", "wallet_id")]:
+        out[table] = server.query(f"SELECT * FROM {table} ORDER BY {order}", "read")
+    checkpoints = "projection_checkpoints" if server.store_url else "checkpoints"
+    out["checkpoints"] = server.query(
+        f"SELECT projector, position FROM {checkpoints} ORDER BY projector", "read")
+    return out
+
+
+class ProjectionBlocker:
+    """Keeps the projector from committing while it is held: read.db's write lock on SQLite;
+    on PostgreSQL, projection_checkpoints locked EXCLUSIVE by a psql session of its own."""
+
+    def __init__(self, server):
+        self.server = server
+        if server.store_url:
+            self.name = f"wallex-e2e-blocker-{os.getpid()}"
+            self.proc = subprocess.Popen(
+                ["psql", server.store_url, "-X", "-q", "-c",
+                 "BEGIN; LOCK TABLE projection_checkpoints IN EXCLUSIVE MODE;"
+                 " SELECT pg_sleep(120);"],
+                env={**os.environ, "PGAPPNAME": self.name},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while not server.query("SELECT 1 FROM pg_locks AS l JOIN pg_class AS c ON"
+                                   " c.oid = l.relation WHERE c.relname = 'projection_checkpoints'"
+                                   " AND l.mode = 'ExclusiveLock' AND l.granted"):
+                if time.monotonic() > deadline:
+                    raise AssertionError("the blocker did not get its lock")
+                time.sleep(0.05)
+        else:
+            self.db = sqlite3.connect(os.path.join(server.data_dir, "read.db"), timeout=0,
+                                      isolation_level=None)
+            self.db.execute("BEGIN IMMEDIATE")
+
+    def close(self):
+        if self.server.store_url:
+            # A backend inside pg_sleep does not notice its client going away: end it.
+            self.server.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              f" WHERE application_name = '{self.name}'")
+            self.proc.kill()
+            self.proc.wait()
+        else:
+            self.db.close()
 
 
 class ReadSideCase(sup.ServerTestCase):
@@ -470,19 +504,12 @@ class FreshServerCase(sup.ServerTestCase):
         return os.path.join(self.server.data_dir, "read.db")
 
     def count_money_events(self):
-        db = sqlite3.connect(os.path.join(self.server.data_dir, "wallex.db"))
-        try:
-            return db.execute("SELECT count(*) FROM events WHERE type != 'WalletCreated'").fetchone()[0]
-        finally:
-            db.close()
+        return int(self.server.query(
+            "SELECT count(*) FROM events WHERE type != 'WalletCreated'")[0][0])
 
     def assert_ledger_complete(self):
-        db = sqlite3.connect(self.read_db())
-        try:
-            entries, distinct = db.execute(
-                "SELECT count(*), count(DISTINCT position) FROM ledger_entries").fetchone()
-        finally:
-            db.close()
+        entries, distinct = (int(v) for v in self.server.query(
+            "SELECT count(*), count(DISTINCT position) FROM ledger_entries", "read")[0])
         self.assertEqual(entries, distinct)
         self.assertEqual(entries, self.count_money_events())
 
@@ -492,15 +519,21 @@ class CrashTests(FreshServerCase):
     def test_kill9_while_projections_are_behind_then_catch_up_exactly_once(self):
         ids = self.populate(wallets=5, operations=40)
         self.read_side_caught_up()
-        # Hold read.db's write lock: the projector cannot commit, so it falls behind the log.
-        blocker = sqlite3.connect(self.read_db(), timeout=0, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+        # Hold the read side's write lock: the projector cannot commit, so it falls behind.
+        blocker = ProjectionBlocker(self.server)
         try:
             for i in range(60):
                 self.credit(ids[i % len(ids)], Raw("1.11"))
             self.transfer(ids[0], ids[1], 1)
-            health = self.get("/health").json
-            behind = health["projections"]["ledger"]["positionsBehind"]
+            # On PostgreSQL the lag comes from the shared checkpoints and the log head, polled
+            # every 100 ms: allow it a moment to show.
+            deadline = time.monotonic() + 5
+            while True:
+                health = self.get("/health").json
+                behind = health["projections"]["ledger"]["positionsBehind"]
+                if behind > 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             self.assertGreater(behind, 0, health)
             self.server.kill9()
         finally:
@@ -514,7 +547,7 @@ class CrashTests(FreshServerCase):
                       for e in entries)
             self.assertEqual(net, D(self.wallet(wid)["balance"]))
         self.server.stop()
-        code, out, _ = tool("verify", "--data-dir", self.server.data_dir)
+        code, out, _ = tool("verify", *self.server.tool_args())
         self.assertEqual(code, 0, out)
 
     def test_kill9_during_projection_under_load(self):
@@ -539,7 +572,7 @@ class CrashTests(FreshServerCase):
         self.read_side_caught_up()
         self.assert_ledger_complete()
         self.server.stop()
-        code, out, _ = tool("verify", "--data-dir", self.server.data_dir)
+        code, out, _ = tool("verify", *self.server.tool_args())
         self.assertEqual(code, 0, out)
 
     def read_side_caught_up(self):
@@ -562,12 +595,12 @@ class RebuildAndVerifyTests(FreshServerCase):
     def test_rebuild_produces_the_incremental_projections(self):
         self.populate()
         self.server.stop()
-        incremental = dump_read_db(self.server.data_dir)
+        incremental = dump_read_db(self.server)
         self.assertTrue(incremental["ledger_entries"])
-        code, out, err = tool("rebuild", "--data-dir", self.server.data_dir)
+        code, out, err = tool("rebuild", *self.server.tool_args())
         self.assertEqual(code, 0, err)
         self.assertIn("events/s", err)
-        self.assertEqual(dump_read_db(self.server.data_dir), incremental)
+        self.assertEqual(dump_read_db(self.server), incremental)
         # The server starts on the rebuilt read side and keeps projecting.
         self.server.restart()
         wid = self.new_wallet(initial=3)
@@ -578,63 +611,68 @@ class RebuildAndVerifyTests(FreshServerCase):
         ids = self.populate(wallets=3, operations=20)
         expected = {wid: self.wallet(wid) for wid in ids}
         self.server.stop()
-        incremental = dump_read_db(self.server.data_dir)
-        for suffix in ("", "-wal", "-shm"):
-            path = self.read_db() + suffix
-            if os.path.exists(path):
-                os.remove(path)
-        code, _, err = tool("rebuild", "--data-dir", self.server.data_dir)
+        incremental = dump_read_db(self.server)
+        if self.server.store_url:
+            # The PostgreSQL equivalent of losing read.db: every read-side row is gone.
+            self.server.query("TRUNCATE read_wallets, ledger_wallets, ledger_entries,"
+                              " wallet_events, event_wallets, projection_checkpoints")
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                path = self.read_db() + suffix
+                if os.path.exists(path):
+                    os.remove(path)
+        code, _, err = tool("rebuild", *self.server.tool_args())
         self.assertEqual(code, 0, err)
-        self.assertEqual(dump_read_db(self.server.data_dir), incremental)
+        self.assertEqual(dump_read_db(self.server), incremental)
         self.server.restart()
         listed = {w["id"]: w for w in self.get("/wallets?limit=1000").json}
         self.assertEqual(listed, expected)
 
+    def missing_store_args(self):
+        if self.server.store_url:
+            base, sep, query = self.server.store_url.partition("?")
+            return ["--store", base.rpartition("/")[0] + "/wallex_no_such_database" + sep + query]
+        return ["--data-dir", os.path.join(self.server.data_dir, "nope")]
+
     def test_rebuild_of_a_missing_store_fails(self):
-        code, _, err = tool("rebuild", "--data-dir", os.path.join(self.server.data_dir, "nope"))
+        code, _, err = tool("rebuild", *self.missing_store_args())
         self.assertNotEqual(code, 0)
-        self.assertIn("no Wallex store", err)
+        self.assertIn("does not exist" if self.server.store_url else "no Wallex store", err)
 
     def test_verify_passes_on_a_healthy_store_live_and_stopped(self):
         self.populate()
         head = self.get("/health").json["store"]["lastPosition"]
         self.get(f"/ledger/transactions?minPosition={head}")
-        code, out, _ = tool("verify", "--data-dir", self.server.data_dir)
+        code, out, _ = tool("verify", *self.server.tool_args())
         self.assertEqual(code, 0, out)
         self.assertIn("verify: OK", out)
         self.server.stop()
-        code, out, _ = tool("verify", "--data-dir", self.server.data_dir)
+        code, out, _ = tool("verify", *self.server.tool_args())
         self.assertEqual(code, 0, out)
 
     def test_verify_fails_on_a_corrupted_ledger_row(self):
         self.populate(operations=40)
         self.server.stop()
-        db = sqlite3.connect(self.read_db())
-        db.execute("UPDATE ledger_entries SET balance_after_minor = balance_after_minor + 1"
-                   " WHERE position = (SELECT MIN(position) FROM ledger_entries)")
-        db.commit()
-        db.close()
-        code, out, _ = tool("verify", "--data-dir", self.server.data_dir)
+        self.server.query("UPDATE ledger_entries SET balance_after_minor = balance_after_minor + 1"
+                          " WHERE position = (SELECT MIN(position) FROM ledger_entries)", "read")
+        code, out, _ = tool("verify", *self.server.tool_args())
         self.assertEqual(code, 1, out)
         self.assertIn("DIFFERENCE ledger: entry", out)
         self.assertIn("balanceAfter", out)
         # A rebuild repairs it.
-        self.assertEqual(tool("rebuild", "--data-dir", self.server.data_dir)[0], 0)
-        self.assertEqual(tool("verify", "--data-dir", self.server.data_dir)[0], 0)
+        self.assertEqual(tool("rebuild", *self.server.tool_args())[0], 0)
+        self.assertEqual(tool("verify", *self.server.tool_args())[0], 0)
 
     def test_verify_fails_on_a_corrupted_write_model_row(self):
         ids = self.populate(operations=30)
         self.server.stop()
-        db = sqlite3.connect(os.path.join(self.server.data_dir, "wallex.db"))
-        db.execute("UPDATE wallets SET version = version + 1 WHERE id = ?", (ids[0],))
-        db.commit()
-        db.close()
-        code, out, _ = tool("verify", "--data-dir", self.server.data_dir)
+        self.server.query(f"UPDATE wallets SET version = version + 1 WHERE id = '{ids[0]}'")
+        code, out, _ = tool("verify", *self.server.tool_args())
         self.assertEqual(code, 1, out)
         self.assertIn(f"DIFFERENCE write model: wallet {ids[0]}: version", out)
 
     def test_verify_of_a_missing_store_fails(self):
-        code, _, err = tool("verify", "--data-dir", os.path.join(self.server.data_dir, "nope"))
+        code, _, err = tool("verify", *self.missing_store_args())
         self.assertNotEqual(code, 0)
 
 

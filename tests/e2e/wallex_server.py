@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -32,6 +33,64 @@ SANITIZER_MARKERS = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
                      "ERROR: LeakSanitizer", "runtime error:")
 
 _live_servers = set()
+
+# The store every server of this run uses: "sqlite" (the embedded store in its data directory,
+# the default) or "postgresql" (WALLEX_E2E_STORE=postgresql): each server then gets a fresh
+# database on the server $WALLEX_PG_URL names (scripts/with-pg.sh starts one), migrated with
+# `wallex migrate up`, and runs `wallex serve --store <its URL>`. Without WALLEX_PG_URL the
+# servers fail to start (tests fail, never skip).
+STORE = os.environ.get("WALLEX_E2E_STORE", "sqlite")
+if STORE not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"WALLEX_E2E_STORE={STORE!r}: expected sqlite or postgresql")
+_database_counter = 0
+
+
+def postgres_server_url():
+    url = os.environ.get("WALLEX_PG_URL")
+    if not url:
+        raise RuntimeError("WALLEX_E2E_STORE=postgresql needs WALLEX_PG_URL "
+                           "(run the tests through scripts/with-pg.sh)")
+    return url
+
+
+def url_with_database(url, name):
+    """postgresql://u@h:1/postgres?x=y -> postgresql://u@h:1/<name>?x=y"""
+    base, sep, query = url.partition("?")
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{name}{sep}{query}"
+
+
+def psql(url, sql, timeout=60):
+    """Runs SQL with psql on `url`; returns the rows as tuples of strings (unaligned output)."""
+    done = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-X", "-q", "-A", "-t",
+                           "-F", "\x1f", "-c", sql],
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise ServerError(f"psql failed ({done.returncode}) on {sql!r}: {done.stderr}")
+    return [tuple(line.split("\x1f")) for line in done.stdout.splitlines() if line != ""]
+
+
+def create_database(binary):
+    """A fresh, migrated database on the PostgreSQL server; returns its URL."""
+    global _database_counter
+    _database_counter += 1
+    server_url = postgres_server_url()
+    name = f"wallex_e2e_{os.getpid()}_{_database_counter}_{int(time.time() * 1000) % 100000000}"
+    psql(server_url, f"CREATE DATABASE {name}")
+    url = url_with_database(server_url, name)
+    done = subprocess.run([binary, "migrate", "up", "--store", url], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode != 0:
+        raise ServerError(f"wallex migrate up failed: {done.stdout}{done.stderr}")
+    return url
+
+
+def drop_database(url):
+    name = url.partition("?")[0].rpartition("/")[2]
+    try:
+        psql(postgres_server_url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    except (ServerError, RuntimeError, subprocess.TimeoutExpired):
+        pass
 
 
 def sanitizer_report(text, context=6000):
@@ -84,10 +143,18 @@ class ServerError(AssertionError):
 
 
 class WallexServer:
-    def __init__(self, binary, data_dir=None, extra_args=(), command_prefix=()):
+    def __init__(self, binary, data_dir=None, extra_args=(), command_prefix=(), store_url=None):
         """command_prefix runs the binary through another program that execs it, e.g.
-        ("prlimit", "--nofile=256:256", "--") to start it with a lower open file limit."""
+        ("prlimit", "--nofile=256:256", "--") to start it with a lower open file limit.
+
+        store_url: a PostgreSQL database to share with other servers (scale-out tests); by
+        default, in the postgresql store mode, the server gets a fresh database of its own."""
         self.binary = binary
+        self.store_url = store_url
+        self._own_database = False
+        if self.store_url is None and STORE == "postgresql":
+            self.store_url = create_database(binary)
+            self._own_database = True
         self.extra_args = tuple(extra_args)
         self.command_prefix = tuple(command_prefix)
         self.host = "127.0.0.1"
@@ -112,8 +179,9 @@ class WallexServer:
     def start(self):
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("server already running")
+        store = ("--store", self.store_url) if self.store_url else ()
         cmd = [*self.command_prefix, self.binary, "serve", "--port", str(self.port),
-               "--host", self.host, "--data-dir", self.data_dir, *self.extra_args]
+               "--host", self.host, "--data-dir", self.data_dir, *store, *self.extra_args]
         with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
             marker = f"\n===== {time.strftime('%H:%M:%S')} start: {' '.join(cmd)}\n".encode()
             err.write(marker)
@@ -178,6 +246,27 @@ class WallexServer:
             raise RuntimeError("restart() needs the server stopped first (stop() or kill9())")
         self.start()
 
+    # ------------------------------------------------------------------ the store
+
+    def tool_args(self):
+        """How `wallex rebuild|verify` names this server's store."""
+        return ["--store", self.store_url] if self.store_url else ["--data-dir", self.data_dir]
+
+    def query(self, sql, which="write"):
+        """Rows of SQL run directly on the store: which="write" (the log and write model) or
+        "read" (the read side); the same database on PostgreSQL. Values are strings on
+        PostgreSQL, typed on SQLite: compare results of one store with each other only."""
+        if self.store_url:
+            return psql(self.store_url, sql)
+        name = "read.db" if which == "read" else "wallex.db"
+        db = sqlite3.connect(os.path.join(self.data_dir, name))
+        try:
+            rows = db.execute(sql).fetchall()
+            db.commit()
+            return rows
+        finally:
+            db.close()
+
     def is_running(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -193,6 +282,9 @@ class WallexServer:
         for d in self._own_dirs:
             shutil.rmtree(d, ignore_errors=True)
         self._own_dirs = []
+        if self._own_database:
+            drop_database(self.store_url)
+            self._own_database = False
         if report is not None:
             raise ServerError(f"sanitizer report in wallex stderr:\n{report}")
 

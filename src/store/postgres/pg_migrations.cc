@@ -141,9 +141,90 @@ END
 $$;
 )sql";
 
+// Migration 2: the read side (issue 7, part 2), shared by every instance; the same rows as the
+// embedded read.db (docs/event-format.md), with PostgreSQL's own indexes in place of read.db's
+// key tables. Written only by the projecting instance (one at a time: a lease, and the
+// SHARE ROW EXCLUSIVE lock on projection_checkpoints that every projection transaction takes),
+// read by every instance. relay_published: the Kafka relay's published position (one row).
+constexpr std::string_view kReadSide = R"sql(
+CREATE TABLE read_wallets (
+  id            text   PRIMARY KEY,
+  owner_id      text   NOT NULL,
+  balance_minor bigint NOT NULL CHECK (balance_minor >= 0),
+  version       bigint NOT NULL CHECK (version >= 0),
+  created_at_ms bigint NOT NULL,
+  updated_at_ms bigint NOT NULL
+);
+CREATE INDEX read_wallets_by_owner ON read_wallets (owner_id, id);
+
+CREATE TABLE ledger_wallets (
+  wallet_id     text   PRIMARY KEY,
+  wallet_key    bigint NOT NULL,
+  version       bigint NOT NULL CHECK (version >= 0),
+  balance_minor bigint NOT NULL CHECK (balance_minor >= 0),
+  credits_minor bigint NOT NULL CHECK (credits_minor >= 0),
+  debits_minor  bigint NOT NULL CHECK (debits_minor >= 0),
+  entry_count   bigint NOT NULL CHECK (entry_count >= 0)
+);
+
+CREATE TABLE ledger_entries (
+  position             bigint PRIMARY KEY CHECK (position > 0),
+  wallet_id            text   NOT NULL,
+  wallet_key           bigint NOT NULL,
+  version              bigint NOT NULL,
+  type                 text   NOT NULL
+                       CHECK (type IN ('CREDIT', 'DEBIT', 'TRANSFER_OUT', 'TRANSFER_IN')),
+  amount_minor         bigint NOT NULL CHECK (amount_minor > 0),
+  balance_before_minor bigint NOT NULL CHECK (balance_before_minor >= 0),
+  balance_after_minor  bigint NOT NULL CHECK (balance_after_minor >= 0),
+  description          text,
+  reference_id         text   NOT NULL,
+  related_wallet_id    text,
+  metadata             text   NOT NULL,
+  created_at_ms        bigint NOT NULL
+);
+CREATE INDEX ledger_entries_by_wallet ON ledger_entries (wallet_id, created_at_ms, position);
+CREATE INDEX ledger_entries_by_time ON ledger_entries (created_at_ms, position);
+CREATE INDEX ledger_entries_by_reference ON ledger_entries (reference_id);
+
+CREATE TABLE wallet_events (
+  position            bigint PRIMARY KEY CHECK (position > 0),
+  wallet_id           text   NOT NULL,
+  wallet_key          bigint NOT NULL,
+  version             bigint NOT NULL CHECK (version >= 0),
+  type                text   NOT NULL,
+  data                text   NOT NULL,
+  metadata            text   NOT NULL,
+  occurred_at_ms      bigint NOT NULL,
+  balance_after_minor bigint NOT NULL CHECK (balance_after_minor >= 0)
+);
+CREATE UNIQUE INDEX wallet_events_by_version ON wallet_events (wallet_id, version);
+
+CREATE TABLE event_wallets (
+  wallet_id     text   PRIMARY KEY,
+  wallet_key    bigint NOT NULL,
+  version       bigint NOT NULL CHECK (version >= 0),
+  balance_minor bigint NOT NULL CHECK (balance_minor >= 0)
+);
+
+CREATE TABLE projection_checkpoints (
+  projector     text   PRIMARY KEY,
+  position      bigint NOT NULL CHECK (position >= 0),
+  updated_at_ms bigint NOT NULL
+);
+
+CREATE TABLE relay_published (
+  only_row      boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+  position      bigint  NOT NULL CHECK (position >= 0),
+  saved_at_ms   bigint  NOT NULL
+);
+INSERT INTO relay_published (only_row, position, saved_at_ms) VALUES (true, 0, 0);
+)sql";
+
 const std::vector<PgMigration> kMigrations = {
     {1, "write side: events, wallets, idempotency_keys, log_head, wallex_commit()", kWriteSide},
-    // The next migration is appended here: {2, "...", kSomething},
+    {2, "read side: read_wallets, ledger, wallet_events, checkpoints; relay_published", kReadSide},
+    // The next migration is appended here: {3, "...", kSomething},
 };
 
 // The advisory lock every migrator takes first ('WALXMIGR').
