@@ -476,8 +476,49 @@ int dev_kafka_command(int brokers) {
 // after it stopped). Without the writer's commit hook it polls the log every 100 ms. Run at
 // most one relay per data directory: two would both publish everything (duplicates). Logs the
 // backlog every 10 s. Exit codes: 0 after SIGINT/SIGTERM, 1 cannot start, 2 usage.
-int relay_command(const std::string& data_dir, const std::string& brokers,
-                  const std::vector<std::string>& properties, std::size_t in_flight_max) {
+// Logs a relay's progress every 10 s until SIGINT/SIGTERM (blocked in `signals`).
+template <typename AnyRelay>
+void relay_until_signal(AnyRelay& relay, const sigset_t& signals) {
+  timespec every{10, 0};
+  while (true) {
+    const int signal_number = sigtimedwait(&signals, nullptr, &every);
+    if (signal_number == SIGINT || signal_number == SIGTERM) break;
+    const wallex::RelayStats stats = relay.stats();
+    wallex::log::info("relay " + stats.state + ": published " +
+                      std::to_string(stats.published_position) + ", backlog " +
+                      std::to_string(stats.backlog) + ", delivery errors " +
+                      std::to_string(stats.delivery_errors));
+  }
+  relay.stop();
+  wallex::log::info("relay stopped at position " +
+                    std::to_string(relay.stats().published_position));
+}
+
+// `wallex relay --store postgresql://...`: one more candidate for the relay lease of a shared
+// database (pg_leased_relay.h): it publishes while it holds the lease, and waits as a standby
+// otherwise (every instance of `serve --kafka-brokers` on that database is a candidate too).
+int relay_postgres(const std::string& store_url, wallex::RelayOptions options,
+                   const sigset_t& signals) {
+  using namespace wallex;
+  SystemClock clock;
+  char host[64] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  const std::string name =
+      std::string(host).substr(0, 24) + ":relay:" + std::to_string(getpid());
+  PgLeasedRelay relay(store_url, name, clock, std::move(options));
+  if (auto opened = relay.open(); !opened) {
+    log::error("cannot start the Kafka relay: " + opened.error());
+    return 2;
+  }
+  relay.start();
+  log::info("relay candidate " + name + " for the shared PostgreSQL store");
+  relay_until_signal(relay, signals);
+  return 0;
+}
+
+int relay_command(const std::string& data_dir, const std::string& store_url,
+                  const std::string& brokers, const std::vector<std::string>& properties,
+                  std::size_t in_flight_max) {
   using namespace wallex;
   sigset_t signals;
   sigemptyset(&signals);
@@ -487,6 +528,7 @@ int relay_command(const std::string& data_dir, const std::string& brokers,
   auto options = relay_options_from(brokers, properties, in_flight_max);
   if (!options) return 2;
   options->poll_interval_ms = 100;
+  if (is_postgres_url(store_url)) return relay_postgres(store_url, *options, signals);
   auto event_log = SqliteEventLog::open(data_dir);
   if (!event_log) {
     log::error("cannot open the log: " + event_log.error().message);
@@ -505,17 +547,7 @@ int relay_command(const std::string& data_dir, const std::string& brokers,
   }
   relay.start();
   log::info("relaying " + data_dir + " to " + brokers);
-  timespec every{10, 0};
-  while (true) {
-    const int signal_number = sigtimedwait(&signals, nullptr, &every);
-    if (signal_number == SIGINT || signal_number == SIGTERM) break;
-    const RelayStats stats = relay.stats();
-    log::info("relay " + stats.state + ": published " + std::to_string(stats.published_position) +
-              ", backlog " + std::to_string(stats.backlog) + ", delivery errors " +
-              std::to_string(stats.delivery_errors));
-  }
-  relay.stop();
-  log::info("relay stopped at position " + std::to_string(relay.stats().published_position));
+  relay_until_signal(relay, signals);
   return 0;
 }
 
@@ -1009,6 +1041,9 @@ int main(int argc, char** argv) {
   CLI::App* relay_sub = app.add_subcommand(
       "relay", "Publish the log to Kafka without serving HTTP (one relay per data directory)");
   relay_sub->add_option("--data-dir", tool_data_dir, "Directory of the embedded store");
+  relay_sub->add_option("--store", tool_store_url,
+                        "postgresql://...: relay that database's log (one relay at a time holds "
+                        "its relay lease; this one waits as a standby otherwise)");
   relay_sub->add_option("--kafka-brokers", relay_brokers, "Kafka bootstrap servers")->required();
   relay_sub->add_option("--kafka-config", relay_config,
                         "A librdkafka property key=value for the producer (repeatable)")
@@ -1078,7 +1113,8 @@ int main(int argc, char** argv) {
     return verify_command(tool_data_dir, tool_store_url, compare_read_db, compare_projectors);
   if (dev_kafka_sub->parsed()) return dev_kafka_command(dev_kafka_brokers);
   if (relay_sub->parsed()) {
-    return relay_command(tool_data_dir, relay_brokers, relay_config, relay_in_flight_max);
+    return relay_command(tool_data_dir, tool_store_url, relay_brokers, relay_config,
+                         relay_in_flight_max);
   }
   return 2;
 }

@@ -6,9 +6,10 @@
 #
 #   scripts/with-pg.sh tests/e2e/run_pg.sh path/to/wallex [unittest args...]
 #
-# Not run here, by name: test_hostile (malformed HTTP, slow clients, connection limits: the HTTP
-# transport, which never touches the store; it runs in e2e_tests) and test_kafka (one instance
-# relaying its own log; on PostgreSQL the relay is covered by test_pg_relay).
+# Every end-to-end suite of e2e_tests runs here too (test_hostile, the malformed-HTTP suite, and
+# test_kafka, one instance relaying its database's log, `wallex relay --store` included); only
+# the consumer-group suite (kafka_consumers_e2e_tests) stays SQLite-only: it compares a
+# Kafka-built store with read.db.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -24,4 +25,5 @@ export WALLEX_BIN
 export WALLEX_E2E_STORE=postgresql
 shift
 cd "$(dirname "${BASH_SOURCE[0]}")"
-exec python3 -m unittest -v "$@" test_e2e test_concurrency test_read_side test_scale_out test_pg_relay
+exec python3 -m unittest -v "$@" test_e2e test_concurrency test_read_side test_hostile test_kafka \
+  test_scale_out test_pg_relay

@@ -408,10 +408,12 @@ class StandaloneRelayTests(KafkaCase):
     def test_wallex_relay_publishes_a_live_servers_log(self):
         self.workload(wallet_count=10, rounds=150)
         head = self.last_position()
+        # On PostgreSQL (WALLEX_E2E_STORE=postgresql) the relay follows the server's database.
+        store = (["--store", self.server.store_url] if self.server.store_url
+                 else ["--data-dir", self.server.data_dir])
         relay = subprocess.Popen(
-            [BIN, "relay", "--data-dir", self.server.data_dir, "--kafka-brokers",
-             self.kafka.bootstrap], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            [BIN, "relay", *store, "--kafka-brokers", self.kafka.bootstrap],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: len(kcat_messages(self.kafka.bootstrap)) >= head, 60,
                        f"{head} messages on wallet-events")
