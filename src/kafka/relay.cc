@@ -12,6 +12,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "kafka/broker_checker.h"
 #include "kafka/delivery_window.h"
 #include "kafka/group_watch.h"
 #include "kafka/kafka_config.h"
@@ -35,7 +36,7 @@ void forward_log(const rd_kafka_t* /*rk*/, int level, const char* facility, cons
 }
 
 // Wallex's producer defaults, then the caller's properties (which win).
-Result<rd_kafka_conf_t*, std::string> make_config(const RelayOptions& options, bool idempotent) {
+Result<rd_kafka_conf_t*, std::string> make_config(const RelayOptions& options) {
   KafkaProperties properties = {
       {"bootstrap.servers", options.brokers},
       {"client.id", "wallex-relay"},
@@ -55,7 +56,7 @@ Result<rd_kafka_conf_t*, std::string> make_config(const RelayOptions& options, b
       {"allow.auto.create.topics", "false"},
       {"log_level", "4"},
   };
-  if (idempotent) properties.emplace_back("enable.idempotence", "true");
+  properties.emplace_back("enable.idempotence", "true");
   return make_kafka_config(properties, options.config, forward_log);
 }
 
@@ -102,15 +103,15 @@ struct Relay::Impl {
   std::unique_ptr<GroupWatch> watch;  // the consumer side, for stats()
 
   // Broker checks: their own client, so a check never waits behind the producer's queue.
-  rd_kafka_t* checker = nullptr;
-  std::mutex check_mutex;
-  std::condition_variable check_wake;
-  std::vector<std::function<void(BrokerCheck)>> check_waiters;
-  bool check_stopping = false;
-  std::thread check_thread;
+  BrokerChecker checker;
 
   Impl(EventLog& l, PublishedPositionStore& p, const Clock& c, RelayOptions o)
-      : log(l), positions(p), clock(c), options(std::move(o)) {}
+      : log(l),
+        positions(p),
+        clock(c),
+        options(std::move(o)),
+        checker(
+            BrokerCheckerOptions{options.brokers, options.config, options.metadata_timeout_ms}) {}
 
   void set_state(std::string_view s) {
     std::lock_guard lock(error_mutex);
@@ -152,7 +153,7 @@ struct Relay::Impl {
   }
 
   Status<std::string> create_producer() {
-    auto conf = make_config(options, true);
+    auto conf = make_config(options);
     if (!conf) return fail(conf.error());
     rd_kafka_conf_set_opaque(conf.value(), this);
     rd_kafka_conf_set_dr_msg_cb(conf.value(), &Impl::on_delivery);
@@ -473,40 +474,6 @@ struct Relay::Impl {
     }
     set_state("stopped");
   }
-
-  void run_checks() {
-    while (true) {
-      std::vector<std::function<void(BrokerCheck)>> waiters;
-      {
-        std::unique_lock lock(check_mutex);
-        check_wake.wait(lock, [this] { return check_stopping || !check_waiters.empty(); });
-        if (check_stopping) {
-          waiters.swap(check_waiters);
-          lock.unlock();
-          for (auto& done : waiters) done(BrokerCheck{false, 0, "the relay is stopping", 0});
-          return;
-        }
-        waiters.swap(check_waiters);
-      }
-      BrokerCheck check;
-      const auto started = SteadyClock::now();
-      const struct rd_kafka_metadata* metadata = nullptr;
-      const rd_kafka_resp_err_t err =
-          rd_kafka_metadata(checker, 0, nullptr, &metadata, options.metadata_timeout_ms);
-      check.elapsed_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started)
-              .count();
-      if (err) {
-        check.error = std::string("metadata request failed: ") + rd_kafka_err2str(err);
-      } else {
-        check.ok = metadata->broker_cnt > 0;
-        check.brokers = metadata->broker_cnt;
-        if (!check.ok) check.error = "the cluster reported no brokers";
-        rd_kafka_metadata_destroy(metadata);
-      }
-      for (auto& done : waiters) done(check);
-    }
-  }
 };
 
 Relay::Relay(EventLog& log, PublishedPositionStore& positions, const Clock& clock,
@@ -518,7 +485,6 @@ Relay::Relay(EventLog& log, PublishedPositionStore& positions, const Clock& cloc
 Relay::~Relay() {
   stop();
   impl_->destroy_producer();
-  if (impl_->checker != nullptr) rd_kafka_destroy(impl_->checker);
 }
 
 Status<std::string> Relay::open() {
@@ -533,14 +499,7 @@ Status<std::string> Relay::open() {
   if (auto head = impl.log.last_position(); head) impl.raise_head(head.value());
   if (auto created = impl.create_producer(); !created) return created;
 
-  auto conf = make_config(impl.options, false);
-  if (!conf) return fail(conf.error());
-  char error[512];
-  impl.checker = rd_kafka_new(RD_KAFKA_PRODUCER, conf.value(), error, sizeof error);
-  if (impl.checker == nullptr) {
-    rd_kafka_conf_destroy(conf.value());
-    return fail(std::string("cannot create the Kafka health client: ") + error);
-  }
+  if (auto opened = impl.checker.open(); !opened) return opened;
   if (impl.options.watch_consumers) {
     GroupWatchOptions watch_options;
     watch_options.brokers = impl.options.brokers;
@@ -560,10 +519,7 @@ void Relay::start() {
     pthread_setname_np(pthread_self(), "wallex-relay");
     impl.run();
   });
-  impl.check_thread = std::thread([&impl] {
-    pthread_setname_np(pthread_self(), "wallex-kcheck");
-    impl.run_checks();
-  });
+  impl.checker.start();
   if (impl.watch) impl.watch->start();
 }
 
@@ -575,12 +531,7 @@ void Relay::stop() {
   }
   impl.wake.notify_all();
   if (impl.thread.joinable()) impl.thread.join();
-  {
-    std::lock_guard lock(impl.check_mutex);
-    impl.check_stopping = true;
-  }
-  impl.check_wake.notify_all();
-  if (impl.check_thread.joinable()) impl.check_thread.join();
+  impl.checker.stop();
   if (impl.watch) impl.watch->stop();
 }
 
@@ -622,18 +573,7 @@ RelayStats Relay::stats() const {
 }
 
 void Relay::check_brokers(std::function<void(BrokerCheck)> done) {
-  Impl& impl = *impl_;
-  {
-    std::lock_guard lock(impl.check_mutex);
-    constexpr std::size_t kWaitersMax = 1'000;
-    if (!impl.check_stopping && impl.check_thread.joinable() &&
-        impl.check_waiters.size() < kWaitersMax) {
-      impl.check_waiters.push_back(std::move(done));
-      impl.check_wake.notify_one();
-      return;
-    }
-  }
-  done(BrokerCheck{false, 0, "the relay is not running or too many checks are waiting", 0});
+  impl_->checker.check(std::move(done));
 }
 
 }  // namespace wallex

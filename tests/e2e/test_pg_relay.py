@@ -60,6 +60,13 @@ class PgRelayLeaseTests(KafkaCase):
         first = wait_until(self.relaying, 20, "exactly one relaying instance")
         holder = next(s for s in self.servers if s.extra_args[3] == first)
         other = next(s for s in self.servers if s is not holder)
+        # The standby does not publish, but its GET /health/kafka is still a real metadata
+        # request to the cluster (its own client).
+        self.server = other
+        status, body = self.call("GET", "/health/kafka")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["status"], "ok", body)
+        self.assertGreater(body["brokers"], 0, body)
 
         sampled = []
         stop_sampling = threading.Event()

@@ -48,7 +48,9 @@ PgLeasedRelay::PgLeasedRelay(std::string url, std::string instance_name, const C
     : url_(std::move(url)),
       instance_name_(std::move(instance_name)),
       clock_(clock),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      standby_checker_(
+          BrokerCheckerOptions{options_.brokers, options_.config, options_.metadata_timeout_ms}) {}
 
 PgLeasedRelay::~PgLeasedRelay() { stop(); }
 
@@ -63,10 +65,12 @@ Status<std::string> PgLeasedRelay::open() {
   auto log = PgEventLog::open(url_);
   if (!log) return fail("the log: " + log.error().message);
   Relay probe(*log.value(), *standby_positions_, clock_, options_);
-  return probe.open();
+  if (auto opened = probe.open(); !opened) return opened;
+  return standby_checker_.open();
 }
 
 void PgLeasedRelay::start() {
+  standby_checker_.start();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -79,6 +83,7 @@ void PgLeasedRelay::stop() {
   if (thread_.joinable()) thread_.join();
   stop_relay();
   lease_.reset();
+  standby_checker_.stop();
 }
 
 void PgLeasedRelay::notify_head(std::int64_t last_position) {
@@ -109,7 +114,7 @@ void PgLeasedRelay::check_brokers(std::function<void(BrokerCheck)> done) {
       return;
     }
   }
-  done(BrokerCheck{false, 0, "this instance does not relay (another holds the relay lease)", 0});
+  standby_checker_.check(std::move(done));
 }
 
 void PgLeasedRelay::run() {

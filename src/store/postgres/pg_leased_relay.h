@@ -16,8 +16,8 @@
 // over an event that commits later.
 //
 // On an instance that does not hold the lease, stats() reports state "standby" with the shared
-// published position, and check_brokers() answers that this instance does not relay (the holder
-// answers GET /health/kafka).
+// published position, and check_brokers() asks the cluster for its metadata on a client of its
+// own (BrokerChecker), so every instance's GET /health/kafka reports real connectivity.
 //
 // Thread safety: stats(), check_brokers(), notify_head() from any thread; start()/stop() from one.
 #pragma once
@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "kafka/broker_checker.h"
 #include "kafka/kafka_monitor.h"
 #include "kafka/published_position_store.h"
 #include "kafka/relay.h"
@@ -81,6 +82,10 @@ class PgLeasedRelay final : public KafkaMonitor {
   const std::string instance_name_;
   const Clock& clock_;
   const RelayOptions options_;
+  // Answers GET /health/kafka while this instance is a standby (the relay answers it when this
+  // instance relays): a standby does not publish, but whether it could reach the cluster is
+  // still a real metadata request.
+  BrokerChecker standby_checker_;
 
   // The lease thread only.
   std::unique_ptr<PgLease> lease_;

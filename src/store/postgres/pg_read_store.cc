@@ -6,6 +6,7 @@
 #include "store/event_codec.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_migrations.h"
+#include "store/read_side_columns.h"
 
 namespace wallex {
 namespace {
@@ -13,17 +14,11 @@ namespace {
 // 'WALXRBLD': held (session level) by the one rebuild that may run at a time.
 constexpr std::int64_t kRebuildLockKey = 6287390496923406916;
 
-constexpr const char* kWalletColumns =
-    "id, owner_id, balance_minor, version, created_at_ms, updated_at_ms";
-constexpr const char* kLedgerWalletColumns =
-    "wallet_id, version, balance_minor, credits_minor, debits_minor, entry_count, wallet_key";
-constexpr const char* kEntryColumns =
-    "position, wallet_id, version, type, amount_minor, balance_before_minor, balance_after_minor,"
-    " description, reference_id, related_wallet_id, metadata, created_at_ms, wallet_key";
-constexpr const char* kWalletEventColumns =
-    "position, wallet_id, version, type, data, metadata, occurred_at_ms, balance_after_minor,"
-    " wallet_key";
-constexpr const char* kEventWalletColumns = "wallet_id, wallet_key, version, balance_minor";
+constexpr const char* kWalletColumns = read_columns::kWallet;
+constexpr const char* kLedgerWalletColumns = read_columns::kLedgerWallet;
+constexpr const char* kEntryColumns = read_columns::kEntry;
+constexpr const char* kWalletEventColumns = read_columns::kWalletEvent;
+constexpr const char* kEventWalletColumns = read_columns::kEventWallet;
 
 // The tables a rebuild replaces; the state tables keep their primary keys while being filled
 // (the projectors upsert them), the two big ones get theirs when the rebuild finishes.

@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "store/event_codec.h"
+#include "store/read_side_columns.h"
 #include "store/sqlite/sqlite_error.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -349,17 +350,11 @@ Result<Money, StoreError> money_column(const Statement& s, int column, std::stri
   return Money::from_minor(minor);
 }
 
-constexpr const char* kWalletColumns =
-    "id, owner_id, balance_minor, version, created_at_ms, updated_at_ms";
-constexpr const char* kLedgerWalletColumns =
-    "wallet_id, version, balance_minor, credits_minor, debits_minor, entry_count, wallet_key";
-constexpr const char* kEntryColumns =
-    "position, wallet_id, version, type, amount_minor, balance_before_minor, balance_after_minor,"
-    " description, reference_id, related_wallet_id, metadata, created_at_ms, wallet_key";
-constexpr const char* kWalletEventColumns =
-    "position, wallet_id, version, type, data, metadata, occurred_at_ms, balance_after_minor,"
-    " wallet_key";
-constexpr const char* kEventWalletColumns = "wallet_id, wallet_key, version, balance_minor";
+constexpr const char* kWalletColumns = read_columns::kWallet;
+constexpr const char* kLedgerWalletColumns = read_columns::kLedgerWallet;
+constexpr const char* kEntryColumns = read_columns::kEntry;
+constexpr const char* kWalletEventColumns = read_columns::kWalletEvent;
+constexpr const char* kEventWalletColumns = read_columns::kEventWallet;
 // The wallet key of a wallet id, for the per-wallet indexes (see projection/rows.h).
 constexpr const char* kLedgerKeyOf = "(SELECT wallet_key FROM ledger_wallets WHERE wallet_id = ?1)";
 constexpr const char* kEventsKeyOf = "(SELECT wallet_key FROM event_wallets WHERE wallet_id = ?1)";
