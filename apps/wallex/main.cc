@@ -472,10 +472,6 @@ int dev_kafka_command(int brokers) {
   std::_Exit(0);
 }
 
-// `wallex relay`: the relay alone, beside a server that runs without --kafka-brokers (or
-// after it stopped). Without the writer's commit hook it polls the log every 100 ms. Run at
-// most one relay per data directory: two would both publish everything (duplicates). Logs the
-// backlog every 10 s. Exit codes: 0 after SIGINT/SIGTERM, 1 cannot start, 2 usage.
 // Logs a relay's progress every 10 s until SIGINT/SIGTERM (blocked in `signals`).
 template <typename AnyRelay>
 void relay_until_signal(AnyRelay& relay, const sigset_t& signals) {
@@ -516,6 +512,11 @@ int relay_postgres(const std::string& store_url, wallex::RelayOptions options,
   return 0;
 }
 
+// `wallex relay`: the relay alone, beside a server that runs without --kafka-brokers (or
+// after it stopped). Without the writer's commit hook it polls the log every 100 ms. One relay
+// per data directory: a second one (or a server with --kafka-brokers) is refused (relay.lock);
+// with --store, a candidate for the database's relay lease. Logs the backlog every 10 s. Exit
+// codes: 0 after SIGINT/SIGTERM, 1 cannot start, 2 usage.
 int relay_command(const std::string& data_dir, const std::string& store_url,
                   const std::string& brokers, const std::vector<std::string>& properties,
                   std::size_t in_flight_max) {

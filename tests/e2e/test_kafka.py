@@ -326,6 +326,30 @@ class RelayTests(KafkaCase):
         self.assertIn("kafka", body)
         self.assertEqual(body["kafka"]["relay"], "publishing")
 
+    def test_a_second_relay_of_the_same_store_does_not_publish(self):
+        # The server relays. Embedded store: a second relay of its data directory is refused
+        # (relay.lock). PostgreSQL: a second relay of its database waits as a standby for the
+        # relay lease, which the server keeps.
+        store = (["--store", self.server.store_url] if self.server.store_url
+                 else ["--data-dir", self.server.data_dir])
+        second = subprocess.Popen(
+            [BIN, "relay", *store, "--kafka-brokers", self.kafka.bootstrap],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            if self.server.store_url:
+                time.sleep(2.5)  # more than one lease round
+                self.assertIsNone(second.poll(), "the standby relay exited")
+                self.assertNotEqual(self.stats()["status"], "standby")
+            else:
+                _, err = second.communicate(timeout=30)
+                self.assertEqual(second.returncode, 1, err)
+                self.assertIn("already publishes", err)
+        finally:
+            if second.poll() is None:
+                second.terminate()
+                second.communicate(timeout=30)
+
     def test_a_restart_resumes_from_the_saved_position(self):
         self.workload(wallet_count=10, rounds=100)
         before = self.wait_published()

@@ -21,6 +21,11 @@ TEST(SqliteRelayCheckpointTest, StartsAtZeroNeverMovesBackAndSurvivesReopening) 
   }
   auto reopened = SqliteRelayCheckpoint::open(dir);
   ASSERT_TRUE(reopened.ok());
+  // One relay per data directory: a second one is refused while the first lives.
+  auto second = SqliteRelayCheckpoint::open(dir);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("already publishes"), std::string::npos)
+      << second.error().message;
   EXPECT_EQ(reopened.value()->load().value(), 43);
   EXPECT_TRUE(std::filesystem::exists(SqliteRelayCheckpoint::path_in(dir)));
   std::filesystem::remove_all(dir);

@@ -2,36 +2,25 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+
+#include "store/sqlite/sqlite_error.h"
 
 namespace wallex {
 namespace {
 
 constexpr std::string_view kRelayName = "wallet-events";
 
-StoreError error_of(sqlite3* db, int code, const std::string& what) {
-  StoreErrorKind kind = StoreErrorKind::kOther;
-  switch (code & 0xff) {
-    case SQLITE_IOERR:
-      kind = StoreErrorKind::kIo;
-      break;
-    case SQLITE_FULL:
-      kind = StoreErrorKind::kFull;
-      break;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      kind = StoreErrorKind::kCorrupt;
-      break;
-    default:
-      break;
-  }
-  return StoreError{kind, what + ": " + sqlite3_errstr(code) + " (" +
-                              (db != nullptr ? sqlite3_errmsg(db) : "") + ")"};
-}
-
 }  // namespace
 
 struct SqliteRelayCheckpoint::Impl {
+  int lock_fd = -1;  // relay.lock, flock'ed for as long as this relay lives
   sqlite3* db = nullptr;
   sqlite3_stmt* select = nullptr;
   sqlite3_stmt* upsert = nullptr;
@@ -39,6 +28,7 @@ struct SqliteRelayCheckpoint::Impl {
     sqlite3_finalize(select);
     sqlite3_finalize(upsert);
     sqlite3_close_v2(db);
+    if (lock_fd >= 0) close(lock_fd);  // releases the lock
   }
 };
 
@@ -52,11 +42,28 @@ std::string SqliteRelayCheckpoint::path_in(const std::string& data_dir) {
 Result<std::unique_ptr<SqliteRelayCheckpoint>, StoreError> SqliteRelayCheckpoint::open(
     const std::string& data_dir) {
   auto impl = std::make_unique<Impl>();
+  // One relay per data directory: two would both publish everything and race on relay.db. The
+  // lock is the kernel's (flock), so a relay that dies, even by SIGKILL, releases it.
+  const std::string lock_path = (std::filesystem::path(data_dir) / "relay.lock").string();
+  impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (impl->lock_fd < 0) {
+    return fail(StoreError{StoreErrorKind::kIo, "cannot open " + lock_path + ": " +
+                                                    std::strerror(errno)});
+  }
+  if (flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    return fail(StoreError{
+        StoreErrorKind::kOther,
+        error == EWOULDBLOCK
+            ? "another relay (wallex serve --kafka-brokers or wallex relay) already publishes " +
+                  data_dir + ": run one relay per data directory"
+            : "cannot lock " + lock_path + ": " + std::strerror(error)});
+  }
   const std::string path = path_in(data_dir);
   int rc =
       sqlite3_open_v2(path.c_str(), &impl->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, "opening " + path));
+  if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
   sqlite3_busy_timeout(impl->db, 5'000);
   rc = sqlite3_exec(impl->db,
@@ -66,7 +73,7 @@ Result<std::unique_ptr<SqliteRelayCheckpoint>, StoreError> SqliteRelayCheckpoint
                     "  position INTEGER NOT NULL CHECK (position >= 0),"
                     "  updated_at_ms INTEGER NOT NULL) STRICT;",
                     nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, "creating the schema of " + path));
+  if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "creating the schema of " + path));
   rc = sqlite3_prepare_v2(impl->db, "SELECT position FROM relay_checkpoint WHERE relay = ?1", -1,
                           &impl->select, nullptr);
   if (rc == SQLITE_OK) {
@@ -78,7 +85,7 @@ Result<std::unique_ptr<SqliteRelayCheckpoint>, StoreError> SqliteRelayCheckpoint
                             "WHERE excluded.position > relay_checkpoint.position",
                             -1, &impl->upsert, nullptr);
   }
-  if (rc != SQLITE_OK) return fail(error_of(impl->db, rc, "preparing statements of " + path));
+  if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "preparing statements of " + path));
   return std::unique_ptr<SqliteRelayCheckpoint>(new SqliteRelayCheckpoint(std::move(impl)));
 }
 
@@ -90,7 +97,7 @@ Result<std::int64_t, StoreError> SqliteRelayCheckpoint::load() {
   if (rc == SQLITE_ROW) position = sqlite3_column_int64(s, 0);
   sqlite3_reset(s);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-    return fail(error_of(impl_->db, rc, "reading the relay checkpoint"));
+    return fail(sqlite_error(impl_->db, rc, "reading the relay checkpoint"));
   }
   return position;
 }
@@ -102,7 +109,7 @@ Status<StoreError> SqliteRelayCheckpoint::save(std::int64_t position, TimestampM
   sqlite3_bind_int64(s, 3, saved_at_ms);
   const int rc = sqlite3_step(s);
   sqlite3_reset(s);
-  if (rc != SQLITE_DONE) return fail(error_of(impl_->db, rc, "saving the relay checkpoint"));
+  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, rc, "saving the relay checkpoint"));
   return Ok{};
 }
 

@@ -17,7 +17,8 @@ namespace wallex {
 
 class SqliteRelayCheckpoint final : public PublishedPositionStore {
  public:
-  // Creates relay.db and its table when missing.
+  // Creates relay.db and its table when missing. Holds an exclusive lock on relay.lock for its
+  // lifetime: a second relay of the same data directory (this process or another) is refused.
   static Result<std::unique_ptr<SqliteRelayCheckpoint>, StoreError> open(
       const std::string& data_dir);
   static std::string path_in(const std::string& data_dir);
