@@ -70,13 +70,18 @@ struct ServeConfig {
   std::string instance_name;  // empty: <hostname>:<port>:<pid>
 };
 
+// "<hostname>:<role>:<pid>": how a process names itself to the other instances (the leases,
+// GET /health).
+std::string host_role_pid(const std::string& role) {
+  char host[64] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return std::string(host).substr(0, 24) + ":" + role + ":" + std::to_string(getpid());
+}
+
 // How this instance names itself to the others (the projection lease, GET /health).
 std::string instance_name(const ServeConfig& config) {
   if (!config.instance_name.empty()) return config.instance_name;
-  char host[64] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  return std::string(host).substr(0, 24) + ":" + std::to_string(config.port) + ":" +
-         std::to_string(getpid());
+  return host_role_pid(std::to_string(config.port));
 }
 
 // The relay's options from the command line; nullopt (after logging why) on a malformed
@@ -497,10 +502,7 @@ int relay_postgres(const std::string& store_url, wallex::RelayOptions options,
                    const sigset_t& signals) {
   using namespace wallex;
   SystemClock clock;
-  char host[64] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  const std::string name =
-      std::string(host).substr(0, 24) + ":relay:" + std::to_string(getpid());
+  const std::string name = host_role_pid("relay");
   PgLeasedRelay relay(store_url, name, clock, std::move(options));
   if (auto opened = relay.open(); !opened) {
     log::error("cannot start the Kafka relay: " + opened.error());

@@ -19,13 +19,9 @@ Result<LoggedEvent, std::string> event_from_message(std::string_view key, std::s
   auto stored = decode_stored_event(f.position, f.aggregate_id, f.event_version, f.event_type,
                                     f.payload_json, f.metadata_json);
   if (!stored) return fail(stored.error());
-  LoggedEvent event;
   // The log's own encoding of the documents, not the message's text: the read side copies these
   // bytes (ledger metadata, the per-wallet event copy).
-  event.data_json = encode_event_data(stored.value().event);
-  event.metadata_json = encode_event_metadata(stored.value().event, stored.value().metadata);
-  static_cast<StoredEvent&>(event) = std::move(stored).value();
-  return event;
+  return logged_event(std::move(stored).value());
 }
 
 VersionCheck check_version(std::optional<std::int64_t> applied, std::int64_t version) {

@@ -41,6 +41,16 @@ class EventLog {
   virtual void end_snapshot() = 0;
 };
 
+// A stored event with the log's own encoding of its documents (what every EventLog hands out,
+// whatever the event was read from: a store, a Kafka message, a test).
+inline LoggedEvent logged_event(StoredEvent stored) {
+  LoggedEvent logged;
+  logged.data_json = encode_event_data(stored.event);
+  logged.metadata_json = encode_event_metadata(stored.event, stored.metadata);
+  static_cast<StoredEvent&>(logged) = std::move(stored);
+  return logged;
+}
+
 // Reads through an EventStore (tests, and any store whose own instance is safe to share).
 class EventStoreLog final : public EventLog {
  public:
@@ -51,13 +61,7 @@ class EventStoreLog final : public EventLog {
     if (!read) return fail(read.error());
     std::vector<LoggedEvent> events;
     events.reserve(read.value().size());
-    for (StoredEvent& stored : read.value()) {
-      LoggedEvent logged;
-      logged.data_json = encode_event_data(stored.event);
-      logged.metadata_json = encode_event_metadata(stored.event, stored.metadata);
-      static_cast<StoredEvent&>(logged) = std::move(stored);
-      events.push_back(std::move(logged));
-    }
+    for (StoredEvent& stored : read.value()) events.push_back(logged_event(std::move(stored)));
     return events;
   }
   Result<std::int64_t, StoreError> last_position() override { return store_.last_position(); }

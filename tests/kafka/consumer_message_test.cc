@@ -12,13 +12,7 @@ namespace wallex {
 namespace {
 
 LoggedEvent logged(std::int64_t position, Event event, EventMetadata metadata) {
-  LoggedEvent out;
-  out.position = position;
-  out.data_json = encode_event_data(event);
-  out.metadata_json = encode_event_metadata(event, metadata);
-  out.event = std::move(event);
-  out.metadata = std::move(metadata);
-  return out;
+  return logged_event(StoredEvent{position, std::move(event), std::move(metadata)});
 }
 
 std::vector<LoggedEvent> one_of_each_type() {

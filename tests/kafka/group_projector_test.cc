@@ -28,15 +28,10 @@ std::vector<LoggedEvent> make_log() {
   std::vector<LoggedEvent> log;
   std::vector<std::int64_t> versions(kWallets, 0);
   const auto add = [&log](Event event, std::optional<std::string> key) {
-    LoggedEvent logged;
-    logged.position = static_cast<std::int64_t>(log.size()) + 1;
-    event.occurred_at_ms = 1'795'000'000'000 + logged.position;
-    const EventMetadata metadata{"corr-" + std::to_string(logged.position), std::move(key)};
-    logged.data_json = encode_event_data(event);
-    logged.metadata_json = encode_event_metadata(event, metadata);
-    logged.event = std::move(event);
-    logged.metadata = metadata;
-    log.push_back(std::move(logged));
+    const auto position = static_cast<std::int64_t>(log.size()) + 1;
+    event.occurred_at_ms = 1'795'000'000'000 + position;
+    EventMetadata metadata{"corr-" + std::to_string(position), std::move(key)};
+    log.push_back(logged_event(StoredEvent{position, std::move(event), std::move(metadata)}));
   };
   const auto wallet = [](int i) { return "gp-wallet-" + std::to_string(i); };
   for (int i = 0; i < kWallets; ++i) {

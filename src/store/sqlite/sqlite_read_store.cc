@@ -359,6 +359,9 @@ constexpr const char* kEventWalletColumns = read_columns::kEventWallet;
 constexpr const char* kLedgerKeyOf = "(SELECT wallet_key FROM ledger_wallets WHERE wallet_id = ?1)";
 constexpr const char* kEventsKeyOf = "(SELECT wallet_key FROM event_wallets WHERE wallet_id = ?1)";
 
+// The first column as text (problem descriptions, group names).
+Result<std::string, StoreError> text_row(const Statement& s) { return std::string(s.text(0)); }
+
 Result<WalletState, StoreError> wallet_row(const Statement& s) {
   WalletState w;
   w.id = std::string(s.text(0));
@@ -1160,20 +1163,14 @@ Result<std::vector<std::string>, StoreError> SqliteReadStore::index_problems(std
     if (!of_keys) return fail(of_keys.error());
     if (of_rows.value() == of_keys.value()) continue;
     search->bind(1, static_cast<std::int64_t>(limit));
-    auto found = collect<std::string>(impl_->db, *search, "checking key rows",
-                                      [](const Statement& row) -> Result<std::string, StoreError> {
-                                        return std::string(row.text(0));
-                                      });
+    auto found = collect<std::string>(impl_->db, *search, "checking key rows", text_row);
     if (!found) return fail(found.error());
     if (found.value().empty()) found.value().push_back("rows and key rows differ");
     problems.insert(problems.end(), found.value().begin(), found.value().end());
   }
   q.reference_hash_problems.bind(1, static_cast<std::int64_t>(limit));
-  auto mismatched =
-      collect<std::string>(impl_->db, q.reference_hash_problems, "checking reference hashes",
-                           [](const Statement& row) -> Result<std::string, StoreError> {
-                             return std::string(row.text(0));
-                           });
+  auto mismatched = collect<std::string>(impl_->db, q.reference_hash_problems,
+                                         "checking reference hashes", text_row);
   if (!mismatched) return fail(mismatched.error());
   problems.insert(problems.end(), mismatched.value().begin(), mismatched.value().end());
   if (problems.size() > limit) problems.resize(limit);
@@ -1553,9 +1550,7 @@ Result<std::int64_t, StoreError> SqliteReadStore::dead_letter_count(std::string_
 Result<std::vector<std::string>, StoreError> SqliteReadStore::consumer_groups() {
   if (!impl_->has_consumer_tables) return std::vector<std::string>{};
   return collect<std::string>(impl_->db, impl_->consumer_groups, "listing consumer groups",
-                              [](const Statement& row) -> Result<std::string, StoreError> {
-                                return std::string(row.text(0));
-                              });
+                              text_row);
 }
 
 }  // namespace wallex
