@@ -189,6 +189,9 @@ int serve(const ServeConfig& config) {
   std::unique_ptr<EventStore> store;
   // The read side's view of the log, on a connection of its own (embedded store only).
   std::unique_ptr<EventLog> event_log;
+  // Embedded store: the last durable log position. The writer commits batches before their
+  // fsync (SqliteStore is pipelined); the projectors and the relay read up to this, no further.
+  std::atomic<std::int64_t> durable_head{0};
   const bool postgres = is_postgres_url(config.store_url);
   if (postgres) {
     auto opened = PgStore::open(config.store_url);  // refuses pending migrations, newer schema
@@ -207,7 +210,13 @@ int serve(const ServeConfig& config) {
       return 1;
     }
     store = std::move(opened).value();
-    auto opened_log = SqliteEventLog::open(config.data_dir);
+    auto head = store->last_position();  // durable: SqliteStore::open synced the WAL
+    if (!head) {
+      log::error("cannot read the log head: " + head.error().message);
+      return 1;
+    }
+    durable_head.store(head.value());
+    auto opened_log = SqliteEventLog::open(config.data_dir, &durable_head);
     if (!opened_log) {
       log::error("cannot open the log for the projectors: " + opened_log.error().message);
       return 1;
@@ -318,7 +327,7 @@ int serve(const ServeConfig& config) {
     auto relay_options = relay_options_from(config.kafka_brokers, config.kafka_config,
                                             config.kafka_in_flight_max);
     if (!relay_options) return 2;
-    auto opened_log = SqliteEventLog::open(config.data_dir);
+    auto opened_log = SqliteEventLog::open(config.data_dir, &durable_head);
     if (!opened_log) {
       log::error("cannot open the log for the relay: " + opened_log.error().message);
       return 1;
@@ -337,7 +346,9 @@ int serve(const ServeConfig& config) {
     }
   }
   service_options.on_commit = [runner, shared, relay = relay.get(),
-                               leased = leased_relay.get()](std::int64_t last_position) {
+                               leased = leased_relay.get(),
+                               &durable_head](std::int64_t last_position) {
+    durable_head.store(last_position);  // before anyone is told to read up to it
     if (runner != nullptr) runner->notify_head(last_position);
     if (shared != nullptr) shared->notify_head(last_position);
     if (relay != nullptr) relay->notify_head(last_position);

@@ -49,7 +49,11 @@ Reply failed_commit_reply(const StoreError& error) {
 
 WalletService::WalletService(EventStore& store, const Clock& clock, IdGenerator& ids,
                              ServiceOptions options)
-    : store_(store), clock_(clock), ids_(ids), options_(std::move(options)) {}
+    : store_(store),
+      clock_(clock),
+      ids_(ids),
+      options_(std::move(options)),
+      pipelined_(options_.run_writer_thread && store.pipelined() && !store.shared()) {}
 
 WalletService::~WalletService() { stop(); }
 
@@ -79,7 +83,18 @@ Status<StoreError> WalletService::start() {
       run();
     });
   }
+  if (pipelined_) {
+    syncer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "wallex-sync");
+      run_syncer();
+    });
+  }
   return Ok{};
+}
+
+void WalletService::report_fatal(const StoreError& error) {
+  store_failed_.store(true);
+  if (!fatal_reported_.exchange(true) && options_.on_fatal) options_.on_fatal(error);
 }
 
 template <typename Push>
@@ -155,6 +170,13 @@ void WalletService::stop() {
   }
   queue_ready_.notify_all();
   if (writer_.joinable()) writer_.join();
+  // The writer has handed over its last batch: the syncer answers it and every other, then ends.
+  {
+    std::lock_guard lock(sync_mutex_);
+    sync_stopping_ = true;
+  }
+  sync_ready_.notify_all();
+  if (syncer_.joinable()) syncer_.join();
   if (!options_.run_writer_thread) {
     while (drive_once() > 0) {
     }
@@ -223,8 +245,7 @@ void WalletService::process_reads(std::vector<PendingRead>& reads) {
     const StoreError& error = stored.error();
     log::error("reading wallets failed: " + error.message);
     if (is_fatal(error)) {
-      store_failed_.store(true);
-      if (options_.on_fatal) options_.on_fatal(error);
+      report_fatal(error);
     }
     for (PendingRead& r : reads) {
       r.done(error_reply(ErrorCode::kStoreUnavailable, "The store is unavailable"));
@@ -372,8 +393,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
   const auto read_failed = [&](const StoreError& error, std::string_view what) {
     log::error(std::string(what) + " failed: " + error.message);
     if (is_fatal(error)) {
-      store_failed_.store(true);
-      if (options_.on_fatal) options_.on_fatal(error);
+      report_fatal(error);
     }
     for (Pending* p : commands) {
       p->done(error_reply(ErrorCode::kStoreUnavailable, "The store is unavailable"));
@@ -386,14 +406,30 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     }
   }
 
-  // Decisions of this attempt, not yet durable: they shadow the published state.
+  if (pipelined_) forget_durable();
+  // The state before this attempt: of the batches written but not durable yet (pipelined), else
+  // the published one. When pipelined, the syncer inserts into wallets_, hence the lock; it
+  // never writes a state the writer may read here, since a wallet it publishes is in
+  // unsynced_wallets_ until forget_durable() has seen the publication. Without pipelining only
+  // this thread mutates wallets_.
+  const auto before = [&](std::string_view id) -> const WalletState* {
+    if (pipelined_) {
+      if (const auto it = unsynced_wallets_.find(id); it != unsynced_wallets_.end()) {
+        return &it->second.first;
+      }
+      std::shared_lock lock(wallets_mutex_);
+      const auto it = wallets_.find(id);
+      return it == wallets_.end() ? nullptr : &it->second;
+    }
+    const auto it = wallets_.find(id);
+    return it == wallets_.end() ? nullptr : &it->second;
+  };
+  // Decisions of this attempt, not yet written: they shadow the state before it.
   WalletMap staged;
   std::unordered_set<std::string_view> staged_keys;
   const WalletLookup lookup = [&](std::string_view id) -> const WalletState* {
     if (const auto it = staged.find(id); it != staged.end()) return &it->second;
-    // Only this thread mutates wallets_, so reading it here needs no lock.
-    if (const auto it = wallets_.find(id); it != wallets_.end()) return &it->second;
-    return nullptr;
+    return before(id);
   };
 
   struct Awaiting {
@@ -437,7 +473,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     if (request.idempotency_key) {
       const std::string& key = *request.idempotency_key;
       const std::optional<IdempotencyRecord>& record = records[next_record++];
-      if (staged_keys.contains(key)) {
+      if (staged_keys.contains(key) || unsynced_keys_.contains(key)) {
         answer_now(pending, error_reply(ErrorCode::kIdempotencyRequestInFlight,
                                         "A request with this idempotency key is already being processed"));
         continue;
@@ -494,14 +530,14 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     awaiting.push_back(Awaiting{&pending.done, std::move(reply), entry_index});
   }
 
+  std::int64_t last_position = 0;
   if (!commit.entries.empty()) {
     commit.wallets.reserve(staged.size());
     for (const auto& [id, wallet] : staged) {
-      const auto published = wallets_.find(id);
-      commit.wallets.push_back(
-          WalletWrite{wallet, published == wallets_.end() ? -1 : published->second.version});
+      const WalletState* previous = before(id);
+      commit.wallets.push_back(WalletWrite{wallet, previous == nullptr ? -1 : previous->version});
     }
-    auto committed = store_.commit(commit);
+    auto committed = pipelined_ ? store_.write(commit) : store_.commit(commit);
     if (!committed) {
       const StoreError& error = committed.error();
       // Another instance got there first: nothing was written and nobody was answered yet.
@@ -510,30 +546,128 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
                  " requests failed: " + error.message);
       // A fatal failure is recorded before anyone hears of it, so no client can observe the
       // 503 and then find the service still taking commands.
-      if (is_fatal(error)) {
-        store_failed_.store(true);
-        if (options_.on_fatal) options_.on_fatal(error);
-      }
+      if (is_fatal(error)) report_fatal(error);
       // Nothing of this batch was acknowledged: every reply decided in it is withdrawn. The
-      // in-memory state stays at the last acknowledged commit.
+      // in-memory state stays at the last acknowledged (pipelined: written) commit.
       for (Awaiting& a : awaiting) {
         (*a.done)(a.final ? std::move(a.reply) : failed_commit_reply(error));
       }
       return AttemptOutcome::kFailed;
     }
-    {
-      std::unique_lock lock(wallets_mutex_);
-      for (auto& [id, wallet] : staged) wallets_.insert_or_assign(id, std::move(wallet));
-    }
-    last_position_.store(committed.value().last_position);
-    commits_.fetch_add(1);
-    if (options_.on_commit) options_.on_commit(committed.value().last_position);
+    last_position = committed.value().last_position;
     for (Awaiting& a : awaiting) {
       if (a.entry) a.reply.position = committed.value().entry_positions[*a.entry];
     }
   }
+  const bool wrote = !commit.entries.empty();
+
+  if (pipelined_) {
+    // Written, not durable: the syncer publishes and answers once an fsync covers it. Answers
+    // decided on state that is not durable yet (a refusal for lack of the funds a pending debit
+    // took, say) wait for that state's fsync too.
+    if (!wrote && (awaiting.empty() || written_seq_ == durable_seq_.load())) {
+      for (Awaiting& a : awaiting) (*a.done)(std::move(a.reply));
+      return AttemptOutcome::kDone;
+    }
+    SyncTicket ticket;
+    ticket.seq = ++written_seq_;
+    ticket.wrote = wrote;
+    ticket.last_position = last_position;
+    ticket.wallets.reserve(staged.size());
+    for (auto& [id, wallet] : staged) {
+      ticket.wallets.push_back(wallet);
+      unsynced_wallets_.insert_or_assign(id, std::pair(std::move(wallet), ticket.seq));
+    }
+    for (const std::string_view key : staged_keys) {
+      unsynced_keys_.insert_or_assign(std::string(key), ticket.seq);
+    }
+    ticket.answers.reserve(awaiting.size());
+    for (Awaiting& a : awaiting) {
+      ticket.answers.push_back(
+          SyncTicket::Answer{std::move(*a.done), std::move(a.reply), a.entry.has_value()});
+    }
+    queue_for_sync(std::move(ticket));
+    return AttemptOutcome::kDone;
+  }
+
+  if (wrote) {
+    {
+      std::unique_lock lock(wallets_mutex_);
+      for (auto& [id, wallet] : staged) wallets_.insert_or_assign(id, std::move(wallet));
+    }
+    last_position_.store(last_position);
+    commits_.fetch_add(1);
+    if (options_.on_commit) options_.on_commit(last_position);
+  }
   for (Awaiting& a : awaiting) (*a.done)(std::move(a.reply));
   return AttemptOutcome::kDone;
+}
+
+void WalletService::forget_durable() {
+  const std::uint64_t durable = durable_seq_.load(std::memory_order_acquire);
+  std::erase_if(unsynced_wallets_, [durable](const auto& item) { return item.second.second <= durable; });
+  std::erase_if(unsynced_keys_, [durable](const auto& item) { return item.second <= durable; });
+}
+
+void WalletService::queue_for_sync(SyncTicket ticket) {
+  {
+    std::unique_lock lock(sync_mutex_);
+    sync_space_.wait(lock, [this] { return sync_queue_.size() < options_.sync_batches_max; });
+    sync_queue_.push_back(std::move(ticket));
+  }
+  sync_ready_.notify_one();
+}
+
+void WalletService::run_syncer() {
+  std::vector<SyncTicket> tickets;
+  while (true) {
+    {
+      std::unique_lock lock(sync_mutex_);
+      sync_ready_.wait(lock, [this] { return !sync_queue_.empty() || sync_stopping_; });
+      if (sync_queue_.empty()) return;  // stopping, and every batch answered
+      for (SyncTicket& ticket : sync_queue_) tickets.push_back(std::move(ticket));
+      sync_queue_.clear();
+    }
+    sync_space_.notify_one();
+    // One fsync for every batch written so far: the group commit of the pipelined store. A
+    // group of answers only (no batch wrote) depends on earlier batches, all durable by now.
+    Status<StoreError> synced = Ok{};
+    if (store_failed_.load()) {
+      // After a failed fsync nothing written since is acknowledged, whatever a later fsync says.
+      synced = fail(StoreError{StoreErrorKind::kIo, "the store failed earlier"});
+    } else if (std::any_of(tickets.begin(), tickets.end(),
+                           [](const SyncTicket& t) { return t.wrote; })) {
+      synced = store_.sync();
+    }
+    if (!synced) {
+      const StoreError& error = synced.error();
+      log::error("sync of " + std::to_string(tickets.size()) + " batches failed: " + error.message);
+      report_fatal(error);
+      for (SyncTicket& ticket : tickets) {
+        for (SyncTicket::Answer& answer : ticket.answers) {
+          answer.done(answer.depends_on_commit ? failed_commit_reply(error) : std::move(answer.reply));
+        }
+      }
+    } else {
+      for (SyncTicket& ticket : tickets) {
+        if (ticket.wrote) {
+          {
+            std::unique_lock lock(wallets_mutex_);
+            for (WalletState& wallet : ticket.wallets) {
+              std::string id = wallet.id;
+              wallets_.insert_or_assign(std::move(id), std::move(wallet));
+            }
+          }
+          last_position_.store(ticket.last_position);
+          commits_.fetch_add(1);
+          if (options_.on_commit) options_.on_commit(ticket.last_position);
+        }
+        durable_seq_.store(ticket.seq, std::memory_order_release);
+        for (SyncTicket::Answer& answer : ticket.answers) answer.done(std::move(answer.reply));
+      }
+    }
+    tickets.clear();
+  }
 }
 
 void WalletService::purge_expired_keys(TimestampMs now_ms) {

@@ -5,8 +5,16 @@
 //   write-model rows and idempotency records in ONE store transaction (one fsync), then publish
 //   the new state and answer every command of the batch.
 //
+// Pipelined (a store with EventStore::pipelined(), the embedded one, and a writer thread): the
+// writer writes a batch without waiting for its fsync and hands it to the syncer thread
+// (wallex-sync), which fsyncs everything written so far, then publishes and answers the batches
+// that fsync covered, in order. Meanwhile the writer decides the next batch against the state of
+// the batches still waiting (a wallet's unsynced state, a key of an unsynced batch: in flight).
+// At most sync_batches_max batches wait; the writer then waits too.
+//
 // Guarantees:
-//  - a reply is delivered only after the commit that holds its effect is durable;
+//  - a reply is delivered only after the commit that holds its effect is durable, and nothing
+//    shows a batch before that (find_wallet, on_commit, health's last_position);
 //  - a failed commit fails exactly the commands of its batch (503) and leaves in-memory state
 //    equal to the store; an I/O failure is fatal: the service stops accepting work and calls
 //    on_fatal, it never retries an fsync;
@@ -52,10 +60,14 @@ struct ServiceOptions {
   TimestampMs idempotency_retention_ms = 24LL * 3600 * 1000;
   TimestampMs purge_interval_ms = 60'000;
   std::size_t purge_batch_max = 10'000;  // records deleted per purge transaction
-  // Called once, on the writer thread, when the store fails in a way that forbids going on.
+  // Batches written and waiting for their fsync (pipelined stores only).
+  std::size_t sync_batches_max = 16;
+  // Called once, on the writer or the syncer thread, when the store fails in a way that forbids
+  // going on.
   std::function<void(const StoreError&)> on_fatal;
-  // Called on the writer thread after every durable commit with the new last log position,
-  // before the batch's replies are sent (projectors wake on it). Must not block.
+  // Called after every durable commit with the new last log position, before the batch's
+  // replies are sent (projectors wake on it), on the writer thread (on the syncer thread when
+  // pipelined), in commit order. Must not block.
   std::function<void(std::int64_t last_position)> on_commit;
   // false: no writer thread; the owner calls drive_once() (deterministic simulation and tests).
   bool run_writer_thread = true;
@@ -160,6 +172,27 @@ class WalletService {
   AttemptOutcome attempt(std::span<Pending*> commands, bool shared);
   // Replaces the published state of every wallet `commands` touch with the stored one.
   Status<StoreError> refresh_wallets(std::span<Pending*> commands);
+  // Marks the store failed and calls on_fatal, once whichever thread comes first.
+  void report_fatal(const StoreError& error);
+
+  // Pipelined commits: one written batch on its way to durability.
+  struct SyncTicket {
+    struct Answer {
+      ReplyCallback done;
+      Reply reply;
+      bool depends_on_commit = false;  // false: a refusal decided on the batches before it
+    };
+    std::uint64_t seq = 0;
+    bool wrote = false;  // false: only answers decided on state that is not durable yet
+    std::int64_t last_position = 0;
+    std::vector<WalletState> wallets;  // published once durable
+    std::vector<Answer> answers;
+  };
+  // Writer thread: forgets the unsynced state of batches the syncer has made durable.
+  void forget_durable();
+  // Writer thread: queues a ticket for the syncer, waiting while sync_batches_max wait.
+  void queue_for_sync(SyncTicket ticket);
+  void run_syncer();
   void purge_if_due();
   void purge_expired_keys(TimestampMs now_ms);
 
@@ -167,8 +200,11 @@ class WalletService {
   const Clock& clock_;
   IdGenerator& ids_;
   const ServiceOptions options_;
+  const bool pipelined_;  // store_.pipelined() with a writer thread: see the top of this file
 
-  mutable std::shared_mutex wallets_mutex_;  // writers: the writer thread only
+  // The published state: every wallet as of the last durable commit. Written by the writer
+  // thread (by the syncer when pipelined), under the lock.
+  mutable std::shared_mutex wallets_mutex_;
   WalletMap wallets_;
 
   mutable std::mutex queue_mutex_;
@@ -180,6 +216,24 @@ class WalletService {
 
   std::thread writer_;
   std::atomic<bool> store_failed_{false};
+  std::atomic<bool> fatal_reported_{false};
+
+  // Pipelined commits. Writer thread only: the state of every wallet, and every key, that a
+  // batch written but not yet durable holds, with the sequence number of the last such batch.
+  std::unordered_map<std::string, std::pair<WalletState, std::uint64_t>, StringHash,
+                     std::equal_to<>>
+      unsynced_wallets_;
+  std::unordered_map<std::string, std::uint64_t, StringHash, std::equal_to<>> unsynced_keys_;
+  std::uint64_t written_seq_ = 0;
+  // The last batch made durable, published and answered (stored by the syncer after it has
+  // published the batch's wallets into wallets_).
+  std::atomic<std::uint64_t> durable_seq_{0};
+  std::mutex sync_mutex_;
+  std::condition_variable sync_ready_;
+  std::condition_variable sync_space_;
+  std::deque<SyncTicket> sync_queue_;
+  bool sync_stopping_ = false;
+  std::thread syncer_;
   std::atomic<std::int64_t> last_position_{0};
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> commands_{0};

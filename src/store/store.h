@@ -3,10 +3,11 @@
 //
 // What it holds: the event log (global position, per-wallet contiguous versions), the write
 // model (current state of every wallet) and idempotency records. A commit writes all three in
-// one database transaction and returns only once that transaction is durable (fsync'd).
+// one database transaction and returns only once that transaction is durable (fsync'd); a
+// pipelined store also offers write() and sync() to overlap one batch's fsync with the next.
 //
-// Thread safety: none. A store has one owner, the service's writer thread; read-only tools
-// (verify, tests) open their own instance.
+// Thread safety: none, but for sync() (see write()). A store has one owner, the service's writer
+// thread; read-only tools (verify, tests) open their own instance.
 #pragma once
 
 #include <cstdint>
@@ -111,6 +112,18 @@ class EventStore {
       const std::vector<std::string>& keys) = 0;
   // Writes the batch in one transaction and makes it durable; all or nothing.
   virtual Result<CommitResult, StoreError> commit(const CommitBatch& batch) = 0;
+
+  // Pipelined group commit, for a store that can separate writing a batch from making it
+  // durable (the embedded store): write() commits the batch like commit() but may return before
+  // it is durable; sync() makes everything written so far durable. The owner's writer thread
+  // calls write() for one batch and decides the next while another thread runs sync() for the
+  // previous ones (sync() is the one call that may run concurrently with the owner's). A batch
+  // is durable, and may be acknowledged, once a sync() that began after its write() returned has
+  // succeeded. Until then it must not be shown to anyone: other readers of the store may already
+  // see it (SqliteEventLog bounds them). A failed sync() is fatal (kIo) and never retried.
+  virtual bool pipelined() const { return false; }
+  virtual Result<CommitResult, StoreError> write(const CommitBatch& batch) { return commit(batch); }
+  virtual Status<StoreError> sync() { return Ok{}; }
   // Deletes up to `limit` idempotency records created before `created_before_ms`.
   virtual Result<std::int64_t, StoreError> purge_idempotency(TimestampMs created_before_ms,
                                                              std::size_t limit) = 0;

@@ -206,30 +206,78 @@ static void remember_old_bytes(int fd, off64_t offset, size_t length) {
   pthread_mutex_unlock(&mutex);
 }
 
-static void synced(int fd) {
+/* An fsync covers the writes that completed before it began, not those that run while it does
+ * (the server's writer goes on writing the WAL while its syncer fsyncs it). Writes hold
+ * `writes_lock` shared from saving their old bytes to the end of the real write; a sync takes
+ * it exclusively to mark where the covered writes end, then syncs without it. */
+static pthread_rwlock_t writes_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+struct sync_mark {
+  struct undo* newest; /* the newest undo entry the sync covers; NULL: none */
+  off64_t size;        /* the file's size when the sync began */
+  int valid;
+};
+
+static struct sync_mark mark_covered_writes(int fd) {
+  struct sync_mark mark = {NULL, 0, 0};
+  struct stat st;
+  pthread_rwlock_wrlock(&writes_lock);
   pthread_mutex_lock(&mutex);
   struct tracked_file* f = tracked_file_of(fd, 0);
-  struct stat st;
-  if (f != NULL && fstat(fd, &st) == 0) {
-    forget_undo(f);
-    f->size_at_sync = st.st_size;
+  if (fstat(fd, &st) == 0) {
+    mark.newest = f != NULL ? f->undo : NULL;
+    mark.size = st.st_size;
+    mark.valid = 1;
+  }
+  pthread_mutex_unlock(&mutex);
+  pthread_rwlock_unlock(&writes_lock);
+  return mark;
+}
+
+/* After a successful sync: forgets the undo entries it covered (`mark.newest` and older), keeps
+ * those of writes made while it ran. */
+static void synced(int fd, struct sync_mark mark) {
+  if (!mark.valid) return;
+  pthread_mutex_lock(&mutex);
+  struct tracked_file* f = tracked_file_of(fd, 0);
+  if (f != NULL) {
+    struct undo** link = &f->undo;
+    while (*link != NULL && *link != mark.newest) link = &(*link)->next;
+    struct undo* covered = *link;
+    *link = NULL;
+    while (covered != NULL) {
+      struct undo* u = covered;
+      covered = u->next;
+      free(u->old_bytes);
+      free(u);
+    }
+    f->size_at_sync = mark.size;
   }
   pthread_mutex_unlock(&mutex);
 }
 
 /* Undoes every write since the last successful fsync: newest first, then the old size. */
 static void lose_writes(int fd) {
+  pthread_rwlock_wrlock(&writes_lock); /* no write half done meanwhile */
   pthread_mutex_lock(&mutex);
   struct tracked_file* f = tracked_file_of(fd, 0);
   if (f != NULL) {
+    /* The failed descriptor may be read-only (the server fsyncs its WAL through one): restore
+     * through a writable descriptor of the same file. */
+    char proc_path[64];
+    snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
+    const int writable = open(proc_path, O_WRONLY | O_CLOEXEC);
+    const int target = writable >= 0 ? writable : fd;
     for (struct undo* u = f->undo; u != NULL; u = u->next) {
-      (void)real_pwrite64(fd, u->old_bytes, u->length, u->offset);
+      (void)real_pwrite64(target, u->old_bytes, u->length, u->offset);
     }
     forget_undo(f);
-    if (ftruncate(fd, f->size_at_sync) != 0) { /* nothing better to do in a test shim */
+    if (ftruncate(target, f->size_at_sync) != 0) { /* nothing better to do in a test shim */
     }
+    if (writable >= 0) close(writable);
   }
   pthread_mutex_unlock(&mutex);
+  pthread_rwlock_unlock(&writes_lock);
 }
 
 /* ------------------------------------------------------------------ the wrapped calls */
@@ -297,8 +345,9 @@ static int sync_call(const char* name, sync_fn real, int fd) {
     errno = EIO;
     return -1;
   }
+  const struct sync_mark mark = lose_unsynced ? mark_covered_writes(fd) : (struct sync_mark){NULL, 0, 0};
   const int rc = real(fd);
-  if (rc == 0 && lose_unsynced) synced(fd);
+  if (rc == 0 && lose_unsynced) synced(fd, mark);
   log_line(name, path, fd, rc == 0 ? "ok" : "error");
   return rc;
 }
@@ -334,30 +383,33 @@ static int write_fault(const char* name, int fd, off64_t offset, size_t length) 
 
 ssize_t write(int fd, const void* buffer, size_t length) {
   pthread_once(&once, init);
+  if (lose_unsynced) pthread_rwlock_rdlock(&writes_lock);
   const int error = write_fault("write", fd, -1, length);
-  if (error != 0) {
-    errno = error;
-    return -1;
-  }
-  return real_write(fd, buffer, length);
+  const ssize_t written = error != 0 ? -1 : real_write(fd, buffer, length);
+  const int saved_errno = error != 0 ? error : errno;
+  if (lose_unsynced) pthread_rwlock_unlock(&writes_lock);
+  errno = saved_errno;
+  return written;
 }
 
 ssize_t pwrite(int fd, const void* buffer, size_t length, off_t offset) {
   pthread_once(&once, init);
+  if (lose_unsynced) pthread_rwlock_rdlock(&writes_lock);
   const int error = write_fault("pwrite", fd, offset, length);
-  if (error != 0) {
-    errno = error;
-    return -1;
-  }
-  return real_pwrite(fd, buffer, length, offset);
+  const ssize_t written = error != 0 ? -1 : real_pwrite(fd, buffer, length, offset);
+  const int saved_errno = error != 0 ? error : errno;
+  if (lose_unsynced) pthread_rwlock_unlock(&writes_lock);
+  errno = saved_errno;
+  return written;
 }
 
 ssize_t pwrite64(int fd, const void* buffer, size_t length, off64_t offset) {
   pthread_once(&once, init);
+  if (lose_unsynced) pthread_rwlock_rdlock(&writes_lock);
   const int error = write_fault("pwrite64", fd, offset, length);
-  if (error != 0) {
-    errno = error;
-    return -1;
-  }
-  return real_pwrite64(fd, buffer, length, offset);
+  const ssize_t written = error != 0 ? -1 : real_pwrite64(fd, buffer, length, offset);
+  const int saved_errno = error != 0 ? error : errno;
+  if (lose_unsynced) pthread_rwlock_unlock(&writes_lock);
+  errno = saved_errno;
+  return written;
 }

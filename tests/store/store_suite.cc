@@ -93,6 +93,31 @@ TEST_P(StoreSuite, CommitAssignsContiguousPositionsAndRoundTripsEvents) {
   EXPECT_EQ(events.value()[2].metadata, (EventMetadata{"c2", std::nullopt}));
 }
 
+// The pipelined pair: write() makes batches part of the log (the next one continues it) before
+// any sync; sync() then makes all of them durable. A store without a pipeline commits in write().
+TEST_P(StoreSuite, WrittenBatchesContinueEachOtherAndOneSyncMakesThemDurable) {
+  CommitBatch first;
+  first.entries.push_back(entry({created("a"), credited("a", 1, "5")}, "c", "key-w1"));
+  first.wallets = {write("a", "5", 1)};
+  auto written = store_->write(first);
+  ASSERT_TRUE(written.ok()) << written.error().message;
+  EXPECT_EQ(written.value().last_position, 2);
+  CommitBatch second;
+  second.entries.push_back(entry({credited("a", 2, "1")}, "c", "key-w2"));
+  second.wallets = {write("a", "6", 2, 1)};
+  written = store_->write(second);
+  ASSERT_TRUE(written.ok()) << written.error().message;
+  EXPECT_EQ(written.value().last_position, 3);
+  ASSERT_TRUE(store_->sync().ok());
+  reopen();
+  EXPECT_EQ(store_->last_position().value(), 3);
+  auto wallets = store_->load_wallets();
+  ASSERT_TRUE(wallets.ok());
+  ASSERT_EQ(wallets.value().size(), 1u);
+  EXPECT_EQ(wallets.value()[0], state("a", "6", 2));
+  EXPECT_TRUE(store_->find_idempotency("key-w2").value().has_value());
+}
+
 TEST_P(StoreSuite, EverythingSurvivesReopening) {
   CommitBatch batch;
   batch.entries.push_back(entry({created("a"), credited("a", 1, "12.34")}, "c", "key-a"));

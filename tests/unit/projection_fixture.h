@@ -86,7 +86,7 @@ class ProjectionFixture : public ::testing::Test {
     }
     batch.entries.push_back(std::move(entry));
     for (const auto& [id, version] : expected) batch.wallets.push_back({wallets_.at(id), version});
-    auto committed = store_->commit(batch);
+    auto committed = write_only_ ? store_->write(batch) : store_->commit(batch);
     EXPECT_TRUE(committed.ok()) << (committed ? "" : committed.error().message);
     return committed ? committed.value().last_position : 0;
   }
@@ -183,6 +183,7 @@ class ProjectionFixture : public ::testing::Test {
   ManualClock clock_{1'764'000'000'000};
   TimestampMs now_ms_ = 1'764'000'000'000;
   bool advance_clock_ = true;
+  bool write_only_ = false;  // commands are written to the WAL but not synced (SqliteStore::write)
   int commands_ = 0;
   std::map<std::string, WalletState> wallets_;
 };

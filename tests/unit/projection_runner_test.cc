@@ -51,6 +51,41 @@ ProjectorStatus status_of(const ProjectionRunner& runner, ProjectorId id) {
 
 using RunnerTest = ProjectionFixture;
 
+// The writer commits batches before their fsync (SqliteStore is pipelined): in the serving
+// process the log is read up to the durable head only, so nothing a power loss could still take
+// back reaches the read side or Kafka.
+TEST_F(RunnerTest, TheServingProcessReadsTheLogOnlyUpToTheDurableHead) {
+  create("a", "10");
+  const std::int64_t durable = credit("a", "1");
+  write_only_ = true;
+  const std::int64_t written = credit("a", "2");
+  ASSERT_EQ(written, durable + 1);
+  std::atomic<std::int64_t> head{durable};
+  auto opened = SqliteEventLog::open(dir_, &head);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  SqliteEventLog& bounded = *opened.value();
+  EXPECT_EQ(bounded.last_position().value(), durable);
+  auto read = bounded.read_events(0, 100);
+  ASSERT_TRUE(read.ok());
+  ASSERT_EQ(read.value().size(), static_cast<std::size_t>(durable));
+  EXPECT_EQ(read.value().back().position, durable);
+  EXPECT_TRUE(bounded.read_events(durable, 100).value().empty());
+  // A projector on that log stops there too.
+  ProjectionRunner projector(bounded, read_store(), make_projectors(), clock_, RunnerOptions{});
+  ASSERT_TRUE(projector.open().ok());
+  ASSERT_TRUE(projector.catch_up().ok());
+  for (const Checkpoint& checkpoint : read_store().checkpoints().value()) {
+    EXPECT_EQ(checkpoint.position, durable);
+  }
+
+  ASSERT_TRUE(store_->sync().ok());
+  head.store(written);
+  EXPECT_EQ(bounded.last_position().value(), written);
+  EXPECT_EQ(bounded.read_events(durable, 100).value().size(), 1u);
+  // A reader in a process of its own (no bound) syncs the WAL itself, then reads all of it.
+  EXPECT_EQ(log().read_events(0, 100).value().size(), static_cast<std::size_t>(written));
+}
+
 TEST_F(RunnerTest, SmallBatchesApplyEveryEventOnce) {
   workload(6, 120);
   const std::int64_t head = log().last_position().value();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "store/sqlite/sqlite_store.h"
 
@@ -56,6 +57,31 @@ class ControlledStore final : public EventStore {
     std::lock_guard lock(mutex_);
     return commits_;
   }
+  // Pipelined: write() and sync() go to the inner (pipelined) store; syncs can be held or fail.
+  void set_pipelined(bool pipelined) { pipelined_ = pipelined; }
+  void hold_syncs() {
+    std::lock_guard lock(mutex_);
+    syncs_held_ = true;
+  }
+  void release_syncs() {
+    {
+      std::lock_guard lock(mutex_);
+      syncs_held_ = false;
+    }
+    changed_.notify_all();
+  }
+  void wait_until_sync_is_held() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return waiting_in_sync_; });
+  }
+  void fail_next_sync() {
+    std::lock_guard lock(mutex_);
+    fail_next_sync_ = true;
+  }
+  int writes() const {
+    std::lock_guard lock(mutex_);
+    return writes_;
+  }
 
   Result<std::vector<WalletState>, StoreError> load_wallets() override { return inner_.load_wallets(); }
   Result<std::vector<WalletState>, StoreError> read_wallets(const std::vector<std::string>& ids) override {
@@ -97,6 +123,28 @@ class ControlledStore final : public EventStore {
     }
     return inner_.commit(batch);
   }
+  bool pipelined() const override { return pipelined_.load(); }
+  Result<CommitResult, StoreError> write(const CommitBatch& batch) override {
+    {
+      std::lock_guard lock(mutex_);
+      ++writes_;
+    }
+    return inner_.write(batch);
+  }
+  Status<StoreError> sync() override {
+    {
+      std::unique_lock lock(mutex_);
+      waiting_in_sync_ = true;
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return !syncs_held_; });
+      waiting_in_sync_ = false;
+      if (fail_next_sync_) {
+        fail_next_sync_ = false;
+        return fail(StoreError{StoreErrorKind::kIo, "injected fsync failure"});
+      }
+    }
+    return inner_.sync();
+  }
   Result<std::int64_t, StoreError> purge_idempotency(TimestampMs before, std::size_t limit) override {
     return inner_.purge_idempotency(before, limit);
   }
@@ -117,6 +165,11 @@ class ControlledStore final : public EventStore {
   int fail_count_ = 0;
   int wallet_reads_ = 0;
   std::atomic<bool> shared_{false};
+  std::atomic<bool> pipelined_{false};
+  bool syncs_held_ = false;
+  bool waiting_in_sync_ = false;
+  bool fail_next_sync_ = false;
+  int writes_ = 0;
 };
 
 class WalletServiceTest : public ::testing::Test {
@@ -133,7 +186,7 @@ class WalletServiceTest : public ::testing::Test {
     sqlite_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void start(ServiceOptions options = {}) {
+  void start(ServiceOptions options = {}, bool pipelined = false) {
     service_.reset();
     controlled_.reset();
     sqlite_.reset();
@@ -141,7 +194,9 @@ class WalletServiceTest : public ::testing::Test {
     ASSERT_TRUE(opened.ok());
     sqlite_ = std::move(opened).value();
     controlled_ = std::make_unique<ControlledStore>(*sqlite_);
+    controlled_->set_pipelined(pipelined);
     options.on_fatal = [this](const StoreError&) { fatal_calls_.fetch_add(1); };
+    options.on_commit = [this](std::int64_t position) { committed_position_.store(position); };
     service_ = std::make_unique<WalletService>(*controlled_, clock_, ids_, options);
     ASSERT_TRUE(service_->start().ok());
   }
@@ -176,7 +231,12 @@ class WalletServiceTest : public ::testing::Test {
   std::unique_ptr<ControlledStore> controlled_;
   std::unique_ptr<WalletService> service_;
   std::atomic<int> fatal_calls_{0};
+  std::atomic<std::int64_t> committed_position_{0};
 };
+
+bool answered(std::future<Reply>& reply) {
+  return reply.wait_for(std::chrono::milliseconds(100)) == std::future_status::ready;
+}
 
 TEST_F(WalletServiceTest, ConcurrentCommandsShareOneCommit) {
   create("w", "0");
@@ -474,6 +534,98 @@ TEST_F(WalletServiceTest, OnASharedStoreAReadSeesAnotherInstancesCommit) {
   EXPECT_EQ(missing.get().status, 404);
   // And the next command on "w" is decided on the state the other instance left.
   EXPECT_EQ(submit(DebitWallet{"w", money("10"), {}}).status, 201);
+}
+
+
+// Pipelined commits: the writer decides and writes the next batch while the previous one waits
+// for its fsync; nothing of a batch is answered, published or announced before that fsync.
+TEST_F(WalletServiceTest, PipelinedRepliesWaitForTheirSyncAndTheNextBatchBuildsOnTheUnsyncedOne) {
+  start({}, /*pipelined=*/true);
+  create("w", "100");
+  const std::int64_t durable_position = committed_position_.load();
+  controlled_->hold_syncs();
+  auto credit = submit_async(CreditWallet{"w", money("50"), {}}, "k1");
+  controlled_->wait_until_sync_is_held();
+  // Written, not durable: no answer, the published state and the log head stay where they were.
+  EXPECT_FALSE(answered(credit));
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("100"));
+  EXPECT_EQ(service_->health().last_position, durable_position);
+  EXPECT_EQ(committed_position_.load(), durable_position);
+  // The next batch is decided on the unsynced state (150) and written while the sync waits.
+  const int writes = controlled_->writes();
+  auto debit = submit_async(DebitWallet{"w", money("120"), {}});
+  // The key of the unsynced batch is in flight: refused at once.
+  auto same_key = submit_async(CreditWallet{"w", money("50"), {}}, "k1");
+  ASSERT_TRUE(answered(same_key));
+  const Reply in_flight = same_key.get();
+  EXPECT_EQ(in_flight.status, 409);
+  EXPECT_NE(in_flight.body.find("IDEMPOTENCY_REQUEST_IN_FLIGHT"), std::string::npos);
+  // A refusal decided on unsynced state (30 left) waits for that state's fsync as well.
+  auto refused = submit_async(DebitWallet{"w", money("100"), {}});
+  EXPECT_FALSE(answered(debit));
+  EXPECT_FALSE(answered(refused));
+  EXPECT_GT(controlled_->writes(), writes);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("100"));
+
+  controlled_->release_syncs();
+  const Reply credited = credit.get();
+  EXPECT_EQ(credited.status, 201);
+  EXPECT_NE(credited.body.find("\"balance\":150"), std::string::npos) << credited.body;
+  const Reply debited = debit.get();
+  EXPECT_EQ(debited.status, 201);
+  EXPECT_NE(debited.body.find("\"balance\":30"), std::string::npos) << debited.body;
+  const Reply refusal = refused.get();
+  EXPECT_EQ(refusal.status, 400);
+  EXPECT_NE(refusal.body.find("INSUFFICIENT_FUNDS"), std::string::npos);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("30"));
+  EXPECT_EQ(service_->find_wallet("w")->version, 3);
+  EXPECT_EQ(committed_position_.load(), debited.position);
+  EXPECT_EQ(service_->health().last_position, debited.position);
+  // Durable now: the key replays.
+  const Reply replay = submit(CreditWallet{"w", money("50"), {}}, "k1");
+  EXPECT_TRUE(replay.replayed);
+  EXPECT_EQ(replay.body, credited.body);
+  service_->stop();
+  EXPECT_EQ(on_disk("w")->balance, money("30"));
+}
+
+TEST_F(WalletServiceTest, PipelinedAFailedSyncIsFatalAndFailsEveryUnsyncedBatch) {
+  start({}, /*pipelined=*/true);
+  create("w", "10");
+  controlled_->hold_syncs();
+  auto first = submit_async(CreditWallet{"w", money("5"), {}}, "k1");
+  controlled_->wait_until_sync_is_held();
+  auto second = submit_async(CreditWallet{"w", money("7"), {}}, "k2");
+  // Wait until the second batch is written (queued behind the held sync).
+  for (int i = 0; i < 200 && controlled_->writes() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(controlled_->writes(), 3);  // create, first, second
+  controlled_->fail_next_sync();
+  controlled_->release_syncs();
+  for (auto* reply : {&first, &second}) {
+    const Reply failed = reply->get();
+    EXPECT_EQ(failed.status, 503);
+    EXPECT_NE(failed.body.find("may or may not have been applied"), std::string::npos);
+  }
+  EXPECT_EQ(fatal_calls_.load(), 1);
+  EXPECT_TRUE(service_->health().store_failed);
+  // Nothing unsynced was ever published; nothing more is written.
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("10"));
+  const int writes = controlled_->writes();
+  EXPECT_EQ(submit(CreditWallet{"w", money("1"), {}}).status, 503);
+  EXPECT_EQ(controlled_->writes(), writes);
+}
+
+TEST_F(WalletServiceTest, PipelinedStopAnswersEveryWrittenBatch) {
+  start({}, /*pipelined=*/true);
+  create("w", "0");
+  std::vector<std::future<Reply>> replies;
+  for (int i = 0; i < 300; ++i) replies.push_back(submit_async(CreditWallet{"w", money("1"), {}}));
+  service_->stop();
+  for (auto& reply : replies) EXPECT_EQ(reply.get().status, 201);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("300"));
+  EXPECT_EQ(on_disk("w")->balance, money("300"));
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 // and opens read-write), so it is safe against a live server and for `wallex verify`.
 #pragma once
 
+#include <atomic>
+
 #include <memory>
 #include <string>
 
@@ -106,11 +108,22 @@ class SqliteReadStore final : public ReadStore, public ConsumerStateStore {
   std::unique_ptr<Impl> impl_;
 };
 
+// The embedded store's log on a read-only connection of its own.
+//
+// The writer commits batches before they are durable (SqliteStore is pipelined) and this
+// connection sees them at once, so nothing read here may be handed on before it is durable:
+//  - in the serving process, `durable_head` (the service's last durable position) bounds every
+//    read: read_events() and last_position() never go past it;
+//  - without it (a relay, rebuild or verify in a process of its own), every read takes its
+//    snapshot first and then fdatasyncs the WAL, so whatever the snapshot holds is durable
+//    (begin_snapshot() does it once for the whole snapshot). last_position() is then the
+//    committed head, which may be ahead of the durable one for an instant.
 class SqliteEventLog final : public EventLog {
  public:
   // Fails (kIo) when <data_dir>/wallex.db does not exist, kCorrupt when it is not a Wallex
   // store, kSchemaTooNew when a newer Wallex wrote it.
-  static Result<std::unique_ptr<SqliteEventLog>, StoreError> open(const std::string& data_dir);
+  static Result<std::unique_ptr<SqliteEventLog>, StoreError> open(
+      const std::string& data_dir, const std::atomic<std::int64_t>* durable_head = nullptr);
   ~SqliteEventLog() override;
 
   Result<std::vector<LoggedEvent>, StoreError> read_events(std::int64_t after_position,

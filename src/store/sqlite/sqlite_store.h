@@ -1,5 +1,7 @@
-// SqliteStore: the embedded EventStore, one SQLite database file in WAL mode with
-// synchronous=FULL, so a returned commit has been fsync'd. The only file that includes sqlite3.h.
+// SqliteStore: the embedded EventStore, one SQLite database file in WAL mode. Pipelined: write()
+// commits a batch to the WAL without syncing it (synchronous=NORMAL), sync() fdatasyncs the WAL
+// (on another thread while the writer goes on); commit() is both, so a returned commit has been
+// fsync'd. The only file that includes sqlite3.h.
 //
 // Layout: <data_dir>/wallex.db. The schema version lives in PRAGMA user_version; a file written
 // by a newer schema is refused (StoreErrorKind::kSchemaTooNew), a file that is not a Wallex store
@@ -48,6 +50,9 @@ class SqliteStore final : public EventStore {
   Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
       const std::vector<std::string>& keys) override;
   Result<CommitResult, StoreError> commit(const CommitBatch& batch) override;
+  bool pipelined() const override { return true; }
+  Result<CommitResult, StoreError> write(const CommitBatch& batch) override;
+  Status<StoreError> sync() override;
   Result<std::int64_t, StoreError> purge_idempotency(TimestampMs created_before_ms,
                                                      std::size_t limit) override;
   Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after_position,
