@@ -130,7 +130,7 @@ void close_without_checkpoint(sqlite3* db) {
 // restarts from its beginning whenever a checkpoint has caught up with the last commit.
 class Checkpointer {
  public:
-  static constexpr int kFramesToStart = 1000;  // ~4 MiB of WAL wakes the checkpointer
+  static constexpr int kFramesToStart = 4000;  // ~16 MiB of WAL wakes the checkpointer
   // Far beyond what passive checkpoints leave behind: the writer then checkpoints itself after
   // its commit, so the WAL (and the disk it uses) stays bounded whatever the load.
   static constexpr int kFramesToCheckpointInline = 262'144;  // ~1 GiB
