@@ -69,10 +69,28 @@ std::string format_iso8601_ms(TimestampMs ms) {
   const auto minute = static_cast<int>(rem / 60000 % 60);
   const auto second = static_cast<int>(rem / 1000 % 60);
   const auto milli = static_cast<int>(rem % 1000);
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
-                static_cast<long long>(c.year), c.month, c.day, hour, minute, second, milli);
-  return buffer;
+  if (c.year < 0 || c.year > 9999) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                  static_cast<long long>(c.year), c.month, c.day, hour, minute, second, milli);
+    return buffer;
+  }
+  // The common case without snprintf (every snapshot and event carries timestamps).
+  std::string out = "0000-00-00T00:00:00.000Z";
+  const auto put = [&out](std::size_t at, unsigned value, int digits) {
+    for (int i = digits - 1; i >= 0; --i) {
+      out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+      value /= 10;
+    }
+  };
+  put(0, static_cast<unsigned>(c.year), 4);
+  put(5, c.month, 2);
+  put(8, c.day, 2);
+  put(11, static_cast<unsigned>(hour), 2);
+  put(14, static_cast<unsigned>(minute), 2);
+  put(17, static_cast<unsigned>(second), 2);
+  put(20, static_cast<unsigned>(milli), 3);
+  return out;
 }
 
 std::optional<TimestampMs> parse_iso8601(std::string_view text) {

@@ -2,8 +2,25 @@
 
 #include <gtest/gtest.h>
 
+#include "json/json_writer.h"
+
 namespace wallex {
 namespace {
+
+TEST(JsonString, EscapesQuotesBackslashesAndControlCharactersAndKeepsTheRest) {
+  const auto quoted = [](std::string_view text) {
+    std::string out = "x";
+    append_json_string(out, text);
+    return out;
+  };
+  EXPECT_EQ(quoted(""), "x\"\"");
+  EXPECT_EQ(quoted("plain text 123"), "x\"plain text 123\"");
+  EXPECT_EQ(quoted("a\"b\\c"), "x\"a\\\"b\\\\c\"");
+  EXPECT_EQ(quoted("\n\r\t\b\f"), "x\"\\n\\r\\t\\b\\f\"");
+  EXPECT_EQ(quoted(std::string("\x01z\x1f", 3)), "x\"\\u0001z\\u001f\"");
+  EXPECT_EQ(quoted("\"start and end\""), "x\"\\\"start and end\\\"\"");
+  EXPECT_EQ(quoted("ünïcode ✓"), "x\"ünïcode ✓\"");  // UTF-8 passes through
+}
 
 TEST(ReplyEncoding, SnapshotHasExactlyTheContractKeysInOrder) {
   const WalletState wallet{"w-1", "o\"1", Money::from_minor(13050), 3, 0, 1'764'107'141'123};

@@ -9,6 +9,10 @@ TEST(TimeFormat, FormatsUtcWithMilliseconds) {
   EXPECT_EQ(format_iso8601_ms(0), "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(format_iso8601_ms(1'764'107'141'123), "2025-11-25T21:45:41.123Z");
   EXPECT_EQ(format_iso8601_ms(951'782'400'000), "2000-02-29T00:00:00.000Z");
+  EXPECT_EQ(format_iso8601_ms(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(format_iso8601_ms(253'402'300'799'999), "9999-12-31T23:59:59.999Z");
+  // Outside four-digit years (not a timestamp Wallex makes) the text is still complete.
+  EXPECT_EQ(format_iso8601_ms(253'402'300'800'000), "10000-01-01T00:00:00.000Z");
 }
 
 TEST(TimeFormat, ParsesWhatItFormats) {

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <mutex>
 #include <string>
 
 namespace wallex {
@@ -21,6 +22,14 @@ StoreError sqlite_error(sqlite3* db, int code, std::string_view what) {
   return StoreError{classify_sqlite_error(code),
                     std::string(what) + ": " + sqlite3_errstr(code) + " (" +
                         (db != nullptr ? sqlite3_errmsg(db) : "") + ")"};
+}
+
+int open_sqlite(const char* path, sqlite3** db, int flags) {
+  static std::once_flag configured;
+  // SQLITE_MISUSE when SQLite was initialized already (by a connection not opened here): the
+  // statistics then stay on, which costs speed only.
+  std::call_once(configured, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+  return sqlite3_open_v2(path, db, flags, nullptr);
 }
 
 }  // namespace wallex

@@ -17,4 +17,9 @@ StoreErrorKind classify_sqlite_error(int code);
 // "<what>: <SQLite's text for code> (<the connection's last message>)"; db may be null.
 StoreError sqlite_error(sqlite3* db, int code, std::string_view what);
 
+// sqlite3_open_v2 for every Wallex connection, after the process-wide configuration they share,
+// applied once before SQLite initializes: no memory statistics (with them every allocation of
+// SQLite takes a global mutex; nothing here reads them).
+int open_sqlite(const char* path, sqlite3** db, int flags);
+
 }  // namespace wallex

@@ -655,7 +655,7 @@ sqlite3* open_connection(const std::string& path, int flags, StoreError* error) 
   static const int configured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   (void)configured;
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int rc = open_sqlite(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) {
     *error = sqlite_error(db, rc, "opening " + path);
     sqlite3_close_v2(db);

@@ -61,8 +61,8 @@ Result<std::unique_ptr<SqliteRelayCheckpoint>, StoreError> SqliteRelayCheckpoint
   }
   const std::string path = path_in(data_dir);
   int rc =
-      sqlite3_open_v2(path.c_str(), &impl->db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+      open_sqlite(path.c_str(), &impl->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
   sqlite3_busy_timeout(impl->db, 5'000);

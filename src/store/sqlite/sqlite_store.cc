@@ -66,8 +66,10 @@ class Statement {
     return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
   }
   void bind(int index, std::int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
+  // Not copied (SQLITE_STATIC): the text must stay alive until the statement is reset, which
+  // every use here does in the scope that binds it (reset clears the bindings).
   void bind(int index, std::string_view value) {
-    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
   }
   int step() { return sqlite3_step(stmt_); }
   void reset() {
@@ -152,8 +154,7 @@ class Checkpointer {
   }
 
   Status<StoreError> start() {
-    const int rc = sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                                   nullptr);
+    const int rc = open_sqlite(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
     if (rc != SQLITE_OK) return fail(sqlite_error(db_, rc, "opening the checkpoint connection"));
     // The checkpoint fsyncs the database file before the WAL may be reused (synchronous=FULL).
     sqlite3_exec(db_, "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 0", nullptr, nullptr, nullptr);
@@ -229,7 +230,8 @@ struct SqliteStore::Impl {
   std::string wal_path;
   int wal_fd = -1;
   Statement insert_event, insert_wallet, update_wallet, upsert_idempotency, find_idempotency,
-      select_wallets, select_wallet, purge_idempotency, read_events, max_position, begin, commit, rollback;
+      select_wallets, select_wallet, purge_idempotency, read_events, max_position, begin, commit, rollback,
+      begin_read;
 
   ~Impl() {
     if (wal_fd >= 0) ::close(wal_fd);
@@ -237,6 +239,14 @@ struct SqliteStore::Impl {
     // Statements must be finalized before the connection closes; the members' destructors run
     // after this body, so close through sqlite3_close_v2, which defers until they are gone.
     sqlite3_close_v2(db);
+  }
+
+  // Steps a statement that returns no row, and resets it.
+  Status<StoreError> run(Statement& s, std::string_view what) {
+    ResetOnExit reset(s);
+    const int rc = s.step();
+    if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, what));
+    return Ok{};
   }
 
   // Latches a fatal error (I/O, damage) so that nothing writes to the files again.
@@ -327,6 +337,7 @@ struct SqliteStore::Impl {
          " WHERE position > ?1 ORDER BY position LIMIT ?2"},
         {&max_position, "SELECT COALESCE(MAX(position), 0) FROM events"},
         {&begin, "BEGIN IMMEDIATE"},
+        {&begin_read, "BEGIN"},
         {&commit, "COMMIT"},
         {&rollback, "ROLLBACK"},
     };
@@ -406,8 +417,8 @@ Status<StoreError> create_store_file(const std::string& data_dir, const std::str
     std::filesystem::remove(temporary + suffix, ignored);  // a creation that crashed
   }
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(temporary.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = open_sqlite(temporary.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
   if (rc == SQLITE_OK) {
     const std::string script = std::string("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                                            " BEGIN IMMEDIATE;") +
@@ -452,8 +463,7 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
     if (auto created = create_store_file(data_dir, path); !created) return fail(created.error());
   }
   auto impl = std::make_unique<Impl>();
-  int rc = sqlite3_open_v2(path.c_str(), &impl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = open_sqlite(path.c_str(), &impl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
 
@@ -512,8 +522,7 @@ Status<StoreError> SqliteStore::check_integrity(const std::string& data_dir) {
     return fail(StoreError{StoreErrorKind::kIo, path + " does not exist"});
   }
   Impl impl;
-  const int rc = sqlite3_open_v2(path.c_str(), &impl.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc = open_sqlite(path.c_str(), &impl.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) return fail(sqlite_error(impl.db, rc, "opening " + path));
   return impl.check_integrity(path);
 }
@@ -581,19 +590,21 @@ Result<std::optional<IdempotencyRecord>, StoreError> SqliteStore::find_idempoten
 Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> SqliteStore::find_idempotency_many(
     const std::vector<std::string>& keys) {
   // One read transaction for all lookups: each autocommit read would take and release the WAL
-  // read lock (two fcntl calls) on its own.
-  if (auto s = impl_->exec("BEGIN", "begin read"); !s) return fail(impl_->latch(s.error()));
+  // read lock (two fcntl calls) on its own. Prepared statements: sqlite3_exec would parse the
+  // SQL of BEGIN and COMMIT again for every batch.
+  Impl& impl = *impl_;
+  if (auto s = impl.run(impl.begin_read, "begin read"); !s) return fail(impl.latch(s.error()));
   std::vector<std::optional<IdempotencyRecord>> records;
   records.reserve(keys.size());
   for (const std::string& key : keys) {
     auto record = find_idempotency(key);
     if (!record) {
-      (void)impl_->exec("ROLLBACK", "end read");
-      return fail(impl_->latch(record.error()));
+      (void)impl.run(impl.rollback, "end read");
+      return fail(impl.latch(record.error()));
     }
     records.push_back(std::move(record).value());
   }
-  if (auto s = impl_->exec("COMMIT", "end read"); !s) return fail(impl_->latch(s.error()));
+  if (auto s = impl.run(impl.commit, "end read"); !s) return fail(impl.latch(s.error()));
   return records;
 }
 
@@ -627,17 +638,11 @@ Status<StoreError> SqliteStore::sync() {
 
 Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   Impl& impl = *impl_;
-  auto run = [&](Statement& s, std::string_view what) -> Status<StoreError> {
-    ResetOnExit reset(s);
-    const int rc = s.step();
-    if (rc != SQLITE_DONE) return fail(sqlite_error(impl.db, rc, what));
-    return Ok{};
-  };
   auto rollback = [&](StoreError error) -> Result<CommitResult, StoreError> {
     // After an I/O error SQLite may already have rolled back; a failing ROLLBACK changes nothing.
     // (A rollback in WAL mode writes nothing: the frames of the failed commit stay past the end
     // of the committed log, and recovery at the next start decides whether they form a commit.)
-    (void)run(impl.rollback, "rollback");
+    (void)impl.run(impl.rollback, "rollback");
     return fail(impl.latch(std::move(error)));
   };
   if (auto s = impl.refuse_if_failed(); !s) return fail(s.error());
@@ -651,7 +656,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   for (const WalletWrite& write : batch.wallets) {
     next_version.emplace(write.state.id, write.expected_version + 1);
   }
-  if (auto s = run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
+  if (auto s = impl.run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
   CommitResult result;
   result.entry_positions.reserve(batch.entries.size());
   std::int64_t position = impl.last_position;
@@ -665,15 +670,17 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       }
       ++next->second;
       ++position;
+      const std::string data = encode_event_data(event);
+      const std::string metadata = encode_event_metadata(event, entry.metadata);
       Statement& s = impl.insert_event;
       s.bind(1, position);
       s.bind(2, event.wallet_id);
       s.bind(3, event.version);
       s.bind(4, event_type_name(event.type));
-      s.bind(5, encode_event_data(event));
-      s.bind(6, encode_event_metadata(event, entry.metadata));
+      s.bind(5, data);
+      s.bind(6, metadata);
       s.bind(7, event.occurred_at_ms);
-      if (auto st = run(s, "appending an event"); !st) return rollback(st.error());
+      if (auto st = impl.run(s, "appending an event"); !st) return rollback(st.error());
     }
     const std::int64_t entry_position = entry.events.empty() ? 0 : position;
     result.entry_positions.push_back(entry_position);
@@ -686,7 +693,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       s.bind(4, record.body);
       s.bind(5, entry_position);
       s.bind(6, record.created_at_ms);
-      if (auto st = run(s, "recording an idempotency key"); !st) return rollback(st.error());
+      if (auto st = impl.run(s, "recording an idempotency key"); !st) return rollback(st.error());
     }
   }
   for (const WalletWrite& write : batch.wallets) {
@@ -704,7 +711,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       s.bind(4, wallet.version);
       s.bind(5, wallet.created_at_ms);
       s.bind(6, wallet.updated_at_ms);
-      if (auto st = run(s, "creating a wallet"); !st) return rollback(st.error());
+      if (auto st = impl.run(s, "creating a wallet"); !st) return rollback(st.error());
     } else {
       Statement& s = impl.update_wallet;
       s.bind(1, wallet.id);
@@ -712,7 +719,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       s.bind(3, wallet.version);
       s.bind(4, wallet.updated_at_ms);
       s.bind(5, write.expected_version);
-      if (auto st = run(s, "updating the write model"); !st) return rollback(st.error());
+      if (auto st = impl.run(s, "updating the write model"); !st) return rollback(st.error());
       if (sqlite3_changes(impl.db) != 1) {
         return rollback(StoreError{StoreErrorKind::kConflict,
                                    "wallet " + wallet.id + " is no longer at version " +
@@ -720,7 +727,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       }
     }
   }
-  if (auto s = run(impl.commit, "commit"); !s) return rollback(s.error());
+  if (auto s = impl.run(impl.commit, "commit"); !s) return rollback(s.error());
   // Committed, not yet durable: the log's head moves on (the next batch continues it); the
   // batch is acknowledged only after a sync() that began after this returned.
   impl.last_position = position;
