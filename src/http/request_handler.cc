@@ -375,6 +375,7 @@ HttpResponse RequestHandler::health() const {
   out.key("writer").begin_object();
   out.key("accepting").boolean(health.accepting);
   out.key("queueLength").integer(static_cast<std::int64_t>(health.queue_length));
+  out.key("unsyncedBatches").integer(static_cast<std::int64_t>(health.unsynced_batches));
   out.end_object();
   if (read_side_.projections != nullptr || read_side_.shared_statuses) {
     out.key("projections").begin_object();

@@ -159,6 +159,8 @@ ServiceHealth WalletService::health() const {
   health.commits = commits_.load();
   health.commands = commands_.load();
   health.conflicts = conflicts_.load();
+  const std::uint64_t durable = durable_seq_.load();  // first: never ahead of written_seq_
+  health.unsynced_batches = written_seq_.load() - durable;
   return health;
 }
 
@@ -570,7 +572,8 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
       return AttemptOutcome::kDone;
     }
     SyncTicket ticket;
-    ticket.seq = ++written_seq_;
+    ticket.seq = written_seq_.load() + 1;
+    written_seq_.store(ticket.seq);
     ticket.wrote = wrote;
     ticket.last_position = last_position;
     ticket.wallets.reserve(staged.size());

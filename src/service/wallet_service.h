@@ -102,6 +102,7 @@ struct ServiceHealth {
   std::uint64_t commits = 0;
   std::uint64_t commands = 0;
   std::uint64_t conflicts = 0;  // commit attempts another instance's changes made fail (retried)
+  std::uint64_t unsynced_batches = 0;  // pipelined: written, not yet made durable by the syncer
 };
 
 class WalletService {
@@ -224,7 +225,7 @@ class WalletService {
                      std::equal_to<>>
       unsynced_wallets_;
   std::unordered_map<std::string, std::uint64_t, StringHash, std::equal_to<>> unsynced_keys_;
-  std::uint64_t written_seq_ = 0;
+  std::atomic<std::uint64_t> written_seq_{0};  // written by the writer only
   // The last batch made durable, published and answered (stored by the syncer after it has
   // published the batch's wallets into wallets_).
   std::atomic<std::uint64_t> durable_seq_{0};

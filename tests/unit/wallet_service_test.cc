@@ -550,6 +550,7 @@ TEST_F(WalletServiceTest, PipelinedRepliesWaitForTheirSyncAndTheNextBatchBuildsO
   EXPECT_FALSE(answered(credit));
   EXPECT_EQ(service_->find_wallet("w")->balance, money("100"));
   EXPECT_EQ(service_->health().last_position, durable_position);
+  EXPECT_EQ(service_->health().unsynced_batches, 1u);
   EXPECT_EQ(committed_position_.load(), durable_position);
   // The next batch is decided on the unsynced state (150) and written while the sync waits.
   const int writes = controlled_->writes();
@@ -581,6 +582,7 @@ TEST_F(WalletServiceTest, PipelinedRepliesWaitForTheirSyncAndTheNextBatchBuildsO
   EXPECT_EQ(service_->find_wallet("w")->version, 3);
   EXPECT_EQ(committed_position_.load(), debited.position);
   EXPECT_EQ(service_->health().last_position, debited.position);
+  EXPECT_EQ(service_->health().unsynced_batches, 0u);
   // Durable now: the key replays.
   const Reply replay = submit(CreditWallet{"w", money("50"), {}}, "k1");
   EXPECT_TRUE(replay.replayed);
