@@ -13,7 +13,8 @@
  *                 ENOSPC and writes nothing (a full disk); delete it and space is back.
  *
  * With WALLEX_FAULT_LOSE_UNSYNCED=1 an injected fsync failure also loses what was written to that
- * file since its last successful fsync (the shim restores the old bytes and size), which is what
+ * file since the start of its last successful fsync (the shim restores the old bytes and size,
+ * through a writable descriptor of its own: the failing one may be read-only), which is what
  * a power loss after a failed fsync leaves on disk. A server that acknowledges the failed batch
  * anyway then loses an acknowledged write, which the tests detect.
  *
