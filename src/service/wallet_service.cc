@@ -409,20 +409,15 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
   }
 
   if (pipelined_) forget_durable();
-  // The state before this attempt: of the batches written but not durable yet (pipelined), else
-  // the published one. When pipelined, the syncer inserts into wallets_, hence the lock; it
-  // never writes a state the writer may read here, since a wallet it publishes is in
-  // unsynced_wallets_ until forget_durable() has seen the publication. Without pipelining only
-  // this thread mutates wallets_.
+  // The state before this attempt: of the batches written but not durable yet (pipelined; the
+  // map is empty otherwise), else the published one. The syncer inserts into wallets_ (hence the
+  // lock) but never writes a state the writer may read here: a wallet it publishes is in
+  // unsynced_wallets_ until forget_durable() has seen the publication.
   const auto before = [&](std::string_view id) -> const WalletState* {
-    if (pipelined_) {
-      if (const auto it = unsynced_wallets_.find(id); it != unsynced_wallets_.end()) {
-        return &it->second.first;
-      }
-      std::shared_lock lock(wallets_mutex_);
-      const auto it = wallets_.find(id);
-      return it == wallets_.end() ? nullptr : &it->second;
+    if (const auto it = unsynced_wallets_.find(id); it != unsynced_wallets_.end()) {
+      return &it->second.first;
     }
+    std::shared_lock lock(wallets_mutex_);
     const auto it = wallets_.find(id);
     return it == wallets_.end() ? nullptr : &it->second;
   };
@@ -576,9 +571,8 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     written_seq_.store(ticket.seq);
     ticket.wrote = wrote;
     ticket.last_position = last_position;
-    ticket.wallets.reserve(staged.size());
+    ticket.wallets = staged;
     for (auto& [id, wallet] : staged) {
-      ticket.wallets.push_back(wallet);
       unsynced_wallets_.insert_or_assign(id, std::pair(std::move(wallet), ticket.seq));
     }
     for (const std::string_view key : staged_keys) {
@@ -593,17 +587,19 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     return AttemptOutcome::kDone;
   }
 
-  if (wrote) {
-    {
-      std::unique_lock lock(wallets_mutex_);
-      for (auto& [id, wallet] : staged) wallets_.insert_or_assign(id, std::move(wallet));
-    }
-    last_position_.store(last_position);
-    commits_.fetch_add(1);
-    if (options_.on_commit) options_.on_commit(last_position);
-  }
+  if (wrote) publish(staged, last_position);
   for (Awaiting& a : awaiting) (*a.done)(std::move(a.reply));
   return AttemptOutcome::kDone;
+}
+
+void WalletService::publish(WalletMap& wallets, std::int64_t last_position) {
+  {
+    std::unique_lock lock(wallets_mutex_);
+    for (auto& [id, wallet] : wallets) wallets_.insert_or_assign(id, std::move(wallet));
+  }
+  last_position_.store(last_position);
+  commits_.fetch_add(1);
+  if (options_.on_commit) options_.on_commit(last_position);
 }
 
 void WalletService::forget_durable() {
@@ -653,18 +649,7 @@ void WalletService::run_syncer() {
       }
     } else {
       for (SyncTicket& ticket : tickets) {
-        if (ticket.wrote) {
-          {
-            std::unique_lock lock(wallets_mutex_);
-            for (WalletState& wallet : ticket.wallets) {
-              std::string id = wallet.id;
-              wallets_.insert_or_assign(std::move(id), std::move(wallet));
-            }
-          }
-          last_position_.store(ticket.last_position);
-          commits_.fetch_add(1);
-          if (options_.on_commit) options_.on_commit(ticket.last_position);
-        }
+        if (ticket.wrote) publish(ticket.wallets, ticket.last_position);
         durable_seq_.store(ticket.seq, std::memory_order_release);
         for (SyncTicket::Answer& answer : ticket.answers) answer.done(std::move(answer.reply));
       }

@@ -173,6 +173,8 @@ class WalletService {
   AttemptOutcome attempt(std::span<Pending*> commands, bool shared);
   // Replaces the published state of every wallet `commands` touch with the stored one.
   Status<StoreError> refresh_wallets(std::span<Pending*> commands);
+  // Makes a durable commit visible: its wallets (moved out of `wallets`), the log head, on_commit.
+  void publish(WalletMap& wallets, std::int64_t last_position);
   // Marks the store failed and calls on_fatal, once whichever thread comes first.
   void report_fatal(const StoreError& error);
 
@@ -186,7 +188,7 @@ class WalletService {
     std::uint64_t seq = 0;
     bool wrote = false;  // false: only answers decided on state that is not durable yet
     std::int64_t last_position = 0;
-    std::vector<WalletState> wallets;  // published once durable
+    WalletMap wallets;  // published once durable
     std::vector<Answer> answers;
   };
   // Writer thread: forgets the unsynced state of batches the syncer has made durable.

@@ -20,22 +20,10 @@ class ControlledStore final : public EventStore {
  public:
   explicit ControlledStore(EventStore& inner) : inner_(inner) {}
 
-  void hold_commits() {
-    std::lock_guard lock(mutex_);
-    held_ = true;
-  }
-  void release_commits() {
-    {
-      std::lock_guard lock(mutex_);
-      held_ = false;
-    }
-    changed_.notify_all();
-  }
+  void hold_commits() { hold(commit_gate_); }
+  void release_commits() { release(commit_gate_); }
   // Blocks until the writer is inside a held commit.
-  void wait_until_commit_is_held() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return waiting_in_commit_; });
-  }
+  void wait_until_commit_is_held() { wait_until_held(commit_gate_); }
   void fail_next_commit(StoreErrorKind kind) { fail_next_commits(kind, 1); }
   // The next `count` commits fail with `kind` without reaching the store.
   void fail_next_commits(StoreErrorKind kind, int count) {
@@ -59,21 +47,10 @@ class ControlledStore final : public EventStore {
   }
   // Pipelined: write() and sync() go to the inner (pipelined) store; syncs can be held or fail.
   void set_pipelined(bool pipelined) { pipelined_ = pipelined; }
-  void hold_syncs() {
-    std::lock_guard lock(mutex_);
-    syncs_held_ = true;
-  }
-  void release_syncs() {
-    {
-      std::lock_guard lock(mutex_);
-      syncs_held_ = false;
-    }
-    changed_.notify_all();
-  }
-  void wait_until_sync_is_held() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return waiting_in_sync_; });
-  }
+  void hold_syncs() { hold(sync_gate_); }
+  void release_syncs() { release(sync_gate_); }
+  // Blocks until the syncer is inside a held sync.
+  void wait_until_sync_is_held() { wait_until_held(sync_gate_); }
   void fail_next_sync() {
     std::lock_guard lock(mutex_);
     fail_next_sync_ = true;
@@ -110,10 +87,7 @@ class ControlledStore final : public EventStore {
   Result<CommitResult, StoreError> commit(const CommitBatch& batch) override {
     {
       std::unique_lock lock(mutex_);
-      waiting_in_commit_ = true;
-      changed_.notify_all();
-      changed_.wait(lock, [this] { return !held_; });
-      waiting_in_commit_ = false;
+      pass(commit_gate_, lock);
       ++commits_;
       if (fail_next_) {
         const StoreErrorKind kind = *fail_next_;
@@ -134,10 +108,7 @@ class ControlledStore final : public EventStore {
   Status<StoreError> sync() override {
     {
       std::unique_lock lock(mutex_);
-      waiting_in_sync_ = true;
-      changed_.notify_all();
-      changed_.wait(lock, [this] { return !syncs_held_; });
-      waiting_in_sync_ = false;
+      pass(sync_gate_, lock);
       if (fail_next_sync_) {
         fail_next_sync_ = false;
         return fail(StoreError{StoreErrorKind::kIo, "injected fsync failure"});
@@ -154,11 +125,39 @@ class ControlledStore final : public EventStore {
   Result<std::int64_t, StoreError> last_position() override { return inner_.last_position(); }
 
  private:
+  // A point in a store call (commit, sync) where a test can hold the calling thread.
+  struct Gate {
+    bool held = false;
+    bool waiting = false;  // a thread is inside, held
+  };
+  void hold(Gate& gate) {
+    std::lock_guard lock(mutex_);
+    gate.held = true;
+  }
+  void release(Gate& gate) {
+    {
+      std::lock_guard lock(mutex_);
+      gate.held = false;
+    }
+    changed_.notify_all();
+  }
+  void wait_until_held(Gate& gate) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&gate] { return gate.waiting; });
+  }
+  // Called with mutex_ held: waits while the gate is held.
+  void pass(Gate& gate, std::unique_lock<std::mutex>& lock) {
+    gate.waiting = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&gate] { return !gate.held; });
+    gate.waiting = false;
+  }
+
   EventStore& inner_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  bool held_ = false;
-  bool waiting_in_commit_ = false;
+  Gate commit_gate_;
+  Gate sync_gate_;
   int commits_ = 0;
   std::optional<StoreErrorKind> fail_next_lookup_;
   std::optional<StoreErrorKind> fail_next_;
@@ -166,8 +165,6 @@ class ControlledStore final : public EventStore {
   int wallet_reads_ = 0;
   std::atomic<bool> shared_{false};
   std::atomic<bool> pipelined_{false};
-  bool syncs_held_ = false;
-  bool waiting_in_sync_ = false;
   bool fail_next_sync_ = false;
   int writes_ = 0;
 };

@@ -2,8 +2,12 @@
 
 #include <sqlite3.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <mutex>
 #include <string>
+#include <system_error>
 
 namespace wallex {
 
@@ -22,6 +26,16 @@ StoreError sqlite_error(sqlite3* db, int code, std::string_view what) {
   return StoreError{classify_sqlite_error(code),
                     std::string(what) + ": " + sqlite3_errstr(code) + " (" +
                         (db != nullptr ? sqlite3_errmsg(db) : "") + ")"};
+}
+
+StoreError system_error(std::string_view what, int error) {
+  return StoreError{StoreErrorKind::kIo,
+                    std::string(what) + ": " + std::generic_category().message(error)};
+}
+
+Status<StoreError> fdatasync_file(int fd, const std::string& path) {
+  if (::fdatasync(fd) != 0) return fail(system_error("fdatasync of " + path + " failed", errno));
+  return Ok{};
 }
 
 int open_sqlite(const char* path, sqlite3** db, int flags) {

@@ -2,6 +2,7 @@
 // the embedded read side, so a full disk, an I/O error or damage means the same in both.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "store/store.h"
@@ -16,6 +17,13 @@ StoreErrorKind classify_sqlite_error(int code);
 
 // "<what>: <SQLite's text for code> (<the connection's last message>)"; db may be null.
 StoreError sqlite_error(sqlite3* db, int code, std::string_view what);
+
+// kIo "<what>: <the system's text for error>", for a system call on a store's file that failed.
+StoreError system_error(std::string_view what, int error);
+
+// fdatasync of a store's file (the WAL, through a read-only descriptor of its own: fdatasync works
+// on the file, whichever descriptor wrote its pages); kIo naming the file when it fails.
+Status<StoreError> fdatasync_file(int fd, const std::string& path);
 
 // sqlite3_open_v2 for every Wallex connection, after the process-wide configuration they share,
 // applied once before SQLite initializes: no memory statistics (with them every allocation of

@@ -1377,15 +1377,10 @@ struct SqliteEventLog::Impl {
       wal_fd = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
       if (wal_fd < 0) {
         if (errno == ENOENT) return Ok{};
-        return fail(StoreError{StoreErrorKind::kIo, "cannot open " + wal_path + ": " +
-                                                        std::generic_category().message(errno)});
+        return fail(system_error("cannot open " + wal_path, errno));
       }
     }
-    if (::fdatasync(wal_fd) != 0) {
-      return fail(StoreError{StoreErrorKind::kIo, "fdatasync of " + wal_path + " failed: " +
-                                                      std::generic_category().message(errno)});
-    }
-    return Ok{};
+    return fdatasync_file(wal_fd, wal_path);
   }
 };
 

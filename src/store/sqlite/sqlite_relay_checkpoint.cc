@@ -47,8 +47,7 @@ Result<std::unique_ptr<SqliteRelayCheckpoint>, StoreError> SqliteRelayCheckpoint
   const std::string lock_path = (std::filesystem::path(data_dir) / "relay.lock").string();
   impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (impl->lock_fd < 0) {
-    return fail(StoreError{StoreErrorKind::kIo, "cannot open " + lock_path + ": " +
-                                                    std::strerror(errno)});
+    return fail(system_error("cannot open " + lock_path, errno));
   }
   if (flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;

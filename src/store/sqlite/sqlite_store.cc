@@ -507,8 +507,7 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   store->impl_->wal_path = path + "-wal";
   store->impl_->wal_fd = ::open(store->impl_->wal_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (store->impl_->wal_fd < 0) {
-    return fail(StoreError{StoreErrorKind::kIo, "cannot open " + store->impl_->wal_path + ": " +
-                                                    std::generic_category().message(errno)});
+    return fail(system_error("cannot open " + store->impl_->wal_path, errno));
   }
   // Commits of an earlier process that was killed before syncing them are in the log now and
   // will be served and projected: make them durable first.
@@ -620,11 +619,8 @@ Status<StoreError> SqliteStore::sync() {
   // Never after a failure: a second fsync of a file whose first one failed can succeed although
   // the data is gone ("fsyncgate").
   if (auto s = impl.refuse_if_failed(); !s) return s;
-  if (::fdatasync(impl.wal_fd) != 0) {
-    const int error = errno;
-    return fail(impl.latch(StoreError{StoreErrorKind::kIo, "fdatasync of " + impl.wal_path +
-                                                               " failed: " +
-                                                               std::generic_category().message(error)}));
+  if (auto synced = fdatasync_file(impl.wal_fd, impl.wal_path); !synced) {
+    return fail(impl.latch(synced.error()));
   }
   // A background checkpoint that failed meanwhile (its own fsync of the WAL, say) may have
   // consumed the error of writes this sync covers: kernels before Linux 4.13 report a writeback
