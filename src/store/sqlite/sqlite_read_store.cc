@@ -17,6 +17,7 @@
 #include "store/event_codec.h"
 #include "store/read_side_columns.h"
 #include "store/sqlite/sqlite_error.h"
+#include "store/sqlite/wal_checkpointer.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace wallex {
@@ -162,6 +163,11 @@ CREATE INDEX $read_wallets_by_owner ON read_wallets (owner_id, id);
 CREATE INDEX $ledger_entries_by_time ON ledger_entries (created_at_ms);
 CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_hash);
 )sql";
+
+// Checkpoints of read.db (WalCheckpointer): ~16 MiB of WAL wakes the background checkpointer;
+// ~1 GiB makes the projector checkpoint after its commit itself.
+constexpr int kCheckpointFramesToStart = 4000;
+constexpr int kCheckpointFramesInline = 262'144;
 
 // Key rows a rebuild holds in memory before sorting and writing them (24 bytes each).
 constexpr std::size_t kPendingKeysMax = 4'000'000;
@@ -673,6 +679,9 @@ sqlite3* open_connection(const std::string& path, int flags, StoreError* error) 
 // ================================================================================ SqliteReadStore
 
 struct SqliteReadStore::Impl {
+  // Checkpoints of a writable read.db, off the projector's commits; declared first: destroyed
+  // after db closes.
+  std::unique_ptr<WalCheckpointer> checkpointer;
   sqlite3* db = nullptr;
   std::string data_dir;
   bool read_only = false;
@@ -877,12 +886,12 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
 
   // read.db is rebuildable from the log: synchronous=NORMAL (no fsync per commit in WAL mode)
   // is acceptable here and only here; a commit stays atomic, rows and checkpoint together.
+  // Checkpoints run on a thread of their own (below), not inside the projector's commits.
   const std::string pragmas =
       read_only
           ? "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1; PRAGMA cache_size = -16384"
           : "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-            " PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 20000;"
-            " PRAGMA foreign_keys = OFF";
+            " PRAGMA cache_size = -262144; PRAGMA foreign_keys = OFF";
   // Two processes opening one new file at once (members of a consumer group): the switch to
   // WAL of one makes the other's fail with SQLITE_BUSY at once, without the busy handler.
   constexpr int kConfigureBusyTriesMax = 50;  // 100 ms apart
@@ -898,6 +907,22 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
   if (auto s = impl->queries.prepare(impl->db); !s) return fail(s.error());
   if (auto s = impl->live.prepare(impl->db, "", ""); !s) return fail(s.error());
   if (auto s = impl->prepare_consumer(); !s) return fail(s.error());
+  if (!read_only) {
+    // An inline checkpoint of a projector's batch (tens of MiB copied, then an fsync of read.db)
+    // stalled the projector for tens of milliseconds, and its catching up afterwards took a
+    // core from the requests: the largest share of the write path's latency tail (BENCHMARKS.md).
+    // A failed checkpoint is only logged: the projector's next commit meets the same disk.
+    impl->checkpointer = std::make_unique<WalCheckpointer>(WalCheckpointer::Options{
+        .path = path,
+        .thread_name = "wallex-readckpt",
+        .synchronous = "NORMAL",
+        .frames_to_start = kCheckpointFramesToStart,
+        .frames_to_checkpoint_inline = kCheckpointFramesInline,
+        .failed = {},
+        .on_error = {}});
+    if (auto s = impl->checkpointer->start(); !s) return fail(s.error());
+    impl->checkpointer->attach(impl->db);
+  }
   return std::unique_ptr<SqliteReadStore>(new SqliteReadStore(std::move(impl)));
 }
 

@@ -3,21 +3,19 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <filesystem>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <system_error>
 
 #include "common/log.h"
 #include "store/event_codec.h"
 #include "store/sqlite/sqlite_error.h"
+#include "store/sqlite/wal_checkpointer.h"
 
 namespace wallex {
 namespace {
@@ -126,103 +124,17 @@ void close_without_checkpoint(sqlite3* db) {
   if (db != nullptr) sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
 }
 
-// Copies committed WAL frames into the database file on its own thread and connection, so a
-// commit never pays for a checkpoint (a 4 MiB checkpoint inside a commit would stall every
-// request of that batch for milliseconds). Passive checkpoints never block the writer; the WAL
-// restarts from its beginning whenever a checkpoint has caught up with the last commit.
-class Checkpointer {
- public:
-  static constexpr int kFramesToStart = 4000;  // ~16 MiB of WAL wakes the checkpointer
-  // Far beyond what passive checkpoints leave behind: the writer then checkpoints itself after
-  // its commit, so the WAL (and the disk it uses) stays bounded whatever the load.
-  static constexpr int kFramesToCheckpointInline = 262'144;  // ~1 GiB
-
-  Checkpointer(std::string path, FailureLatch& failure)
-      : path_(std::move(path)), failure_(failure) {}
-  Checkpointer(const Checkpointer&) = delete;
-  Checkpointer& operator=(const Checkpointer&) = delete;
-  ~Checkpointer() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    // This connection closes last; SQLite would checkpoint (and fsync) at close.
-    if (failure_.failed.load()) close_without_checkpoint(db_);
-    sqlite3_close_v2(db_);
-  }
-
-  Status<StoreError> start() {
-    const int rc = open_sqlite(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
-    if (rc != SQLITE_OK) return fail(sqlite_error(db_, rc, "opening the checkpoint connection"));
-    // The checkpoint fsyncs the database file before the WAL may be reused (synchronous=FULL).
-    sqlite3_exec(db_, "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 0", nullptr, nullptr, nullptr);
-    thread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "wallex-checkpt");
-      run();
-    });
-    return Ok{};
-  }
-
-  // Called from the writer connection's WAL hook after every commit.
-  void on_commit(int wal_frames) {
-    if (wal_frames < kFramesToStart) return;
-    {
-      std::lock_guard lock(mutex_);
-      pending_ = true;
-    }
-    wake_.notify_one();
-  }
-
- private:
-  void run() {
-    std::unique_lock lock(mutex_);
-    while (true) {
-      wake_.wait(lock, [this] { return pending_ || stopping_; });
-      if (stopping_) return;
-      pending_ = false;
-      if (failure_.failed.load()) continue;
-      lock.unlock();
-      int wal_frames = 0, checkpointed = 0;
-      const int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
-                                               &checkpointed);
-      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        const std::string message = std::string("background checkpoint failed: ") +
-                                    sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db_) + ")";
-        log::error(message);
-        // A failed write or fsync of the database file: the writer's next commit fails fatally.
-        const StoreErrorKind kind = classify_sqlite_error(rc);
-        if (kind == StoreErrorKind::kIo || kind == StoreErrorKind::kCorrupt) failure_.set(message);
-      }
-      lock.lock();
-    }
-  }
-
-  std::string path_;
-  FailureLatch& failure_;
-  sqlite3* db_ = nullptr;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool pending_ = false;
-  bool stopping_ = false;
-};
-
-int on_wal_commit(void* checkpointer, sqlite3* db, const char*, int wal_frames) {
-  static_cast<Checkpointer*>(checkpointer)->on_commit(wal_frames);
-  if (wal_frames >= Checkpointer::kFramesToCheckpointInline) {
-    // SQLITE_BUSY (the background checkpoint holds the lock) is fine: retried after the next commit.
-    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-  }
-  return SQLITE_OK;
-}
+// Checkpoints of wallex.db (WalCheckpointer): ~16 MiB of WAL wakes the background checkpointer;
+// ~1 GiB, far beyond what its passive checkpoints leave behind, makes the writer checkpoint
+// after its commit itself.
+constexpr int kCheckpointFramesToStart = 4000;
+constexpr int kCheckpointFramesInline = 262'144;
 
 }  // namespace
 
 struct SqliteStore::Impl {
   FailureLatch failure;                        // outlives both connections
-  std::unique_ptr<Checkpointer> checkpointer;  // declared first: destroyed after the writer's db
+  std::unique_ptr<WalCheckpointer> checkpointer;  // declared first: destroyed after the writer's db
   sqlite3* db = nullptr;
   std::int64_t last_position = 0;  // single writer: the store knows the head of the log
   // The WAL, opened by us: sync() makes every frame the writer connection wrote before it
@@ -496,10 +408,24 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
     return fail(s.error());
   }
   if (auto s = impl->prepare_all(); !s) return fail(s.error());
-  impl->checkpointer = std::make_unique<Checkpointer>(path, impl->failure);
+  // The checkpoint connection fsyncs the database file before the WAL may be reused
+  // (synchronous=FULL). A failed write or fsync of the database file latches the failure: the
+  // writer's next commit fails fatally.
+  FailureLatch& failure = impl->failure;
+  impl->checkpointer = std::make_unique<WalCheckpointer>(WalCheckpointer::Options{
+      .path = path,
+      .thread_name = "wallex-checkpt",
+      .synchronous = "FULL",
+      .frames_to_start = kCheckpointFramesToStart,
+      .frames_to_checkpoint_inline = kCheckpointFramesInline,
+      .failed = [&failure] { return failure.failed.load(); },
+      .on_error =
+          [&failure](int code, const std::string& message) {
+            const StoreErrorKind kind = classify_sqlite_error(code);
+            if (kind == StoreErrorKind::kIo || kind == StoreErrorKind::kCorrupt) failure.set(message);
+          }});
   if (auto s = impl->checkpointer->start(); !s) return fail(s.error());
-  // Replaces SQLite's automatic checkpoints (which would run inside the writer's commits).
-  sqlite3_wal_hook(impl->db, on_wal_commit, impl->checkpointer.get());
+  impl->checkpointer->attach(impl->db);
   auto store = std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
   auto last = store->last_position();  // the first read opens (or creates) the WAL
   if (!last) return fail(last.error());

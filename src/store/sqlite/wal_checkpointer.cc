@@ -1,0 +1,92 @@
+#include "store/sqlite/wal_checkpointer.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "common/log.h"
+#include "store/sqlite/sqlite_error.h"
+
+namespace wallex {
+namespace {
+
+int on_wal_commit(void* checkpointer, sqlite3* db, const char*, int wal_frames) {
+  auto* self = static_cast<WalCheckpointer*>(checkpointer);
+  self->on_commit(wal_frames);
+  if (wal_frames >= self->frames_to_checkpoint_inline()) {
+    // SQLITE_BUSY (the background checkpoint holds the lock) is fine: retried after the next
+    // commit.
+    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  }
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+WalCheckpointer::WalCheckpointer(Options options) : options_(std::move(options)) {}
+
+WalCheckpointer::~WalCheckpointer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // After a failure nothing may write to the files again, not even SQLite's checkpoint at close.
+  if (db_ != nullptr && failed())
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  sqlite3_close_v2(db_);
+}
+
+Status<StoreError> WalCheckpointer::start() {
+  const int rc =
+      open_sqlite(options_.path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
+  if (rc != SQLITE_OK) return fail(sqlite_error(db_, rc, "opening the checkpoint connection"));
+  const std::string pragmas =
+      "PRAGMA synchronous = " + options_.synchronous + "; PRAGMA busy_timeout = 0";
+  if (const int set = sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, nullptr);
+      set != SQLITE_OK) {
+    return fail(sqlite_error(db_, set, "configuring the checkpoint connection"));
+  }
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), options_.thread_name.c_str());
+    run();
+  });
+  return Ok{};
+}
+
+void WalCheckpointer::attach(sqlite3* writer) { sqlite3_wal_hook(writer, on_wal_commit, this); }
+
+void WalCheckpointer::on_commit(int wal_frames) {
+  if (wal_frames < options_.frames_to_start) return;
+  {
+    std::lock_guard lock(mutex_);
+    pending_ = true;
+  }
+  wake_.notify_one();
+}
+
+void WalCheckpointer::run() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [this] { return pending_ || stopping_; });
+    if (stopping_) return;
+    pending_ = false;
+    if (failed()) continue;
+    lock.unlock();
+    int wal_frames = 0, checkpointed = 0;
+    const int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+                                             &checkpointed);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      const std::string message = "background checkpoint of " + options_.path +
+                                  " failed: " + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db_) +
+                                  ")";
+      log::error(message);
+      if (options_.on_error) options_.on_error(rc, message);
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace wallex

@@ -1,0 +1,75 @@
+// WalCheckpointer: copies an SQLite database's committed WAL frames into the database file on a
+// thread and connection of its own, so that the connection that writes never pays for a
+// checkpoint inside a commit. A 16–80 MiB checkpoint is tens of milliseconds of copying and an
+// fsync of the database file; inside a commit it stalls whatever waits for that commit.
+//
+// The writing connection's WAL hook (attach()) wakes the thread once the WAL holds
+// frames_to_start frames; the thread runs a PASSIVE checkpoint, which never blocks the writer or
+// readers and copies what no reader still needs. The WAL restarts from its beginning at the next
+// commit once a checkpoint has caught up. Should the background checkpoints fall far behind
+// (frames_to_checkpoint_inline), the writer checkpoints after its commit itself, so the WAL (and
+// the disk it takes) stays bounded whatever the load.
+//
+// Thread safety: on_commit (the hook) runs on the writing connection's thread; everything else
+// belongs to the owner. The destructor stops and joins the thread and closes its connection.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/result.h"
+#include "store/store.h"
+
+struct sqlite3;
+
+namespace wallex {
+
+class WalCheckpointer {
+ public:
+  struct Options {
+    std::string path;         // the database file
+    std::string thread_name;  // at most 15 characters
+    // PRAGMA synchronous of the checkpoint connection: "FULL" or "NORMAL" both fsync the WAL
+    // before copying it and the database file before the WAL may be reused.
+    std::string synchronous = "FULL";
+    int frames_to_start = 4000;
+    int frames_to_checkpoint_inline = 262'144;
+    // True once the store has failed: no checkpoint runs, and the connection closes without the
+    // checkpoint SQLite would run at close. May be empty (never failed).
+    std::function<bool()> failed;
+    // A checkpoint failed with this SQLite result code and message. May be empty.
+    std::function<void(int code, const std::string& message)> on_error;
+  };
+
+  explicit WalCheckpointer(Options options);
+  WalCheckpointer(const WalCheckpointer&) = delete;
+  WalCheckpointer& operator=(const WalCheckpointer&) = delete;
+  ~WalCheckpointer();
+
+  // Opens the checkpoint connection and starts the thread.
+  [[nodiscard]] Status<StoreError> start();
+  // Installs the WAL hook on the writing connection (replacing SQLite's automatic checkpoints,
+  // which would run inside its commits). The connection must close before this object dies.
+  void attach(sqlite3* writer);
+
+  int frames_to_checkpoint_inline() const { return options_.frames_to_checkpoint_inline; }
+  // From the WAL hook: wakes the thread when the WAL has grown enough.
+  void on_commit(int wal_frames);
+
+ private:
+  void run();
+  bool failed() const { return options_.failed && options_.failed(); }
+
+  Options options_;
+  sqlite3* db_ = nullptr;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool pending_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace wallex

@@ -1,0 +1,122 @@
+#include "store/sqlite/wal_checkpointer.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+namespace wallex::testing {
+namespace {
+
+// A WAL-mode database in a temporary directory with one table of 4 KiB rows: every row committed
+// adds a few frames, so the WAL's frame count follows the rows written.
+class WalCheckpointerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "wallex-ckpt-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    path_ = dir_ + "/test.db";
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &writer_), SQLITE_OK);
+    exec(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+        " CREATE TABLE rows (id INTEGER PRIMARY KEY, data BLOB NOT NULL)");
+    // Everything so far into the database file: its size is the baseline.
+    exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    baseline_bytes_ = std::filesystem::file_size(path_);
+  }
+  void TearDown() override {
+    sqlite3_close(writer_);
+    std::filesystem::remove_all(dir_);
+  }
+
+  void exec(const char* sql) {
+    char* message = nullptr;
+    ASSERT_EQ(sqlite3_exec(writer_, sql, nullptr, nullptr, &message), SQLITE_OK) << message;
+  }
+  // Commits one transaction per row.
+  void write_rows(int rows) {
+    for (int i = 0; i < rows; ++i) exec("INSERT INTO rows (data) VALUES (zeroblob(4096))");
+  }
+  std::uintmax_t database_bytes() const { return std::filesystem::file_size(path_); }
+  // The database file grew past its baseline within the time limit.
+  bool database_grows_within(std::chrono::milliseconds limit) const {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (database_bytes() > baseline_bytes_) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return database_bytes() > baseline_bytes_;
+  }
+  WalCheckpointer::Options options(int start, int inline_frames) const {
+    WalCheckpointer::Options o;
+    o.path = path_;
+    o.thread_name = "test-ckpt";
+    o.synchronous = "NORMAL";
+    o.frames_to_start = start;
+    o.frames_to_checkpoint_inline = inline_frames;
+    return o;
+  }
+
+  std::string dir_, path_;
+  sqlite3* writer_ = nullptr;
+  std::uintmax_t baseline_bytes_ = 0;
+};
+
+TEST_F(WalCheckpointerTest, ItsThreadCopiesTheWalIntoTheDatabaseOnceEnoughFramesAreWritten) {
+  WalCheckpointer checkpointer(options(/*start=*/200, /*inline_frames=*/1'000'000));
+  ASSERT_TRUE(checkpointer.start().ok());
+  checkpointer.attach(writer_);
+  write_rows(20);  // ~60 frames (a row takes two pages and a commit rewrites the leaf): below
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(database_bytes(), baseline_bytes_);
+  write_rows(200);
+  EXPECT_TRUE(database_grows_within(std::chrono::seconds(10)));
+  sqlite3_wal_hook(writer_, nullptr, nullptr);
+}
+
+TEST_F(WalCheckpointerTest, ReplacesSqlitesAutomaticCheckpointsInsideCommits) {
+  // SQLite's default would checkpoint inside the commit that passes 1,000 frames.
+  WalCheckpointer checkpointer(options(/*start=*/1'000'000, /*inline_frames=*/1'000'000));
+  ASSERT_TRUE(checkpointer.start().ok());
+  checkpointer.attach(writer_);
+  write_rows(1'500);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(database_bytes(), baseline_bytes_);
+  sqlite3_wal_hook(writer_, nullptr, nullptr);
+}
+
+TEST_F(WalCheckpointerTest, TheWriterCheckpointsItselfWhenTheWalGrowsFarBeyondTheThreshold) {
+  // The thread is never woken (start threshold out of reach): only the inline bound copies.
+  WalCheckpointer checkpointer(options(/*start=*/1'000'000, /*inline_frames=*/100));
+  ASSERT_TRUE(checkpointer.start().ok());
+  checkpointer.attach(writer_);
+  write_rows(150);
+  EXPECT_GT(database_bytes(), baseline_bytes_);  // at once, inside the commit that passed it
+  sqlite3_wal_hook(writer_, nullptr, nullptr);
+}
+
+TEST_F(WalCheckpointerTest, NothingIsCopiedOnceTheStoreHasFailed) {
+  std::atomic<bool> failed{true};
+  WalCheckpointer::Options o = options(/*start=*/10, /*inline_frames=*/1'000'000);
+  o.failed = [&failed] { return failed.load(); };
+  {
+    WalCheckpointer checkpointer(std::move(o));
+    ASSERT_TRUE(checkpointer.start().ok());
+    checkpointer.attach(writer_);
+    write_rows(100);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(database_bytes(), baseline_bytes_);
+    sqlite3_wal_hook(writer_, nullptr, nullptr);
+  }
+  // Its connection closed without SQLite's checkpoint at close either.
+  EXPECT_EQ(database_bytes(), baseline_bytes_);
+}
+
+}  // namespace
+}  // namespace wallex::testing
