@@ -9,6 +9,7 @@ packages=(
   libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev librapidcheck-dev libcli11-dev
   librdkafka-dev kcat
+  libjemalloc-dev
   libpq-dev postgresql-15
   python3 curl
   clang-14 libclang-rt-14-dev
