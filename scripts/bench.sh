@@ -19,7 +19,7 @@ wallex=${WALLEX_BIN:-$root/build/release/bin/wallex}
 bench=${WALLEX_BENCH_BIN:-$root/build/release/bin/wallex-bench}
 repeats=${BENCH_REPEATS:-3}
 duration=${BENCH_DURATION:-5}
-workers=${BENCH_WORKERS:-64}
+workers=${BENCH_WORKERS:-128}
 open_loop_workers=${BENCH_OPEN_LOOP_WORKERS:-128}
 
 for binary in "$wallex" "$bench"; do
