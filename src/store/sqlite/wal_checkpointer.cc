@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <utility>
 
 #include "common/log.h"
@@ -43,11 +44,19 @@ Status<StoreError> WalCheckpointer::start() {
   const int rc =
       open_sqlite(options_.path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) return fail(sqlite_error(db_, rc, "opening the checkpoint connection"));
+  // The pragma reads the schema, which fails at once with SQLITE_BUSY (no busy handler) while
+  // another process switches the same new file to WAL (several `wallex project` members opening
+  // one read store): tried again for up to 5 s.
+  constexpr int kConfigureTriesMax = 50;  // 100 ms apart
   const std::string pragmas =
       "PRAGMA synchronous = " + options_.synchronous + "; PRAGMA busy_timeout = 0";
-  if (const int set = sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, nullptr);
-      set != SQLITE_OK) {
-    return fail(sqlite_error(db_, set, "configuring the checkpoint connection"));
+  for (int tries = 1;; ++tries) {
+    const int set = sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, nullptr);
+    if (set == SQLITE_OK) break;
+    if ((set != SQLITE_BUSY && set != SQLITE_LOCKED) || tries >= kConfigureTriesMax) {
+      return fail(sqlite_error(db_, set, "configuring the checkpoint connection"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), options_.thread_name.c_str());
