@@ -11,7 +11,8 @@
 # and finally an open-loop transfer run at 70% of the median transfer throughput, where the
 # p99 counts queueing (latency from each request's intended send time).
 # Every run verifies every wallet it touched; any failure makes the script exit non-zero.
-# Prints one table of medians; the JSON of every run stays in build/bench/<time>/.
+# Prints one table of medians and one of CPU per request (each server thread's, from /proc, and
+# the client's); the JSON of every run stays in build/bench/<time>/.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,13 +55,43 @@ curl -fsS -o /dev/null "$url/health"
 } | tee "$results/machine.txt"
 
 failed=0
+# CPU time of every server thread, by thread name ("wallex-http 1234", clock ticks), summed over
+# threads of one name.
+server_ticks() {
+  local task
+  for task in /proc/"$pid"/task/*; do
+    # /proc/<pid>/task/<tid>/stat: "<tid> (<name>) <state> ..."; utime and stime are fields 14
+    # and 15, i.e. 12 and 13 after the closing parenthesis.
+    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
+      "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
+}
+# The CPU time (user + system) of this shell's finished children, i.e. the client runs, in µs,
+# into $client_us. `times` must run in this shell itself: in a pipeline or a $(...) it would
+# report a subshell's children.
+client_us=0
+read_client_us() {
+  times >"$results/.times"
+  client_us=$(awk 'NR == 2 {
+    total = 0
+    for (i = 1; i <= 2; i++) { split($i, p, "m"); total += p[1] * 60 + p[2] }
+    printf "%d\n", total * 1000000 }' "$results/.times")
+}
 # run <name> <repeat> <wallex-bench arguments...>
 run() {
   local name=$1 rep=$2
   shift 2
   local out="$results/$name-$rep"
   printf 'bench: %-13s run %d: ' "$name" "$rep"
-  if "$bench" --url "$url" --quiet --json "$out.json" "$@" >"$out.txt" 2>&1; then
+  server_ticks >"$out.cpu-before"
+  read_client_us
+  local client_before=$client_us
+  local status=0
+  "$bench" --url "$url" --quiet --json "$out.json" "$@" >"$out.txt" 2>&1 || status=$?
+  read_client_us  # before server_ticks, whose own helper processes would count otherwise
+  echo "$((client_us - client_before))" >"$out.cpu-client"
+  server_ticks >"$out.cpu-after"
+  if [ "$status" -eq 0 ]; then
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); o=r["phases"]["operations"]; a=o["latencyUs"]["all"]; print("%.0f ops/s, p50 %.2f ms, p99 %.2f ms, verified" % (float(o["requestsPerSecond"]), a["p50"]/1000, a["p99"]/1000))' "$out.json"
   else
     echo "FAILED (see $out.txt)"
@@ -105,7 +136,7 @@ if [ "$status" -ne 0 ]; then
   failed=1
 fi
 
-python3 - "$results" "$repeats" "$rate" <<'PY' | tee "$results/table.txt"
+python3 - "$results" "$repeats" "$rate" "$(getconf CLK_TCK)" <<'PY' | tee "$results/table.txt"
 import json, statistics, sys
 results, repeats, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def load(name, rep):
@@ -143,6 +174,46 @@ for name, note in rows:
           f"{med(l['p99'] for l in all_lat)/1000:>8.2f} {med(ratios) if ratios else 0:>10.0%}  {passed}/{len(reports)}  {extra}")
 print()
 print("medians of interleaved runs; 'runs' = runs that passed verification; vs ceiling = ops/s / same-round GET /health ops/s")
+
+# CPU per request, from the threads' own counters: unlike ops/s it hardly depends on what else
+# the box is doing, so it is the figure to compare between builds.
+clk_tck = int(sys.argv[4])
+def cpu_per_request(name, rep):
+    report = load(name, rep)
+    try:
+        def ticks(path):
+            out = {}
+            for line in open(path):
+                parts = line.split()
+                if len(parts) == 2:
+                    out[parts[0]] = int(parts[1])
+            return out
+        before = ticks(f"{results}/{name}-{rep}.cpu-before")
+        after = ticks(f"{results}/{name}-{rep}.cpu-after")
+        client_us = int(open(f"{results}/{name}-{rep}.cpu-client").read())
+    except (OSError, ValueError):
+        return None
+    if report is None:
+        return None
+    requests = sum(int(p.get("requests", 0)) for p in report["phases"].values())
+    if requests <= 0:
+        return None
+    threads = {n: (after[n] - before.get(n, 0)) * 1e6 / clk_tck / requests for n in after}
+    return threads, client_us / requests
+names = ["wallex-http", "wallex-writer", "wallex-sync", "wallex-project", "wallex-checkpt",
+         "wallex-readckpt"]
+print()
+print("CPU per request in µs (all phases of a run: create, operations, read-back; medians)")
+print(f"{'scenario':<14} {'server':>7} {'client':>7}  " + " ".join(f"{n[7:]:>8}" for n in names))
+for name, _ in rows:
+    measured = [m for m in (cpu_per_request(name, rep) for rep in range(1, repeats + 1)) if m]
+    if not measured:
+        continue
+    med = statistics.median
+    server = med(sum(t.values()) for t, _ in measured)
+    client = med(c for _, c in measured)
+    per_thread = " ".join(f"{med(t.get(n, 0.0) for t, _ in measured):>8.1f}" for n in names)
+    print(f"{name:<14} {server:>7.1f} {client:>7.1f}  {per_thread}")
 PY
 echo "bench: results in $results"
 exit "$failed"
