@@ -17,6 +17,7 @@
 #include "store/event_codec.h"
 #include "store/read_side_columns.h"
 #include "store/sqlite/sqlite_error.h"
+#include "store/sqlite/sqlite_statement.h"
 #include "store/sqlite/wal_checkpointer.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -222,65 +223,7 @@ std::string schema_script(std::string_view prefix) {
          "user_version = " + std::to_string(kReadSchemaVersion) + ";";
 }
 
-// A prepared statement, reset after every use so it can be reused.
-class Statement {
- public:
-  Statement() = default;
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }
-
-  int prepare(sqlite3* db, const std::string& sql) {
-    sqlite3_finalize(stmt_);
-    stmt_ = nullptr;
-    return sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
-  }
-  bool prepared() const { return stmt_ != nullptr; }
-  void bind(int index, std::int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
-  // SQLITE_STATIC: no copy. Every caller's text outlives the statement's use (each use binds,
-  // steps and resets within one call).
-  void bind(int index, std::string_view value) {
-    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
-  }
-  void bind_optional(int index, const std::optional<std::string>& value) {
-    if (value) {
-      bind(index, std::string_view(*value));
-    } else {
-      sqlite3_bind_null(stmt_, index);
-    }
-  }
-  int step() { return sqlite3_step(stmt_); }
-  // Every use binds every parameter its SQL refers to, so bindings need no clearing.
-  void reset() { sqlite3_reset(stmt_); }
-  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
-  bool is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
-  std::string_view text(int column) const {
-    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
-    return data == nullptr
-               ? std::string_view()
-               : std::string_view(data,
-                                  static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
-  }
-  std::optional<std::string> optional_text(int column) const {
-    if (is_null(column)) return std::nullopt;
-    return std::string(text(column));
-  }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-// Resets a statement when a scope ends, whichever way it ends.
-class ResetOnExit {
- public:
-  explicit ResetOnExit(Statement& statement) : statement_(statement) {}
-  ~ResetOnExit() { statement_.reset(); }
-  ResetOnExit(const ResetOnExit&) = delete;
-  ResetOnExit& operator=(const ResetOnExit&) = delete;
-
- private:
-  Statement& statement_;
-};
+using Statement = SqliteStatement;
 
 Status<StoreError> exec(sqlite3* db, const std::string& sql, std::string_view what) {
   char* message = nullptr;

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "store/event_codec.h"
 #include "store/sqlite/sqlite_error.h"
+#include "store/sqlite/sqlite_statement.h"
 #include "store/sqlite/wal_checkpointer.h"
 
 namespace wallex {
@@ -52,51 +53,7 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 )sql";
 
-// A prepared statement, reset after every use so it can be reused.
-class Statement {
- public:
-  Statement() = default;
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }
-
-  int prepare(sqlite3* db, const char* sql) {
-    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
-  }
-  void bind(int index, std::int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
-  // Not copied (SQLITE_STATIC): the text must stay alive until the statement is reset, which
-  // every use here does in the scope that binds it (reset clears the bindings).
-  void bind(int index, std::string_view value) {
-    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
-  }
-  int step() { return sqlite3_step(stmt_); }
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
-  std::string_view text(int column) const {
-    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
-    return data == nullptr ? std::string_view()
-                           : std::string_view(data, static_cast<std::size_t>(
-                                                        sqlite3_column_bytes(stmt_, column)));
-  }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-// Resets a statement when a scope ends, whichever way it ends.
-class ResetOnExit {
- public:
-  explicit ResetOnExit(Statement& statement) : statement_(statement) {}
-  ~ResetOnExit() { statement_.reset(); }
-  ResetOnExit(const ResetOnExit&) = delete;
-  ResetOnExit& operator=(const ResetOnExit&) = delete;
-
- private:
-  Statement& statement_;
-};
+using Statement = SqliteStatement;
 
 // Set once the store has seen an I/O failure or damage, by the writer or the checkpointer. From
 // then on nothing writes to the files again: commits are refused, no checkpoint runs, and the
