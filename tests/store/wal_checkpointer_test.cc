@@ -101,6 +101,30 @@ TEST_F(WalCheckpointerTest, TheWriterCheckpointsItselfWhenTheWalGrowsFarBeyondTh
   sqlite3_wal_hook(writer_, nullptr, nullptr);
 }
 
+TEST_F(WalCheckpointerTest, SettleLetsTheNextTransactionStartTheWalOverOnceItIsLong) {
+  // The thread is never woken: only settle() copies.
+  WalCheckpointer::Options o = options(/*start=*/1'000'000, /*inline_frames=*/1'000'000);
+  o.frames_to_settle = 200;
+  WalCheckpointer checkpointer(std::move(o));
+  ASSERT_TRUE(checkpointer.start().ok());
+  checkpointer.attach(writer_);
+  write_rows(20);  // ~60 frames: below the threshold, settle() leaves the WAL alone
+  checkpointer.settle(writer_);
+  EXPECT_EQ(database_bytes(), baseline_bytes_);
+  write_rows(100);  // well past it
+  checkpointer.settle(writer_);
+  EXPECT_GT(database_bytes(), baseline_bytes_);
+  write_rows(1);
+  // The commit after settle() wrote its frames at the start of the WAL.
+  int wal_frames = -1, checkpointed = -1;
+  ASSERT_EQ(sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+                                      &checkpointed),
+            SQLITE_OK);
+  EXPECT_GT(wal_frames, 0);
+  EXPECT_LT(wal_frames, 10);
+  sqlite3_wal_hook(writer_, nullptr, nullptr);
+}
+
 TEST_F(WalCheckpointerTest, NothingIsCopiedOnceTheStoreHasFailed) {
   std::atomic<bool> failed{true};
   WalCheckpointer::Options o = options(/*start=*/10, /*inline_frames=*/1'000'000);

@@ -166,8 +166,10 @@ CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_hash);
 )sql";
 
 // Checkpoints of read.db (WalCheckpointer): ~16 MiB of WAL wakes the background checkpointer;
-// ~1 GiB makes the projector checkpoint after its commit itself.
+// from ~64 MiB the projector lets the checkpoints catch up before its next batch (settle()), so
+// the WAL starts over; ~1 GiB makes it checkpoint after its commit itself.
 constexpr int kCheckpointFramesToStart = 4000;
+constexpr int kCheckpointFramesToSettle = 16'000;
 constexpr int kCheckpointFramesInline = 262'144;
 
 // Key rows a rebuild holds in memory before sorting and writing them (24 bytes each).
@@ -861,6 +863,7 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
         .synchronous = "NORMAL",
         .frames_to_start = kCheckpointFramesToStart,
         .frames_to_checkpoint_inline = kCheckpointFramesInline,
+        .frames_to_settle = kCheckpointFramesToSettle,
         .failed = {},
         .on_error = {}});
     if (auto s = impl->checkpointer->start(); !s) return fail(s.error());
@@ -869,7 +872,10 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
   return std::unique_ptr<SqliteReadStore>(new SqliteReadStore(std::move(impl)));
 }
 
-Status<StoreError> SqliteReadStore::begin_write() { return run(impl_->db, impl_->begin, "begin"); }
+Status<StoreError> SqliteReadStore::begin_write() {
+  if (impl_->checkpointer) impl_->checkpointer->settle(impl_->db);
+  return run(impl_->db, impl_->begin, "begin");
+}
 Status<StoreError> SqliteReadStore::commit() { return run(impl_->db, impl_->commit, "commit"); }
 void SqliteReadStore::rollback() {
   // After some errors SQLite has already rolled back; a failing ROLLBACK changes nothing.

@@ -33,6 +33,7 @@ WalCheckpointer::~WalCheckpointer() {
     stopping_ = true;
   }
   wake_.notify_all();
+  idle_.notify_all();
   if (thread_.joinable()) thread_.join();
   // After a failure nothing may write to the files again, not even SQLite's checkpoint at close.
   if (db_ != nullptr && failed())
@@ -68,6 +69,7 @@ Status<StoreError> WalCheckpointer::start() {
 void WalCheckpointer::attach(sqlite3* writer) { sqlite3_wal_hook(writer, on_wal_commit, this); }
 
 void WalCheckpointer::on_commit(int wal_frames) {
+  wal_frames_.store(wal_frames, std::memory_order_relaxed);
   if (wal_frames < options_.frames_to_start) return;
   {
     std::lock_guard lock(mutex_);
@@ -76,13 +78,31 @@ void WalCheckpointer::on_commit(int wal_frames) {
   wake_.notify_one();
 }
 
+void WalCheckpointer::settle(sqlite3* writer) {
+  if (options_.frames_to_settle <= 0 ||
+      wal_frames_.load(std::memory_order_relaxed) < options_.frames_to_settle || failed()) {
+    return;
+  }
+  // Bounded: a checkpoint that hangs on the disk must not hold the writer forever.
+  constexpr auto kWaitMax = std::chrono::seconds(5);
+  {
+    std::unique_lock lock(mutex_);
+    idle_.wait_for(lock, kWaitMax, [this] { return (!pending_ && !running_) || stopping_; });
+  }
+  // What the background checkpoint has not copied yet; SQLITE_BUSY (it started again) is fine.
+  sqlite3_wal_checkpoint_v2(writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  wal_frames_.store(0, std::memory_order_relaxed);
+}
+
 void WalCheckpointer::run() {
   std::unique_lock lock(mutex_);
   while (true) {
+    idle_.notify_all();
     wake_.wait(lock, [this] { return pending_ || stopping_; });
     if (stopping_) return;
     pending_ = false;
     if (failed()) continue;
+    running_ = true;
     lock.unlock();
     int wal_frames = 0, checkpointed = 0;
     const int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
@@ -95,6 +115,7 @@ void WalCheckpointer::run() {
       if (options_.on_error) options_.on_error(rc, message);
     }
     lock.lock();
+    running_ = false;
   }
 }
 

@@ -14,6 +14,7 @@
 // belongs to the owner. The destructor stops and joins the thread and closes its connection.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -37,6 +38,13 @@ class WalCheckpointer {
     std::string synchronous = "FULL";
     int frames_to_start = 4000;
     int frames_to_checkpoint_inline = 262'144;
+    // For a writer that calls settle() before each transaction (0: never). SQLite starts the WAL
+    // over only in a transaction that began when every frame had been copied, so a writer that
+    // commits back to back (a projector behind the log) never leaves the background checkpoint
+    // such a moment, and the WAL grows without end (1.3 GB of read.db-wal in a 40 s run). Once
+    // the WAL holds this many frames, settle() waits for the background checkpoint and copies
+    // what is left itself: a short pause of the writer instead of an ever longer WAL.
+    int frames_to_settle = 0;
     // True once the store has failed: no checkpoint runs, and the connection closes without the
     // checkpoint SQLite would run at close. May be empty (never failed).
     std::function<bool()> failed;
@@ -58,6 +66,9 @@ class WalCheckpointer {
   int frames_to_checkpoint_inline() const { return options_.frames_to_checkpoint_inline; }
   // From the WAL hook: wakes the thread when the WAL has grown enough.
   void on_commit(int wal_frames);
+  // Called by the owner of the writing connection before it begins a transaction, on that
+  // connection: see Options::frames_to_settle.
+  void settle(sqlite3* writer);
 
  private:
   void run();
@@ -69,7 +80,10 @@ class WalCheckpointer {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool pending_ = false;
+  bool running_ = false;  // a background checkpoint is being run
   bool stopping_ = false;
+  std::condition_variable idle_;    // pending_ and running_ both went false
+  std::atomic<int> wal_frames_{0};  // after the writer's last commit
 };
 
 }  // namespace wallex
