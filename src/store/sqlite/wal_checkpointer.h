@@ -5,10 +5,13 @@
 //
 // The writing connection's WAL hook (attach()) wakes the thread once the WAL holds
 // frames_to_start frames; the thread runs a PASSIVE checkpoint, which never blocks the writer or
-// readers and copies what no reader still needs. The WAL restarts from its beginning at the next
-// commit once a checkpoint has caught up. Should the background checkpoints fall far behind
-// (frames_to_checkpoint_inline), the writer checkpoints after its commit itself, so the WAL (and
-// the disk it takes) stays bounded whatever the load.
+// readers and copies what no reader still needs. SQLite starts the WAL over in a transaction that
+// began after a checkpoint had copied every frame; a writer with gaps between its commits (the
+// store's, thousands a second) gives it those moments, one that commits back to back (a
+// projector behind the log) calls settle() before each transaction (frames_to_settle). Should
+// the background checkpoints fall far behind (frames_to_checkpoint_inline), the writer
+// checkpoints after its commit itself, so the WAL (and the disk it takes) stays bounded whatever
+// the load.
 //
 // Thread safety: on_commit (the hook) runs on the writing connection's thread; everything else
 // belongs to the owner. The destructor stops and joins the thread and closes its connection.
