@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <system_error>
+#include <thread>
 
 namespace wallex {
 
@@ -31,6 +33,19 @@ StoreError sqlite_error(sqlite3* db, int code, std::string_view what) {
 StoreError system_error(std::string_view what, int error) {
   return StoreError{StoreErrorKind::kIo,
                     std::string(what) + ": " + std::generic_category().message(error)};
+}
+
+int exec_while_busy(sqlite3* db, const char* sql) {
+  constexpr int kTriesMax = 50;  // 100 ms apart
+  for (int tries = 1;; ++tries) {
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= kTriesMax) return rc;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void close_without_checkpoint(sqlite3* db) {
+  if (db != nullptr) sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
 }
 
 Status<StoreError> fdatasync_file(int fd, const std::string& path) {

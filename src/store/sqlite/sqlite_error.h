@@ -25,6 +25,15 @@ StoreError system_error(std::string_view what, int error);
 // on the file, whichever descriptor wrote its pages); kIo naming the file when it fails.
 Status<StoreError> fdatasync_file(int fd, const std::string& path);
 
+// sqlite3_exec, tried again for up to 5 s (every 100 ms) while it fails with SQLITE_BUSY or
+// SQLITE_LOCKED at once, as it does, without calling the busy handler, while another process
+// switches the same new file to WAL mode. The last SQLite result code.
+int exec_while_busy(sqlite3* db, const char* sql);
+
+// Makes a connection close without the checkpoint SQLite runs when the last connection to a
+// database closes: after a store has failed, nothing may write to its files again. db may be null.
+void close_without_checkpoint(sqlite3* db);
+
 // sqlite3_open_v2 for every Wallex connection, after the process-wide configuration they share,
 // applied once before SQLite initializes: no memory statistics (with them every allocation of
 // SQLite takes a global mutex; nothing here reads them).

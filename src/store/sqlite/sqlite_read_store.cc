@@ -165,12 +165,9 @@ CREATE INDEX $ledger_entries_by_time ON ledger_entries (created_at_ms);
 CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_hash);
 )sql";
 
-// Checkpoints of read.db (WalCheckpointer): ~16 MiB of WAL wakes the background checkpointer;
-// from ~64 MiB the projector lets the checkpoints catch up before its next batch (settle()), so
-// the WAL starts over; ~1 GiB makes it checkpoint after its commit itself.
-constexpr int kCheckpointFramesToStart = 4000;
+// Checkpoints of read.db (WalCheckpointer, with its default thresholds): from ~64 MiB of WAL the
+// projector lets the checkpoints catch up before its next batch (settle()), so the WAL starts over.
 constexpr int kCheckpointFramesToSettle = 16'000;
-constexpr int kCheckpointFramesInline = 262'144;
 
 // Key rows a rebuild holds in memory before sorting and writing them (24 bytes each).
 constexpr std::size_t kPendingKeysMax = 4'000'000;
@@ -839,13 +836,7 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
             " PRAGMA cache_size = -262144; PRAGMA foreign_keys = OFF";
   // Two processes opening one new file at once (members of a consumer group): the switch to
   // WAL of one makes the other's fail with SQLITE_BUSY at once, without the busy handler.
-  constexpr int kConfigureBusyTriesMax = 50;  // 100 ms apart
-  int rc = SQLITE_OK;
-  for (int tries = 1;; ++tries) {
-    rc = sqlite3_exec(impl->db, pragmas.c_str(), nullptr, nullptr, nullptr);
-    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= kConfigureBusyTriesMax) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  const int rc = exec_while_busy(impl->db, pragmas.c_str());
   if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "configuring " + path));
   if (auto s = impl->create_or_check_schema(path); !s) return fail(s.error());
   if (auto s = impl->prepare_control(); !s) return fail(s.error());
@@ -861,8 +852,6 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
         .path = path,
         .thread_name = "wallex-readckpt",
         .synchronous = "NORMAL",
-        .frames_to_start = kCheckpointFramesToStart,
-        .frames_to_checkpoint_inline = kCheckpointFramesInline,
         .frames_to_settle = kCheckpointFramesToSettle,
         .failed = {},
         .on_error = {}});

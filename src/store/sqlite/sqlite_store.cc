@@ -71,21 +71,17 @@ struct FailureLatch {
     reason = why;
     failed.store(true);
   }
+  // Latches an I/O error or damage; other errors (a full disk, a conflict) leave the store usable.
+  void set_if_fatal(const StoreError& error) {
+    if (error.kind == StoreErrorKind::kIo || error.kind == StoreErrorKind::kCorrupt) {
+      set(error.message);
+    }
+  }
   std::string why() {
     std::lock_guard lock(mutex);
     return reason;
   }
 };
-
-void close_without_checkpoint(sqlite3* db) {
-  if (db != nullptr) sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-}
-
-// Checkpoints of wallex.db (WalCheckpointer): ~16 MiB of WAL wakes the background checkpointer;
-// ~1 GiB, far beyond what its passive checkpoints leave behind, makes the writer checkpoint
-// after its commit itself.
-constexpr int kCheckpointFramesToStart = 4000;
-constexpr int kCheckpointFramesInline = 262'144;
 
 }  // namespace
 
@@ -120,9 +116,7 @@ struct SqliteStore::Impl {
 
   // Latches a fatal error (I/O, damage) so that nothing writes to the files again.
   StoreError latch(StoreError error) {
-    if (error.kind == StoreErrorKind::kIo || error.kind == StoreErrorKind::kCorrupt) {
-      failure.set(error.message);
-    }
+    failure.set_if_fatal(error);
     return error;
   }
 
@@ -373,13 +367,10 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
       .path = path,
       .thread_name = "wallex-checkpt",
       .synchronous = "FULL",
-      .frames_to_start = kCheckpointFramesToStart,
-      .frames_to_checkpoint_inline = kCheckpointFramesInline,
       .failed = [&failure] { return failure.failed.load(); },
       .on_error =
           [&failure](int code, const std::string& message) {
-            const StoreErrorKind kind = classify_sqlite_error(code);
-            if (kind == StoreErrorKind::kIo || kind == StoreErrorKind::kCorrupt) failure.set(message);
+            failure.set_if_fatal(StoreError{classify_sqlite_error(code), message});
           }});
   if (auto s = impl->checkpointer->start(); !s) return fail(s.error());
   impl->checkpointer->attach(impl->db);

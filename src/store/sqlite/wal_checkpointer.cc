@@ -36,8 +36,7 @@ WalCheckpointer::~WalCheckpointer() {
   idle_.notify_all();
   if (thread_.joinable()) thread_.join();
   // After a failure nothing may write to the files again, not even SQLite's checkpoint at close.
-  if (db_ != nullptr && failed())
-    sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  if (failed()) close_without_checkpoint(db_);
   sqlite3_close_v2(db_);
 }
 
@@ -47,17 +46,11 @@ Status<StoreError> WalCheckpointer::start() {
   if (rc != SQLITE_OK) return fail(sqlite_error(db_, rc, "opening the checkpoint connection"));
   // The pragma reads the schema, which fails at once with SQLITE_BUSY (no busy handler) while
   // another process switches the same new file to WAL (several `wallex project` members opening
-  // one read store): tried again for up to 5 s.
-  constexpr int kConfigureTriesMax = 50;  // 100 ms apart
+  // one read store).
   const std::string pragmas =
       "PRAGMA synchronous = " + options_.synchronous + "; PRAGMA busy_timeout = 0";
-  for (int tries = 1;; ++tries) {
-    const int set = sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, nullptr);
-    if (set == SQLITE_OK) break;
-    if ((set != SQLITE_BUSY && set != SQLITE_LOCKED) || tries >= kConfigureTriesMax) {
-      return fail(sqlite_error(db_, set, "configuring the checkpoint connection"));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (const int set = exec_while_busy(db_, pragmas.c_str()); set != SQLITE_OK) {
+    return fail(sqlite_error(db_, set, "configuring the checkpoint connection"));
   }
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), options_.thread_name.c_str());

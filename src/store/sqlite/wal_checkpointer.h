@@ -39,6 +39,8 @@ class WalCheckpointer {
     // PRAGMA synchronous of the checkpoint connection: "FULL" or "NORMAL" both fsync the WAL
     // before copying it and the database file before the WAL may be reused.
     std::string synchronous = "FULL";
+    // ~16 MiB of WAL wakes the thread; ~1 GiB, far beyond what passive checkpoints leave
+    // behind, makes the writer checkpoint after its commit itself.
     int frames_to_start = 4000;
     int frames_to_checkpoint_inline = 262'144;
     // For a writer that calls settle() before each transaction (0: never). SQLite starts the WAL
