@@ -191,13 +191,11 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
     }
     return fail(error);
   };
-  if (auto begun = store_.begin_write(); !begun) return fail_all(begun.error());
-  auto stored = store_.checkpoints();
-  if (!stored) {
-    store_.rollback();
-    return fail_all(stored.error());
-  }
-
+  // One transaction for every due projector, without savepoints: SQLite copies every page a
+  // savepoint touches into a statement journal (a temporary file for each transaction), which
+  // grew to a large share of the projector's time on a big read.db. Failures are rare, so a
+  // failing projector rolls the whole transaction back instead, and the batch is applied again
+  // without it.
   struct Outcome {
     Slot* slot;
     std::int64_t position;  // new checkpoint (unchanged when nothing applied)
@@ -205,64 +203,82 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
     bool skipped = false;  // the batch held nothing for it: its status stays as it was
   };
   std::vector<Outcome> outcomes;
+  std::vector<Outcome> failed;  // projectors that failed in an earlier attempt of this batch
+  std::vector<Slot*> trying = due;
   const TimestampMs now_ms = clock_.now_ms();
-  for (Slot* slot : due) {
-    Projector& projector = *slot->projector;
-    std::int64_t checkpoint = 0;
-    for (const Checkpoint& c : stored.value()) {
-      if (c.projector == projector.id()) checkpoint = c.position;
+  while (true) {
+    outcomes.clear();
+    if (auto begun = store_.begin_write(); !begun) return fail_all(begun.error());
+    auto stored = store_.checkpoints();
+    if (!stored) {
+      store_.rollback();
+      return fail_all(stored.error());
     }
-    if (checkpoint != slot->committed) {
-      log::info("projector " + std::string(projector_name(projector.id())) +
-                ": checkpoint moved from " + std::to_string(slot->committed) + " to " +
-                std::to_string(checkpoint) + " (rebuilt?); resuming from there");
-      projector.reset();
-      slot->committed = checkpoint;
-      slot->published.store(checkpoint);
-    }
-    // The batch holds every event after `from`; a checkpoint below it must wait for a batch of
-    // its own (only after an external change of the checkpoints).
-    if (checkpoint < from || events.back().position <= checkpoint) {
-      outcomes.push_back({slot, checkpoint, std::nullopt, true});
-      continue;
-    }
-    std::optional<StoreError> error;
-    if (auto s = store_.savepoint(); !s) error = s.error();
-    bool in_savepoint = !error;
-    std::int64_t last = checkpoint;
-    for (const LoggedEvent& event : events) {
-      if (error) break;
-      if (event.position <= checkpoint) continue;
-      if (auto applied = projector.apply(event, store_); !applied) {
-        error = applied.error();
-      } else {
+    std::optional<std::size_t> failing;  // index into `trying` of the projector that failed
+    for (std::size_t i = 0; i < trying.size() && !failing; ++i) {
+      Slot* slot = trying[i];
+      Projector& projector = *slot->projector;
+      std::int64_t checkpoint = 0;
+      for (const Checkpoint& c : stored.value()) {
+        if (c.projector == projector.id()) checkpoint = c.position;
+      }
+      if (checkpoint != slot->committed) {
+        log::info("projector " + std::string(projector_name(projector.id())) +
+                  ": checkpoint moved from " + std::to_string(slot->committed) + " to " +
+                  std::to_string(checkpoint) + " (rebuilt?); resuming from there");
+        projector.reset();
+        slot->committed = checkpoint;
+        slot->published.store(checkpoint);
+      }
+      // The batch holds every event after `from`; a checkpoint below it must wait for a batch
+      // of its own (only after an external change of the checkpoints).
+      if (checkpoint < from || events.back().position <= checkpoint) {
+        outcomes.push_back({slot, checkpoint, std::nullopt, true});
+        continue;
+      }
+      std::optional<StoreError> error;
+      std::int64_t last = checkpoint;
+      for (const LoggedEvent& event : events) {
+        if (event.position <= checkpoint) continue;
+        if (auto applied = projector.apply(event, store_); !applied) {
+          error = applied.error();
+          break;
+        }
         last = event.position;
       }
-    }
-    if (!error) {
-      if (auto flushed = projector.flush(store_); !flushed) error = flushed.error();
-    }
-    if (!error) {
-      if (auto s = store_.set_checkpoint(Checkpoint{projector.id(), last, now_ms}); !s) {
-        error = s.error();
+      if (!error) {
+        if (auto flushed = projector.flush(store_); !flushed) error = flushed.error();
+      }
+      if (!error) {
+        if (auto s = store_.set_checkpoint(Checkpoint{projector.id(), last, now_ms}); !s) {
+          error = s.error();
+        }
+      }
+      // A store that buffers writes sends them now, so a failing row is this projector's.
+      if (!error) {
+        if (auto s = store_.flush_writes(); !s) error = s.error();
+      }
+      if (error) {
+        failed.push_back({slot, checkpoint, error});
+        failing = i;
+      } else {
+        outcomes.push_back({slot, last, std::nullopt});
       }
     }
-    if (!error) {
-      if (auto s = store_.release_savepoint(); !s) error = s.error();
-      in_savepoint = !!error;
+    if (failing) {
+      // Undo the attempt: every projector in it holds state the rollback just discarded.
+      store_.rollback();
+      for (Slot* slot : trying) slot->projector->reset();
+      trying.erase(trying.begin() + static_cast<std::ptrdiff_t>(*failing));
+      continue;
     }
-    if (error) {
-      if (in_savepoint) store_.rollback_to_savepoint();
-      projector.reset();
-      outcomes.push_back({slot, checkpoint, error});
-    } else {
-      outcomes.push_back({slot, last, std::nullopt});
+    if (auto committed = store_.commit(); !committed) {
+      store_.rollback();
+      return fail_all(committed.error());
     }
+    break;
   }
-  if (auto committed = store_.commit(); !committed) {
-    store_.rollback();
-    return fail_all(committed.error());
-  }
+  outcomes.insert(outcomes.end(), failed.begin(), failed.end());
 
   const std::int64_t head = head_.load();
   bool progressed = false;

@@ -2,9 +2,9 @@
 // transaction.
 //
 //   read ≤ batch_events_max events after the lowest checkpoint ─▶ BEGIN
-//   for each projector: SAVEPOINT; apply the events after ITS checkpoint; flush; write its
-//   checkpoint; RELEASE (or ROLLBACK TO on failure: only that projector's part is undone)
+//   for each projector: apply the events after ITS checkpoint; flush; write its checkpoint
 //   COMMIT ─▶ publish the new checkpoints, wake waiting queries (on_progress)
+//   (a projector fails: ROLLBACK, and the same batch again, from BEGIN, without it)
 //
 // So an event is applied exactly once per projector, across crashes: its rows and the checkpoint
 // that covers it commit together. The checkpoints are re-read inside every transaction, so a

@@ -4,8 +4,10 @@
 // Contract:
 //  - Writes happen only inside begin_write() ... commit(); a projector's writes and its
 //    checkpoint are written in the same transaction, so after any crash an event is either
-//    applied with its checkpoint or not at all (exactly once). Savepoints let one projector's
-//    failure roll back only its own part of a batch.
+//    applied with its checkpoint or not at all (exactly once). A store may buffer writes until
+//    flush_writes() or commit(); the runner flushes after each projector, so a failing write is
+//    charged to the projector that made it (the runner then rolls the whole batch back and
+//    applies it again without that projector).
 //  - Reads outside a write see committed data; begin_read() ... end_read() pins one snapshot.
 //  - Rebuild: begin_rebuild() directs every read and write to fresh, empty tables;
 //    finish_rebuild() indexes them and swaps them in place of the live tables, with the given
@@ -45,9 +47,7 @@ class ReadStore {
   virtual Status<StoreError> begin_write() = 0;
   virtual Status<StoreError> commit() = 0;
   virtual void rollback() = 0;
-  virtual Status<StoreError> savepoint() = 0;  // one level, inside a write
-  virtual Status<StoreError> release_savepoint() = 0;
-  virtual void rollback_to_savepoint() = 0;  // undoes the savepoint's writes and releases it
+  virtual Status<StoreError> flush_writes() = 0;  // sends buffered writes (inside a write)
   virtual Status<StoreError> begin_read() = 0;
   virtual void end_read() = 0;
 

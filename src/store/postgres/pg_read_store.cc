@@ -391,24 +391,7 @@ void PgReadStore::rollback() {
   impl_->in_transaction = false;
 }
 
-Status<StoreError> PgReadStore::savepoint() {
-  if (auto s = impl_->flush(); !s) return s;
-  auto done = impl_->connection->exec("SAVEPOINT projector");
-  if (!done) return fail(done.error());
-  return Ok{};
-}
-
-Status<StoreError> PgReadStore::release_savepoint() {
-  if (auto s = impl_->flush(); !s) return s;
-  auto done = impl_->connection->exec("RELEASE SAVEPOINT projector");
-  if (!done) return fail(done.error());
-  return Ok{};
-}
-
-void PgReadStore::rollback_to_savepoint() {
-  impl_->clear_buffers();
-  (void)impl_->connection->exec("ROLLBACK TO SAVEPOINT projector; RELEASE SAVEPOINT projector");
-}
+Status<StoreError> PgReadStore::flush_writes() { return impl_->flush(); }
 
 Status<StoreError> PgReadStore::begin_read() {
   if (auto c = impl_->connect(); !c) return c;

@@ -3,10 +3,11 @@
 //
 // PgReadStore: the ReadStore on its own connection.
 //  - Writes are buffered per table and sent as one multi-row statement per table (arrays
-//    unnested server-side) when the projector releases its savepoint, before any read, at commit,
-//    or when kBufferedRowsMax rows are waiting: a batch of projected events costs a few round
-//    trips, not one per row. A buffered row that fails surfaces at that flush, inside the same
-//    savepoint, so a projector's failure still undoes only its own part of the batch.
+//    unnested server-side) at flush_writes() (after each projector's part of a batch), before
+//    any read, at commit, or when kBufferedRowsMax rows are waiting: a batch of projected events
+//    costs a few round trips, not one per row. A buffered row that fails surfaces at the
+//    flush_writes() of the projector that wrote it, which the runner then leaves out of the
+//    batch's next attempt.
 //  - begin_write() locks projection_checkpoints in SHARE ROW EXCLUSIVE mode: projection
 //    transactions of all instances run one at a time, and the checkpoints they read are the
 //    latest committed ones (READ COMMITTED; the lock is taken before they are read). So even two
@@ -49,9 +50,7 @@ class PgReadStore final : public ReadStore {
   Status<StoreError> begin_write() override;
   Status<StoreError> commit() override;
   void rollback() override;
-  Status<StoreError> savepoint() override;
-  Status<StoreError> release_savepoint() override;
-  void rollback_to_savepoint() override;
+  Status<StoreError> flush_writes() override;
   Status<StoreError> begin_read() override;
   void end_read() override;
 

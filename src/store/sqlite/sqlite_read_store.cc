@@ -632,7 +632,7 @@ struct SqliteReadStore::Impl {
   WriteStatements live;
   std::unique_ptr<WriteStatements> next;  // while a rebuild fills the _next tables
   QueryStatements queries;
-  Statement begin, commit, rollback, savepoint, release, rollback_to;
+  Statement begin, commit, rollback;
   // The consumer-group projectors' state (ConsumerStateStore); absent from a read-only file
   // that never had a consumer (then every query answers "nothing stored").
   bool has_consumer_tables = false;
@@ -777,9 +777,9 @@ struct SqliteReadStore::Impl {
 
   Status<StoreError> prepare_control() {
     const std::pair<Statement*, const char*> statements[] = {
-        {&begin, "BEGIN IMMEDIATE"},     {&commit, "COMMIT"},
-        {&rollback, "ROLLBACK"},         {&savepoint, "SAVEPOINT projector"},
-        {&release, "RELEASE projector"}, {&rollback_to, "ROLLBACK TO projector"},
+        {&begin, "BEGIN IMMEDIATE"},
+        {&commit, "COMMIT"},
+        {&rollback, "ROLLBACK"},
     };
     for (const auto& [statement, sql] : statements) {
       const int rc = statement->prepare(db, sql);
@@ -870,16 +870,7 @@ void SqliteReadStore::rollback() {
   // After some errors SQLite has already rolled back; a failing ROLLBACK changes nothing.
   if (sqlite3_get_autocommit(impl_->db) == 0) (void)run(impl_->db, impl_->rollback, "rollback");
 }
-Status<StoreError> SqliteReadStore::savepoint() {
-  return run(impl_->db, impl_->savepoint, "savepoint");
-}
-Status<StoreError> SqliteReadStore::release_savepoint() {
-  return run(impl_->db, impl_->release, "release savepoint");
-}
-void SqliteReadStore::rollback_to_savepoint() {
-  (void)run(impl_->db, impl_->rollback_to, "rollback to savepoint");
-  (void)run(impl_->db, impl_->release, "release savepoint");
-}
+Status<StoreError> SqliteReadStore::flush_writes() { return Ok{}; }
 
 Status<StoreError> SqliteReadStore::begin_read() {
   if (auto s = exec(impl_->db, "BEGIN", "begin read"); !s) return s;

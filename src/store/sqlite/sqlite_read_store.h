@@ -44,9 +44,7 @@ class SqliteReadStore final : public ReadStore, public ConsumerStateStore {
   Status<StoreError> begin_write() override;
   Status<StoreError> commit() override;
   void rollback() override;
-  Status<StoreError> savepoint() override;
-  Status<StoreError> release_savepoint() override;
-  void rollback_to_savepoint() override;
+  Status<StoreError> flush_writes() override;  // writes are never buffered: nothing to do
   Status<StoreError> begin_read() override;
   void end_read() override;
 
