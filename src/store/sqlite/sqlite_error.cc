@@ -11,6 +11,8 @@
 #include <system_error>
 #include <thread>
 
+#include "store/sqlite/page_cache.h"
+
 namespace wallex {
 
 StoreErrorKind classify_sqlite_error(int code) {
@@ -56,8 +58,11 @@ Status<StoreError> fdatasync_file(int fd, const std::string& path) {
 int open_sqlite(const char* path, sqlite3** db, int flags) {
   static std::once_flag configured;
   // SQLITE_MISUSE when SQLite was initialized already (by a connection not opened here): the
-  // statistics then stay on, which costs speed only.
-  std::call_once(configured, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+  // statistics then stay on and pcache1 runs alone, which costs speed only.
+  std::call_once(configured, [] {
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)install_page_cache();
+  });
   return sqlite3_open_v2(path, db, flags, nullptr);
 }
 

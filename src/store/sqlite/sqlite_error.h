@@ -36,7 +36,7 @@ void close_without_checkpoint(sqlite3* db);
 
 // sqlite3_open_v2 for every Wallex connection, after the process-wide configuration they share,
 // applied once before SQLite initializes: no memory statistics (with them every allocation of
-// SQLite takes a global mutex; nothing here reads them).
+// SQLite takes a global mutex; nothing here reads them), and the page cache of page_cache.h.
 int open_sqlite(const char* path, sqlite3** db, int flags);
 
 }  // namespace wallex

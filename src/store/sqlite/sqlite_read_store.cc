@@ -597,11 +597,6 @@ struct QueryStatements {
 };
 
 sqlite3* open_connection(const std::string& path, int flags, StoreError* error) {
-  // Memory statistics cost a global mutex on every allocation, and nothing reads them. This only
-  // takes effect when no SQLite connection was opened before in the process (the tools); once the
-  // library is initialized the call is refused, harmlessly.
-  static const int configured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-  (void)configured;
   sqlite3* db = nullptr;
   const int rc = open_sqlite(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) {
