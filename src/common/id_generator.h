@@ -7,6 +7,8 @@
 #include <random>
 #include <string>
 
+#include "common/clock.h"
+
 namespace wallex {
 
 class IdGenerator {
@@ -14,6 +16,9 @@ class IdGenerator {
   virtual ~IdGenerator() = default;
   // A random (version 4) UUID in canonical lowercase text form.
   virtual std::string next_uuid() = 0;
+  // A time-ordered (version 7, RFC 9562) UUID: the 48-bit Unix time in milliseconds, then 74
+  // random bits. Ids made later sort after ids made earlier (within a millisecond: randomly).
+  virtual std::string next_time_ordered_uuid(TimestampMs now_ms) = 0;
 };
 
 // Seeded from std::random_device unless a seed is given. Thread-safe.
@@ -22,6 +27,7 @@ class RandomIdGenerator final : public IdGenerator {
   RandomIdGenerator();
   explicit RandomIdGenerator(std::uint64_t seed);
   std::string next_uuid() override;
+  std::string next_time_ordered_uuid(TimestampMs now_ms) override;
 
  private:
   std::mutex mutex_;

@@ -489,7 +489,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     }
 
     if (auto* transfer = std::get_if<TransferMoney>(&request.command)) {
-      transfer->transfer_id = ids_.next_uuid();
+      transfer->transfer_id = ids_.next_time_ordered_uuid(now);
     }
     auto decision = decide(request.command, lookup, now);
     Reply reply;

@@ -69,15 +69,19 @@ class FaultCase(CrashTestCase):
         STATS["faults"] += count
         return count
 
-    def restart_clean_and_check(self, workload, lost_batch_must_be_absent):
+    def restart_clean_and_check(self, workload):
         """Without the shim: verify the files as the failure left them, restart, settle every
-        unacknowledged request, and check the whole history. Returns (replayed, executed)."""
+        unacknowledged request, and check the whole history. Returns (replayed, executed).
+
+        Unacknowledged requests may have survived even when the shim threw away everything
+        written since the last successful fsync: the syncer takes the batches queued so far and
+        then calls fdatasync, and a batch the writer wrote in between is on disk through that
+        fsync although only the next one (here: the failed one) would have acknowledged it. Seen
+        in about one run in 25 on a loaded 2-core box (1 and 3 such requests). What must hold is
+        that every acknowledged request is there and the history is consistent."""
         self.assert_verify("after the fault, before restarting")
         self.server.start(env={})
         replayed, executed = workload.resolve_unacknowledged()
-        if lost_batch_must_be_absent:
-            self.assertEqual(replayed, 0, "an unacknowledged request survived although the shim "
-                                          "lost everything the failed fsync covered")
         acked = [op for op in workload.ops if op.outcome == "acked"]
         self.assert_no_problems(workload.check_replays(acked), "acknowledged requests after restart")
         expected = self.assert_consistent(workload, "after restart")
@@ -134,7 +138,7 @@ class FatalIoFaultTest(FaultCase):
         for op in refusals:
             status, raw = op.refusal
             self.assertEqual((status, loads(raw)["code"]), (503, "STORE_UNAVAILABLE"), raw)
-        replayed, executed = self.restart_clean_and_check(workload, lose_unsynced)
+        replayed, executed = self.restart_clean_and_check(workload)
         report(f"{flag} (lose unsynced: {lose_unsynced}): exit 3, {len(during)} requests during "
                f"the fault, {len(unacked)} unacknowledged ({len(refusals)} answered 503): "
                f"{replayed} had committed, {executed} had not")

@@ -38,5 +38,29 @@ TEST(IdGenerator, Version4UuidsInTheCanonicalTextForm) {
   }
 }
 
+TEST(IdGenerator, Version7UuidsCarryTheTimeAndSortByIt) {
+  RandomIdGenerator ids(11);
+  const TimestampMs t0 = 1'795'700'000'123;  // 2026-11-26
+  std::string previous;
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const TimestampMs now = t0 + i / 10;  // ten ids per millisecond
+    const std::string uuid = ids.next_time_ordered_uuid(now);
+    ASSERT_EQ(uuid.size(), 36u);
+    EXPECT_EQ(uuid[8], '-');
+    EXPECT_EQ(uuid[23], '-');
+    EXPECT_EQ(uuid[14], '7') << uuid;
+    EXPECT_NE(std::string("89ab").find(uuid[19]), std::string::npos) << uuid;
+    // The first 48 bits (12 hex digits, dash skipped) are the milliseconds.
+    const std::string millis_hex = uuid.substr(0, 8) + uuid.substr(9, 4);
+    EXPECT_EQ(std::stoll(millis_hex, nullptr, 16), now) << uuid;
+    if (i % 10 == 0 && !previous.empty()) {
+      EXPECT_LT(previous, uuid) << "a later millisecond";
+    }
+    previous = uuid;
+    EXPECT_TRUE(seen.insert(uuid).second);
+  }
+}
+
 }  // namespace
 }  // namespace wallex

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <limits>
 
+#include "common/id_generator.h"
 #include "common/time_format.h"
 #include "json/body_decoder.h"
 #include "projection/query_service.h"
 #include "projection_fixture.h"
 #include "service/reply_encoding.h"
+#include "store/sqlite/sqlite_read_store.h"
 
 namespace wallex::testing {
 namespace {
@@ -205,6 +208,31 @@ TEST_F(QueriesTest, AReferenceFindsBothHalvesOfATransfer) {
             0u);
   EXPECT_EQ(run_ledger_reference(read_store(), "zzz").body,
             "{\"referenceId\":\"zzz\",\"count\":0,\"transactions\":[]}");
+}
+
+// The reference index's key (a lookup then compares the id itself, so only order matters).
+TEST(ReferenceKey, FollowsTransfersInTimeAndEachWalletsVersions) {
+  RandomIdGenerator ids(3);
+  std::int64_t previous = std::numeric_limits<std::int64_t>::min();
+  for (TimestampMs ms = 1'795'700'000'000; ms < 1'795'700'000'050; ++ms) {
+    const std::int64_t key = reference_hash(ids.next_time_ordered_uuid(ms));
+    EXPECT_GT(key, previous) << ms;
+    EXPECT_EQ(key >> 16, ms) << "the first 48 bits are the time";
+    previous = key;
+  }
+  // A wallet's versions: one run of keys, in version order, the wallet's hash above them.
+  const std::int64_t v1 = reference_hash("wallet-7:1");
+  EXPECT_LT(v1, reference_hash("wallet-7:2"));
+  EXPECT_LT(reference_hash("wallet-7:2"), reference_hash("wallet-7:10"));
+  EXPECT_EQ(reference_hash("wallet-7:10") - v1, 9);
+  EXPECT_EQ(reference_hash("a:b:12") - reference_hash("a:b:2"), 10) << "the last colon counts";
+  EXPECT_NE(reference_hash("wallet-8:1"), v1);
+  // Anything else (random transfer ids of older versions, odd texts): FNV-1a, 64 bits.
+  EXPECT_EQ(static_cast<std::uint64_t>(reference_hash("a")), 0xaf63dc4c8601ec8cULL);
+  EXPECT_EQ(static_cast<std::uint64_t>(reference_hash("772b96dc-50ac-4765-96f2-e206b7cd16b7")),
+            static_cast<std::uint64_t>(reference_hash("772b96dc-50ac-4765-96f2-e206b7cd16b7")));
+  EXPECT_NE(reference_hash("wallet-7:"), reference_hash("wallet-7:0"));
+  EXPECT_NE(reference_hash("wallet-7:x1"), reference_hash("wallet-7:1"));
 }
 
 TEST_F(QueriesTest, WalletEventsPageByVersion) {

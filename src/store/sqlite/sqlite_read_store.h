@@ -12,9 +12,10 @@
 #pragma once
 
 #include <atomic>
-
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "kafka/consumer_state_store.h"
 #include "projection/event_log.h"
@@ -22,9 +23,13 @@
 
 namespace wallex {
 
-// 2: ledger_entries.reference_hash (the reference index holds hashes). A read side of an older
-// version is replaced by an empty one when opened for writing (it is rebuilt from the log).
-inline constexpr int kReadSchemaVersion = 2;
+// 2: ledger_entries.reference_hash (the reference index holds hashes). 3: the reference key
+// follows the order of time-ordered transfer ids and of each wallet's versions. A read side of an
+// older version is replaced by an empty one when opened for writing (it is rebuilt from the log).
+inline constexpr int kReadSchemaVersion = 3;
+
+// The key under which the reference index files a reference id (sqlite_read_store.cc).
+std::int64_t reference_hash(std::string_view reference_id);
 
 // Also the ConsumerStateStore of the consumer-group projectors: their tables (consumer_offsets,
 // consumer_wallets, consumer_dead_letters) live in the same file as the rows they describe, so
