@@ -33,24 +33,20 @@ constexpr std::uint64_t kVariant = 0x8000000000000000ULL;  // RFC 4122 / 9562 va
 
 }  // namespace
 
+std::pair<std::uint64_t, std::uint64_t> RandomIdGenerator::draw_two() {
+  std::lock_guard lock(mutex_);
+  const std::uint64_t first = engine_();
+  return {first, engine_()};
+}
+
 std::string RandomIdGenerator::next_uuid() {
-  std::uint64_t high = 0, low = 0;
-  {
-    std::lock_guard lock(mutex_);
-    high = engine_();
-    low = engine_();
-  }
+  auto [high, low] = draw_two();
   high = (high & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
   return uuid_text(high, (low & kVariantMask) | kVariant);
 }
 
 std::string RandomIdGenerator::next_time_ordered_uuid(TimestampMs now_ms) {
-  std::uint64_t random_a = 0, low = 0;
-  {
-    std::lock_guard lock(mutex_);
-    random_a = engine_();
-    low = engine_();
-  }
+  const auto [random_a, low] = draw_two();
   const auto ms = static_cast<std::uint64_t>(now_ms < 0 ? 0 : now_ms) & 0xffffffffffffULL;
   const std::uint64_t high = (ms << 16) | 0x7000ULL | (random_a & 0x0fffULL);  // version 7
   return uuid_text(high, (low & kVariantMask) | kVariant);

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <utility>
 
 #include "common/clock.h"
 
@@ -30,6 +31,8 @@ class RandomIdGenerator final : public IdGenerator {
   std::string next_time_ordered_uuid(TimestampMs now_ms) override;
 
  private:
+  std::pair<std::uint64_t, std::uint64_t> draw_two();  // two draws in order, under the mutex
+
   std::mutex mutex_;
   std::mt19937_64 engine_;
 };

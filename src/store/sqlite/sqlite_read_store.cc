@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <array>
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -187,16 +188,10 @@ std::int64_t reference_hash(std::string_view reference_id) {
   const std::size_t colon = reference_id.rfind(':');
   if (colon != std::string_view::npos && colon > 0 && colon + 1 < reference_id.size() &&
       reference_id.size() - colon - 1 <= 19) {
+    const std::string_view digits = reference_id.substr(colon + 1);
     std::uint64_t version = 0;
-    bool digits = true;
-    for (const char c : reference_id.substr(colon + 1)) {
-      if (c < '0' || c > '9') {
-        digits = false;
-        break;
-      }
-      version = version * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    if (digits) {
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
+    if (error == std::errc() && end == digits.data() + digits.size()) {
       const std::uint64_t wallet =
           fnv1a(reference_id.substr(0, colon), 2166136261ULL, 16777619ULL) & 0xffffffffULL;
       return static_cast<std::int64_t>((wallet << 32) | (version & 0xffffffffULL));
