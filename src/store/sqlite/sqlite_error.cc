@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "store/sqlite/page_cache.h"
+#include "store/sqlite/wal_vfs.h"
 
 namespace wallex {
 
@@ -58,10 +59,12 @@ Status<StoreError> fdatasync_file(int fd, const std::string& path) {
 int open_sqlite(const char* path, sqlite3** db, int flags) {
   static std::once_flag configured;
   // SQLITE_MISUSE when SQLite was initialized already (by a connection not opened here): the
-  // statistics then stay on and pcache1 runs alone, which costs speed only.
+  // statistics then stay on and pcache1 runs alone, which costs speed only. The VFS comes last:
+  // registering one initializes SQLite.
   std::call_once(configured, [] {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     (void)install_page_cache();
+    (void)install_wal_vfs();
   });
   return sqlite3_open_v2(path, db, flags, nullptr);
 }

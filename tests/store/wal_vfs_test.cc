@@ -1,0 +1,220 @@
+#include "store/sqlite/wal_vfs.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "store/sqlite/sqlite_error.h"
+
+namespace wallex::testing {
+namespace {
+
+// The write calls of SQLite's unix VFS, counted (and failed on demand) through its table of
+// system calls, which the VFS under test passes on.
+struct WriteCalls {
+  int calls = 0;
+  std::int64_t bytes = 0;
+  bool fail = false;  // with ENOSPC, writing nothing
+};
+WriteCalls writes;
+
+using Pwrite = ssize_t (*)(int, const void*, size_t, off_t);
+using Write = ssize_t (*)(int, const void*, size_t);
+Pwrite real_pwrite = nullptr;
+Pwrite real_pwrite64 = nullptr;
+Write real_write = nullptr;
+
+ssize_t count(ssize_t written) {
+  ++writes.calls;
+  if (written > 0) writes.bytes += written;
+  return written;
+}
+ssize_t fail_with_full_disk() {
+  errno = ENOSPC;
+  return count(-1);
+}
+ssize_t counted_pwrite(int fd, const void* data, size_t size, off_t offset) {
+  if (writes.fail) return fail_with_full_disk();
+  return count(real_pwrite(fd, data, size, offset));
+}
+ssize_t counted_pwrite64(int fd, const void* data, size_t size, off_t offset) {
+  if (writes.fail) return fail_with_full_disk();
+  return count(real_pwrite64(fd, data, size, offset));
+}
+ssize_t counted_write(int fd, const void* data, size_t size) {
+  if (writes.fail) return fail_with_full_disk();
+  return count(real_write(fd, data, size));
+}
+
+template <typename Function>
+void replace_call(sqlite3_vfs* vfs, const char* name, Function& real, Function counted) {
+  sqlite3_syscall_ptr current = vfs->xGetSystemCall(vfs, name);
+  if (current == nullptr) return;  // not a call this build of SQLite makes
+  real = reinterpret_cast<Function>(current);
+  ASSERT_EQ(vfs->xSetSystemCall(vfs, name, reinterpret_cast<sqlite3_syscall_ptr>(counted)),
+            SQLITE_OK);
+}
+
+class WalVfsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(install_wal_vfs());
+    vfs_ = wal_vfs();
+    ASSERT_NE(vfs_, nullptr);
+    ASSERT_EQ(sqlite3_vfs_find(nullptr), vfs_) << "the default VFS";
+    replace_call(vfs_, "pwrite", real_pwrite, &counted_pwrite);
+    replace_call(vfs_, "pwrite64", real_pwrite64, &counted_pwrite64);
+    replace_call(vfs_, "write", real_write, &counted_write);
+    writes = WriteCalls{};
+    dir_ = std::filesystem::temp_directory_path() /
+           ("wallex-wal-vfs-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "test.db").string();
+    writer_ = open();
+    exec(writer_,
+         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
+         "CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL);");
+    reader_ = open();
+  }
+
+  void TearDown() override {
+    sqlite3_close(reader_);
+    sqlite3_close(writer_);
+    vfs_->xSetSystemCall(vfs_, nullptr, nullptr);  // every call back to the real one
+    std::filesystem::remove_all(dir_);
+  }
+
+  sqlite3* open() {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                              "wallex-wal"),
+              SQLITE_OK);
+    return db;
+  }
+
+  static void exec(sqlite3* db, const std::string& sql) {
+    char* message = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+    EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (message != nullptr ? message : "");
+    sqlite3_free(message);
+  }
+
+  static std::string text(sqlite3* db, const std::string& sql) {
+    sqlite3_stmt* statement = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr), SQLITE_OK) << sql;
+    std::string value = "(no row)";
+    if (sqlite3_step(statement) == SQLITE_ROW) {
+      const auto* column = sqlite3_column_text(statement, 0);
+      value = column != nullptr ? reinterpret_cast<const char*>(column) : "(null)";
+    }
+    sqlite3_finalize(statement);
+    return value;
+  }
+
+  // Rows [first, last] with a payload that depends on the id (and `variant`) only.
+  static std::string insert(int first, int last, int size, int variant = 0) {
+    const std::string ids = "WITH RECURSIVE n(i) AS (SELECT " + std::to_string(first) +
+                            " UNION ALL SELECT i + 1 FROM n WHERE i < " + std::to_string(last) +
+                            ")";
+    const std::string payload =
+        "printf('%0" + std::to_string(size) + "d', i * " + std::to_string(variant + 1) + ")";
+    return ids + " INSERT INTO t (id, payload) SELECT i, " + payload + " FROM n;";
+  }
+
+  // A digest of the table as another connection sees it.
+  std::string digest() {
+    return text(reader_,
+                "SELECT count(*) || ' ' || coalesce(sum(id), 0) || ' ' || "
+                "coalesce(sum(length(payload)), 0) || ' ' || "
+                "coalesce(sum(CAST(substr(payload, -6) AS INTEGER)), 0) FROM t");
+  }
+
+  std::string wal_path() const { return path_ + "-wal"; }
+
+  sqlite3_vfs* vfs_ = nullptr;
+  std::filesystem::path dir_;
+  std::string path_;
+  sqlite3* writer_ = nullptr;
+  sqlite3* reader_ = nullptr;
+};
+
+// What the VFS is for: SQLite writes every frame as two calls (header, page); through the VFS a
+// commit's frames go out in pieces of 64 KiB.
+TEST_F(WalVfsTest, ACommitsFramesGoToTheFileInAFewLargeWrites) {
+  const auto wal_before = std::filesystem::file_size(wal_path());
+  writes = WriteCalls{};
+  exec(writer_, "BEGIN; " + insert(1, 150, 3000) + " COMMIT;");
+  const auto wal_grown =
+      static_cast<std::int64_t>(std::filesystem::file_size(wal_path()) - wal_before);
+  const std::int64_t frames = wal_grown / (24 + 4096);
+  EXPECT_GE(frames, 150);
+  EXPECT_EQ(writes.bytes, wal_grown);
+  EXPECT_LE(writes.calls, wal_grown / (64 * 1024) + 2) << frames << " frames";
+  EXPECT_EQ(digest(), "150 11325 450000 11325");
+}
+
+// A transaction larger than the page cache spills frames before its commit, writes some pages
+// again and exceeds the buffer; one is rolled back, the next committed. Another connection sees
+// exactly the committed one, and so does a connection that recovers the database from the WAL
+// file alone (which checks every frame's checksum).
+TEST_F(WalVfsTest, SpilledRewrittenAndRolledBackFramesLeaveExactlyTheCommittedRows) {
+  exec(writer_, "PRAGMA cache_size = 16");
+  exec(writer_, "BEGIN; " + insert(1, 2000, 1000) +
+                    " UPDATE t SET payload = zeroblob(10) WHERE id % 3 = 0; ROLLBACK;");
+  EXPECT_EQ(digest(), "0 0 0 0");
+  exec(writer_, "BEGIN; " + insert(1, 2000, 1000) + " DELETE FROM t WHERE id > 1500; " +
+                    insert(1501, 2000, 1000, 1) + " COMMIT;");
+  // 1..1500 end in the id, 1501..2000 in twice the id.
+  const std::string expected = "2000 2001000 2000000 2876250";
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+  EXPECT_GT(std::filesystem::file_size(wal_path()), kPendingBytesMax);
+
+  close_without_checkpoint(reader_);
+  close_without_checkpoint(writer_);
+  EXPECT_EQ(sqlite3_close(reader_), SQLITE_OK);
+  EXPECT_EQ(sqlite3_close(writer_), SQLITE_OK);
+  writer_ = open();
+  reader_ = open();
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+}
+
+// After a checkpoint that empties the WAL, the next commit writes the WAL's header again at
+// offset 0, buffered with its frames.
+TEST_F(WalVfsTest, TheWalStartsOverAfterACheckpoint) {
+  exec(writer_, "BEGIN; " + insert(1, 100, 500) + " COMMIT;");
+  EXPECT_EQ(text(reader_, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");
+  EXPECT_EQ(std::filesystem::file_size(wal_path()), 0u);
+  exec(writer_, "BEGIN; " + insert(101, 200, 500) + " COMMIT;");
+  EXPECT_GT(std::filesystem::file_size(wal_path()), 0u);
+  EXPECT_EQ(digest(), "200 20100 100000 20100");
+  EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+}
+
+// A write that fails (a full disk) fails the commit that flushed it; the database stays as it
+// was and the next commit, with space back, succeeds.
+TEST_F(WalVfsTest, AFailedWriteFailsTheCommitAndLeavesTheDatabaseAsItWas) {
+  exec(writer_, "BEGIN; " + insert(1, 10, 3000) + " COMMIT;");
+  exec(writer_, "BEGIN; " + insert(11, 60, 3000));
+  writes.fail = true;
+  const int rc = sqlite3_exec(writer_, "COMMIT", nullptr, nullptr, nullptr);
+  writes.fail = false;
+  EXPECT_EQ(rc, SQLITE_FULL) << sqlite3_errmsg(writer_);
+  if (sqlite3_get_autocommit(writer_) == 0) exec(writer_, "ROLLBACK");
+  EXPECT_EQ(digest(), "10 55 30000 55");
+  exec(writer_, "BEGIN; " + insert(11, 20, 3000) + " COMMIT;");
+  EXPECT_EQ(digest(), "20 210 60000 210");
+  EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+}
+
+}  // namespace
+}  // namespace wallex::testing
