@@ -149,14 +149,18 @@ class JsonFieldsReader {
   bool string(std::string& out) {
     ++pos_;  // opening quote
     while (true) {
+      // The characters up to the next quote, escape or control character, in one piece.
+      const std::size_t run = pos_;
+      while (pos_ < text_.size()) {
+        const auto c = static_cast<unsigned char>(text_[pos_]);
+        if (c == '"' || c == '\\' || c < 0x20) break;
+        ++pos_;
+      }
+      out.append(text_.data() + run, pos_ - run);
       if (pos_ >= text_.size()) return stop("unterminated string");
       const char c = text_[pos_++];
       if (c == '"') return true;
-      if (static_cast<unsigned char>(c) < 0x20) return stop("control character in string");
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
+      if (c != '\\') return stop("control character in string");
       if (pos_ >= text_.size()) return stop("unterminated escape");
       const char e = text_[pos_++];
       switch (e) {

@@ -24,9 +24,18 @@ TEST(JsonFields, FlattensNestedValuesKeepingNumberText) {
   EXPECT_EQ(fields.value().find("a"), nullptr);
 }
 
+TEST(JsonFields, DecodesStringsWithEscapesBetweenPlainRuns) {
+  auto fields = JsonFields::parse(R"({"plain":"walletId-0001","mixed":"ab\"cd\\ef\/g\t","":"x"})");
+  ASSERT_TRUE(fields.ok()) << fields.error();
+  EXPECT_EQ(fields.value().find("plain")->text, "walletId-0001");
+  EXPECT_EQ(fields.value().find("mixed")->text, "ab\"cd\\ef/g\t");
+  EXPECT_EQ(fields.value().find("")->text, "x");
+}
+
 TEST(JsonFields, RejectsInvalidJson) {
   for (std::string_view bad : {"", "{", R"({"a":})", R"({"a":01})", R"({"a":1,})", R"({"a":1} x)",
-                               R"({"a":"\ud800"})", R"({a:1})", "[1.]", "tru"}) {
+                               R"({"a":"\ud800"})", R"({a:1})", "[1.]", "tru", R"({"a":"x)",
+                               "{\"a\":\"x\ny\"}", R"({"a":"x\)", R"({"a":"x\q"})"}) {
     EXPECT_FALSE(JsonFields::parse(bad).ok()) << bad;
   }
   std::string deep(kJsonDepthMax + 2, '[');
