@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "store/sqlite/sqlite_error.h"
@@ -130,14 +131,33 @@ class WalVfsTest : public ::testing::Test {
   }
 
   // A digest of the table as another connection sees it.
-  std::string digest() {
-    return text(reader_,
-                "SELECT count(*) || ' ' || coalesce(sum(id), 0) || ' ' || "
-                "coalesce(sum(length(payload)), 0) || ' ' || "
-                "coalesce(sum(CAST(substr(payload, -6) AS INTEGER)), 0) FROM t");
+  std::string digest() { return text(reader_, kDigest); }
+
+  // The digest and integrity of a copy of the database and its WAL as they are on disk now,
+  // opened through the plain unix VFS: what a process killed at this moment would leave. SQLite
+  // rebuilds the copy's WAL index from the WAL file, checking every frame's checksum, and keeps
+  // the transactions whose frames are all there.
+  std::string on_disk_digest() {
+    const std::filesystem::path copy = dir_ / "copy";
+    std::filesystem::remove_all(copy);
+    std::filesystem::create_directories(copy);
+    std::filesystem::copy_file(path_, copy / "test.db");
+    std::filesystem::copy_file(wal_path(), copy / "test.db-wal");
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((copy / "test.db").c_str(), &db, SQLITE_OPEN_READWRITE, "unix"),
+              SQLITE_OK);
+    const std::string digest = text(db, kDigest) + " " + text(db, "PRAGMA integrity_check");
+    close_without_checkpoint(db);
+    sqlite3_close(db);
+    return digest;
   }
 
   std::string wal_path() const { return path_ + "-wal"; }
+
+  static constexpr const char* kDigest =
+      "SELECT count(*) || ' ' || coalesce(sum(id), 0) || ' ' || "
+      "coalesce(sum(length(payload)), 0) || ' ' || "
+      "coalesce(sum(CAST(substr(payload, -6) AS INTEGER)), 0) FROM t";
 
   sqlite3_vfs* vfs_ = nullptr;
   std::filesystem::path dir_;
@@ -176,6 +196,7 @@ TEST_F(WalVfsTest, SpilledRewrittenAndRolledBackFramesLeaveExactlyTheCommittedRo
   const std::string expected = "2000 2001000 2000000 2876250";
   EXPECT_EQ(digest(), expected);
   EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(on_disk_digest(), expected + " ok");
   EXPECT_GT(std::filesystem::file_size(wal_path()), kPendingBytesMax);
 
   close_without_checkpoint(reader_);
@@ -214,6 +235,103 @@ TEST_F(WalVfsTest, AFailedWriteFailsTheCommitAndLeavesTheDatabaseAsItWas) {
   exec(writer_, "BEGIN; " + insert(11, 20, 3000) + " COMMIT;");
   EXPECT_EQ(digest(), "20 210 60000 210");
   EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+}
+
+// A commit is in the file when COMMIT returns, wherever its commit frame falls against the end
+// of the buffer, which holds 254 frames and a half of 4 KiB pages: commits of 245 to 265 rows of
+// one page each into an empty table, each into a WAL that starts over, one of them exactly 255
+// frames long (its commit frame's header fits, its page does not).
+TEST_F(WalVfsTest, EveryCommitIsInTheFileWhenCommitReturns) {
+  std::set<std::int64_t> commit_frames;
+  for (int rows = 245; rows <= 265; ++rows) {
+    exec(writer_, "DROP TABLE t; CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL);");
+    EXPECT_EQ(text(reader_, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");
+    exec(writer_, "BEGIN; " + insert(1, rows, 3000) + " COMMIT;");
+    const auto frames =
+        static_cast<std::int64_t>(std::filesystem::file_size(wal_path()) - 32) / (24 + 4096);
+    commit_frames.insert(frames);
+    EXPECT_EQ(on_disk_digest(), digest() + " ok") << rows << " rows, " << frames << " frames";
+  }
+  EXPECT_EQ(commit_frames.count(255), 1u) << "no commit of exactly 255 frames";
+}
+
+// Transactions that spilled frames and were rolled back, each followed by a small commit whose
+// frames land where the spilled ones were: the commit is in the file when COMMIT returns.
+TEST_F(WalVfsTest, ACommitOverFramesOfARolledBackTransactionIsInTheFile) {
+  exec(writer_,
+       "CREATE TABLE u (id INTEGER PRIMARY KEY, v INTEGER NOT NULL); "
+       "INSERT INTO u VALUES (1, 0); PRAGMA cache_size = 16;");
+  int next = 1;
+  for (int spilled = 100; spilled <= 200; spilled += 20) {
+    // A small commit to another table in an otherwise empty WAL, then the spill: rolling it back
+    // and committing to t read only pages whose last committed copies are in the database file,
+    // so nothing calls the WAL file between the spill and the commit, which appends where the
+    // spilled frames were.
+    EXPECT_EQ(text(reader_, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");
+    exec(writer_, "UPDATE u SET v = v + 1");
+    exec(writer_, "BEGIN; " + insert(100'000, 100'000 + spilled, 1000) + " ROLLBACK;");
+    exec(writer_, "BEGIN; " + insert(next, next, 100) + " COMMIT;");
+    ++next;
+    EXPECT_EQ(on_disk_digest(), digest() + " ok") << spilled << " rows rolled back";
+  }
+  EXPECT_EQ(digest(), "6 21 600 21");
+}
+
+// A transaction that changes pages it already spilled makes SQLite overwrite those frames and
+// then rewrite the checksums of every frame after them, the commit frame's header last.
+TEST_F(WalVfsTest, ACommitWhoseChecksumsWereRewrittenIsInTheFile) {
+  exec(writer_, "PRAGMA cache_size = 16");
+  exec(writer_, "BEGIN; " + insert(1, 600, 1000) +
+                    " UPDATE t SET payload = printf('%01000d', id * 2) WHERE id <= 20; COMMIT;");
+  // 1..20 end in twice the id, 21..600 in the id.
+  const std::string expected = "600 180300 600000 180510";
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(on_disk_digest(), expected + " ok");
+}
+
+// Frames a transaction spilled are written when SQLite reads the WAL back; when that write
+// fails, the whole transaction is undone (an I/O error), not just the statement that read.
+TEST_F(WalVfsTest, AFailedWriteBeforeAReadUndoesTheWholeTransaction) {
+  exec(writer_, "PRAGMA cache_size = 16");
+  exec(writer_, "BEGIN; " + insert(1, 10, 100) + " COMMIT;");
+  exec(writer_, "BEGIN; " + insert(11, 600, 1000));
+  const int calls_before = writes.calls;
+  writes.fail = true;
+  const int rc =
+      sqlite3_exec(writer_, "SELECT sum(length(payload)) FROM t", nullptr, nullptr, nullptr);
+  writes.fail = false;
+  EXPECT_GT(writes.calls, calls_before) << "the read wrote nothing first";
+  EXPECT_EQ(rc & 0xff, SQLITE_IOERR) << sqlite3_errmsg(writer_);
+  EXPECT_NE(sqlite3_get_autocommit(writer_), 0) << "the transaction is still open";
+  if (sqlite3_get_autocommit(writer_) == 0) exec(writer_, "ROLLBACK");
+  EXPECT_EQ(digest(), "10 55 1000 55");
+  exec(writer_, "BEGIN; " + insert(11, 20, 100) + " COMMIT;");
+  EXPECT_EQ(digest(), "20 210 2000 210");
+  EXPECT_EQ(on_disk_digest(), "20 210 2000 210 ok");
+}
+
+// Without "powersafe overwrite" SQLite pads a synchronous commit to a sector boundary and may
+// split the commit frame's page around a sync: such a WAL is not buffered, and its commits are
+// in the file and readable.
+TEST_F(WalVfsTest, CommitsPaddedToSectorsAreInTheFile) {
+  ASSERT_EQ(sqlite3_close(reader_), SQLITE_OK);
+  ASSERT_EQ(sqlite3_close(writer_), SQLITE_OK);
+  const std::string uri = "file:" + path_ + "?psow=0";
+  for (sqlite3** db : {&writer_, &reader_}) {
+    *db = nullptr;
+    ASSERT_EQ(
+        sqlite3_open_v2(uri.c_str(), db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "wallex-wal"),
+        SQLITE_OK);
+  }
+  exec(writer_, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;");
+  int next = 1;
+  for (int rows = 1; rows <= 40; rows += 13) {
+    exec(writer_, "BEGIN; " + insert(next, next + rows - 1, 500) + " COMMIT;");
+    next += rows;
+    EXPECT_EQ(text(reader_, "SELECT count(*) FROM t"), std::to_string(next - 1))
+        << sqlite3_errmsg(reader_);
+    EXPECT_EQ(on_disk_digest(), digest() + " ok") << rows << " rows";
+  }
 }
 
 }  // namespace

@@ -23,9 +23,11 @@ bool installed = false;
 struct WalFile {
   sqlite3_file file;  // file.pMethods = &kWalMethods
   sqlite3_file* real;
-  char* pending;  // kPendingBytesMax bytes, allocated at the first write
+  bool buffering;  // false: every call goes straight to `real`
+  char* pending;   // kPendingBytesMax bytes, allocated at the first write
   std::size_t pending_bytes;
   sqlite3_int64 pending_offset;      // where pending[0] goes in the file
+  sqlite3_int64 high_water;          // the end of the furthest write since the WAL's header
   sqlite3_int64 commit_page_offset;  // the page of the commit frame just begun goes here; -1: none
 };
 
@@ -40,6 +42,8 @@ WalFile* wal(sqlite3_file* file) { return reinterpret_cast<WalFile*>(file); }
 // reports the rest as a full disk), so the pending bytes go out in pieces no larger than this.
 constexpr std::size_t kWriteBytesMax = 64 * 1024;
 
+// Writes what is pending. On a failure the bytes are dropped: the caller returns the error to
+// SQLite, which then rolls the whole transaction back (below), so they belong to nothing.
 int flush(WalFile* f) {
   int rc = SQLITE_OK;
   for (std::size_t done = 0; done < f->pending_bytes && rc == SQLITE_OK;) {
@@ -48,10 +52,17 @@ int flush(WalFile* f) {
                                    f->pending_offset + static_cast<sqlite3_int64>(done));
     done += piece;
   }
-  // Written or not, the bytes are SQLite's business again: it fails the transaction on an error.
   f->pending_bytes = 0;
-  f->commit_page_offset = -1;
   return rc;
+}
+
+// Before any call on the file but a write. A failure is reported as an I/O error whatever it
+// was: SQLite rolls the whole transaction back on an I/O error, while a full disk reported by a
+// read would make it undo only the statement and later commit the rest without the lost frames.
+// (A write's own failure needs no such care: SQLite fails the transaction on any of them.)
+int flush_before_call(WalFile* f) {
+  const int rc = flush(f);
+  return rc == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
 }
 
 bool is_commit_frame_header(const void* data, int amount) {
@@ -70,64 +81,74 @@ int wal_close(sqlite3_file* file) {
 
 int wal_read(sqlite3_file* file, void* data, int amount, sqlite3_int64 offset) {
   WalFile* f = wal(file);
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xRead(f->real, data, amount, offset);
 }
 
+// Only writes beyond everything written so far (since the WAL's header was last written at
+// offset 0) are buffered: SQLite appending frames. A write below that mark — SQLite rewriting a
+// frame header after recomputing checksums, or overwriting frames of a transaction it rolled
+// back — goes to the file at once, after what is pending.
 int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
   WalFile* f = wal(file);
+  if (!f->buffering) return f->real->pMethods->xWrite(f->real, data, amount, offset);
   const auto size = static_cast<std::size_t>(amount);
-  const sqlite3_int64 pending_end =
-      f->pending_offset + static_cast<sqlite3_int64>(f->pending_bytes);
-  // A page SQLite writes again within the frames still pending (a page changed twice in one
-  // transaction): patch the buffer.
-  if (f->pending_bytes > 0 && offset >= f->pending_offset && offset + amount <= pending_end) {
-    std::memcpy(f->pending + (offset - f->pending_offset), data, size);
-    return SQLITE_OK;
-  }
-  const bool appends = f->pending_bytes == 0 || offset == pending_end;
+  const sqlite3_int64 end = offset + amount;
+  if (offset == 0) f->high_water = 0;  // the WAL's header: the file starts over
+  // Whatever path this write takes: is it the page of a commit frame, or a commit frame header?
+  const bool completes_commit = f->commit_page_offset >= 0 && offset == f->commit_page_offset;
+  f->commit_page_offset = is_commit_frame_header(data, amount) ? end : -1;
+
+  const bool appends =
+      f->pending_bytes > 0
+          ? offset == f->pending_offset + static_cast<sqlite3_int64>(f->pending_bytes)
+          : offset >= f->high_water;
   if (!appends || f->pending_bytes + size > kPendingBytesMax) {
     if (const int rc = flush(f); rc != SQLITE_OK) return rc;
   }
-  if (f->pending == nullptr) f->pending = static_cast<char*>(std::malloc(kPendingBytesMax));
-  if (f->pending == nullptr || size > kPendingBytesMax) {
-    return f->real->pMethods->xWrite(f->real, data, amount, offset);
+  if (appends && f->pending == nullptr) {
+    f->pending = static_cast<char*>(std::malloc(kPendingBytesMax));
   }
-  if (f->pending_bytes == 0) f->pending_offset = offset;
-  std::memcpy(f->pending + f->pending_bytes, data, size);
-  f->pending_bytes += size;
-  const bool completes_commit = f->commit_page_offset == offset;
-  f->commit_page_offset = is_commit_frame_header(data, amount) ? offset + amount : -1;
+  if (appends && f->pending != nullptr && size <= kPendingBytesMax) {
+    if (f->pending_bytes == 0) f->pending_offset = offset;
+    std::memcpy(f->pending + f->pending_bytes, data, size);
+    f->pending_bytes += size;
+  } else if (const int rc = f->real->pMethods->xWrite(f->real, data, amount, offset);
+             rc != SQLITE_OK) {
+    return rc;
+  }
+  f->high_water = std::max(f->high_water, end);
   return completes_commit ? flush(f) : SQLITE_OK;
 }
 
 int wal_truncate(sqlite3_file* file, sqlite3_int64 size) {
   WalFile* f = wal(file);
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
+  f->high_water = std::min(f->high_water, size);
   return f->real->pMethods->xTruncate(f->real, size);
 }
 
 int wal_sync(sqlite3_file* file, int flags) {
   WalFile* f = wal(file);
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xSync(f->real, flags);
 }
 
 int wal_file_size(sqlite3_file* file, sqlite3_int64* size) {
   WalFile* f = wal(file);
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xFileSize(f->real, size);
 }
 
 int wal_lock(sqlite3_file* file, int level) {
   WalFile* f = wal(file);
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xLock(f->real, level);
 }
 
 int wal_unlock(sqlite3_file* file, int level) {
   WalFile* f = wal(file);
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xUnlock(f->real, level);
 }
 
@@ -138,7 +159,7 @@ int wal_check_reserved_lock(sqlite3_file* file, int* out) {
 
 int wal_file_control(sqlite3_file* file, int op, void* arg) {
   WalFile* f = wal(file);
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xFileControl(f->real, op, arg);
 }
 
@@ -181,7 +202,7 @@ int wal_fetch(sqlite3_file* file, sqlite3_int64 offset, int amount, void** out) 
   WalFile* f = wal(file);
   *out = nullptr;
   if (f->real->pMethods->iVersion < 3) return SQLITE_OK;
-  if (const int rc = flush(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   return f->real->pMethods->xFetch(f->real, offset, amount, out);
 }
 
@@ -218,14 +239,25 @@ int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags
   WalFile* f = wal(file);
   f->file.pMethods = nullptr;
   f->real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + real_offset());
+  f->buffering = false;
   f->pending = nullptr;
   f->pending_bytes = 0;
   f->pending_offset = 0;
+  f->high_water = 0;
   f->commit_page_offset = -1;
   const int rc = base->xOpen(base, name, f->real, flags, out_flags);
   // SQLite calls xClose on a file whose open failed only when pMethods is set: follow the real
   // object's state.
-  if (f->real->pMethods != nullptr) f->file.pMethods = &kWalMethods;
+  if (f->real->pMethods == nullptr) return rc;
+  f->file.pMethods = &kWalMethods;
+  // Without "powersafe overwrite" (a device setting, on by default) SQLite pads a synchronous
+  // commit to a sector boundary and may split the commit frame's page into two writes around a
+  // sync, which the commit detection above does not follow: such a WAL is not buffered. SQLite
+  // decides it when it opens the WAL, from the database file's characteristics, as here.
+  sqlite3_file* database = sqlite3_database_file_object(name);
+  f->buffering = rc == SQLITE_OK && database != nullptr && database->pMethods != nullptr &&
+                 (database->pMethods->xDeviceCharacteristics(database) &
+                  SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
   return rc;
 }
 

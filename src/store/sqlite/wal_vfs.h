@@ -6,17 +6,28 @@
 // page; at the small batches of 20 connections that was 27% of the writer thread's CPU (perf,
 // BENCHMARKS.md).
 //
-// How: the VFS wraps only files opened as WAL files. Their writes that append to what is pending
-// are copied to a buffer; the buffer goes to the file, in one write, as soon as the page of a
-// commit frame (a frame header whose "database size after commit" field is not zero) is in it,
-// so a commit's frames are in the file before SQLite publishes them to other connections in the
-// shared-memory index and before the commit returns. Any other call on the file (a read, a sync,
-// the size, a truncate, a write elsewhere, close) writes the pending bytes first, and so does a
-// buffer reaching kPendingBytesMax. A write error is returned from the write that flushed, which
-// is the commit's last page write at the latest, so SQLite fails and rolls back that commit as
-// it would have without the buffer. Frames a transaction spills before its commit wait in the
-// buffer; SQLite reads them back only through this file object, which flushes first.
+// How: the VFS wraps only files opened as WAL files. A write that appends beyond everything
+// this file object has written since the WAL's header was last written (SQLite adding frames) is
+// copied to a buffer; the buffer goes to the file, in pieces of 64 KiB, as soon as the page of a
+// commit frame (a frame header whose "database size after commit" field is not zero) has been
+// written, so a commit's frames are in the file before SQLite publishes them to other
+// connections in the shared-memory index and before the commit returns. A write below that mark
+// (SQLite rewriting a frame header after recomputing checksums, or overwriting frames of a
+// transaction it rolled back) goes to the file at once, after what is pending; so does every
+// write when the buffer is full. Any other call on the file (a read, a sync, the size, a
+// truncate, close) writes the pending bytes first. Frames a transaction spills before its commit
+// wait in the buffer; SQLite reads them back only through this file object.
 //
+// Errors: a write's own failure (also of the pending bytes it flushed) is returned from that
+// write, and SQLite fails the transaction on it. A failure to write the pending bytes before a
+// read or another call is returned as an I/O error, so that SQLite rolls back the whole
+// transaction rather than one statement (it would for a full disk reported by a read).
+//
+// Not buffered: a WAL whose database lacks "powersafe overwrite" (a device setting, on by
+// default), for which SQLite pads synchronous commits to sectors and may split the commit
+// frame's page into two writes around a sync.
+//
+// WalVfsTest checks each of these cases on the files as a kill would leave them.
 // Every other file (databases, journals) is the default VFS's own object, unwrapped.
 #pragma once
 
