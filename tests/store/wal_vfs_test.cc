@@ -334,5 +334,25 @@ TEST_F(WalVfsTest, CommitsPaddedToSectorsAreInTheFile) {
   }
 }
 
+// Frames a connection spilled and then rolled back are dead. Another connection then commits
+// frames at the same place in the WAL; when the first one next touches the WAL, it must not
+// write its dead frames over them.
+TEST_F(WalVfsTest, RolledBackFramesNeverOverwriteAnotherConnectionsCommit) {
+  exec(writer_,
+       "CREATE TABLE u (id INTEGER PRIMARY KEY, v INTEGER NOT NULL); "
+       "INSERT INTO u VALUES (1, 0); PRAGMA cache_size = 16;");
+  for (int round = 0; round < 5; ++round) {
+    EXPECT_EQ(text(reader_, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");
+    exec(writer_, "UPDATE u SET v = v + 1");
+    exec(writer_, "BEGIN; " + insert(100'000, 100'150, 1000) + " ROLLBACK;");
+    // The other connection writes where the dead frames were.
+    exec(reader_, "BEGIN; " + insert(round * 40 + 1, round * 40 + 40, 1000) + " COMMIT;");
+    const std::string expected = digest();
+    EXPECT_EQ(text(writer_, kDigest), expected);  // the first connection reads the WAL again
+    EXPECT_EQ(digest(), expected);
+    EXPECT_EQ(on_disk_digest(), expected + " ok") << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace wallex::testing

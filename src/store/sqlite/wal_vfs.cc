@@ -19,24 +19,42 @@ sqlite3_vfs* base = nullptr;  // the default VFS found at install
 sqlite3_vfs vfs{};
 bool installed = false;
 
-// A WAL file: the default VFS's object follows this struct in the same allocation.
-struct WalFile {
-  sqlite3_file file;  // file.pMethods = &kWalMethods
+// Both kinds of wrapped file start with this: the object SQLite sees, then the default VFS's
+// object, which follows the wrapper in the same allocation.
+struct Wrapped {
+  sqlite3_file file;
   sqlite3_file* real;
-  bool buffering;  // false: every call goes straight to `real`
-  char* pending;   // kPendingBytesMax bytes, allocated at the first write
+};
+
+struct WalFile;
+
+// A main database file: wrapped only to see its connection's WAL write lock released.
+struct DbFile {
+  Wrapped wrapped;  // wrapped.file.pMethods = &kDbMethods
+  WalFile* wal;     // the WAL this connection opened for the database, or nullptr
+};
+
+// A WAL file.
+struct WalFile {
+  Wrapped wrapped;   // wrapped.file.pMethods = &kWalMethods
+  DbFile* database;  // the database file of the same connection, or nullptr
+  bool buffering;    // false: every call goes straight to the real file
+  char* pending;     // kPendingBytesMax bytes, allocated at the first write
   std::size_t pending_bytes;
   sqlite3_int64 pending_offset;      // where pending[0] goes in the file
   sqlite3_int64 high_water;          // the end of the furthest write since the WAL's header
   sqlite3_int64 commit_page_offset;  // the page of the commit frame just begun goes here; -1: none
 };
 
-constexpr std::size_t real_offset() {
-  return (sizeof(WalFile) + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) *
+constexpr std::size_t round_up(std::size_t size) {
+  return (size + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) *
          alignof(std::max_align_t);
 }
+constexpr std::size_t kRealOffset = round_up(std::max(sizeof(WalFile), sizeof(DbFile)));
 
 WalFile* wal(sqlite3_file* file) { return reinterpret_cast<WalFile*>(file); }
+DbFile* db_file(sqlite3_file* file) { return reinterpret_cast<DbFile*>(file); }
+sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<Wrapped*>(file)->real; }
 
 // The unix VFS writes at most 128 KiB - 1 bytes per call (it masks the length to 17 bits and
 // reports the rest as a full disk), so the pending bytes go out in pieces no larger than this.
@@ -48,8 +66,9 @@ int flush(WalFile* f) {
   int rc = SQLITE_OK;
   for (std::size_t done = 0; done < f->pending_bytes && rc == SQLITE_OK;) {
     const std::size_t piece = std::min(kWriteBytesMax, f->pending_bytes - done);
-    rc = f->real->pMethods->xWrite(f->real, f->pending + done, static_cast<int>(piece),
-                                   f->pending_offset + static_cast<sqlite3_int64>(done));
+    rc = f->wrapped.real->pMethods->xWrite(f->wrapped.real, f->pending + done,
+                                           static_cast<int>(piece),
+                                           f->pending_offset + static_cast<sqlite3_int64>(done));
     done += piece;
   }
   f->pending_bytes = 0;
@@ -71,18 +90,100 @@ bool is_commit_frame_header(const void* data, int amount) {
   return (bytes[4] | bytes[5] | bytes[6] | bytes[7]) != 0;
 }
 
+// Calls passed to the default VFS's object unchanged. The version-2 and -3 methods (shared
+// memory, memory mapping) are declined when that object has none.
+int pass_close(sqlite3_file* file) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xClose(real);
+}
+int pass_read(sqlite3_file* file, void* data, int amount, sqlite3_int64 offset) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xRead(real, data, amount, offset);
+}
+int pass_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xWrite(real, data, amount, offset);
+}
+int pass_truncate(sqlite3_file* file, sqlite3_int64 size) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xTruncate(real, size);
+}
+int pass_sync(sqlite3_file* file, int flags) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xSync(real, flags);
+}
+int pass_file_size(sqlite3_file* file, sqlite3_int64* size) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xFileSize(real, size);
+}
+int pass_lock(sqlite3_file* file, int level) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xLock(real, level);
+}
+int pass_unlock(sqlite3_file* file, int level) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xUnlock(real, level);
+}
+int pass_check_reserved_lock(sqlite3_file* file, int* out) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xCheckReservedLock(real, out);
+}
+int pass_file_control(sqlite3_file* file, int op, void* arg) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xFileControl(real, op, arg);
+}
+int pass_sector_size(sqlite3_file* file) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xSectorSize(real);
+}
+int pass_device_characteristics(sqlite3_file* file) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods->xDeviceCharacteristics(real);
+}
+int pass_shm_map(sqlite3_file* file, int region, int size, int extend, void volatile** out) {
+  sqlite3_file* real = real_of(file);
+  if (real->pMethods->iVersion < 2) return SQLITE_IOERR_SHMMAP;
+  return real->pMethods->xShmMap(real, region, size, extend, out);
+}
+int pass_shm_lock(sqlite3_file* file, int offset, int n, int flags) {
+  sqlite3_file* real = real_of(file);
+  if (real->pMethods->iVersion < 2) return SQLITE_IOERR_SHMLOCK;
+  return real->pMethods->xShmLock(real, offset, n, flags);
+}
+void pass_shm_barrier(sqlite3_file* file) {
+  sqlite3_file* real = real_of(file);
+  if (real->pMethods->iVersion >= 2) real->pMethods->xShmBarrier(real);
+}
+int pass_shm_unmap(sqlite3_file* file, int delete_flag) {
+  sqlite3_file* real = real_of(file);
+  if (real->pMethods->iVersion < 2) return SQLITE_OK;
+  return real->pMethods->xShmUnmap(real, delete_flag);
+}
+int pass_fetch(sqlite3_file* file, sqlite3_int64 offset, int amount, void** out) {
+  sqlite3_file* real = real_of(file);
+  *out = nullptr;
+  if (real->pMethods->iVersion < 3) return SQLITE_OK;
+  return real->pMethods->xFetch(real, offset, amount, out);
+}
+int pass_unfetch(sqlite3_file* file, sqlite3_int64 offset, void* page) {
+  sqlite3_file* real = real_of(file);
+  if (real->pMethods->iVersion < 3) return SQLITE_OK;
+  return real->pMethods->xUnfetch(real, offset, page);
+}
+
 int wal_close(sqlite3_file* file) {
   WalFile* f = wal(file);
-  (void)flush(f);  // a commit flushed already; nothing pending here is committed
+  f->pending_bytes = 0;  // a commit flushed already: nothing pending here is committed
   std::free(f->pending);
   f->pending = nullptr;
-  return f->real->pMethods->xClose(f->real);
+  if (f->database != nullptr) f->database->wal = nullptr;
+  return pass_close(file);
 }
 
 int wal_read(sqlite3_file* file, void* data, int amount, sqlite3_int64 offset) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xRead(f->real, data, amount, offset);
+  return f->wrapped.real->pMethods->xRead(f->wrapped.real, data, amount, offset);
 }
 
 // Only writes beyond everything written so far (since the WAL's header was last written at
@@ -91,7 +192,8 @@ int wal_read(sqlite3_file* file, void* data, int amount, sqlite3_int64 offset) {
 // back — goes to the file at once, after what is pending.
 int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
   WalFile* f = wal(file);
-  if (!f->buffering) return f->real->pMethods->xWrite(f->real, data, amount, offset);
+  if (!f->buffering)
+    return f->wrapped.real->pMethods->xWrite(f->wrapped.real, data, amount, offset);
   const auto size = static_cast<std::size_t>(amount);
   const sqlite3_int64 end = offset + amount;
   if (offset == 0) f->high_water = 0;  // the WAL's header: the file starts over
@@ -113,7 +215,8 @@ int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 of
     if (f->pending_bytes == 0) f->pending_offset = offset;
     std::memcpy(f->pending + f->pending_bytes, data, size);
     f->pending_bytes += size;
-  } else if (const int rc = f->real->pMethods->xWrite(f->real, data, amount, offset);
+  } else if (const int rc =
+                 f->wrapped.real->pMethods->xWrite(f->wrapped.real, data, amount, offset);
              rc != SQLITE_OK) {
     return rc;
   }
@@ -125,91 +228,43 @@ int wal_truncate(sqlite3_file* file, sqlite3_int64 size) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
   f->high_water = std::min(f->high_water, size);
-  return f->real->pMethods->xTruncate(f->real, size);
+  return f->wrapped.real->pMethods->xTruncate(f->wrapped.real, size);
 }
 
 int wal_sync(sqlite3_file* file, int flags) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xSync(f->real, flags);
+  return f->wrapped.real->pMethods->xSync(f->wrapped.real, flags);
 }
 
 int wal_file_size(sqlite3_file* file, sqlite3_int64* size) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xFileSize(f->real, size);
+  return f->wrapped.real->pMethods->xFileSize(f->wrapped.real, size);
 }
 
 int wal_lock(sqlite3_file* file, int level) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xLock(f->real, level);
+  return f->wrapped.real->pMethods->xLock(f->wrapped.real, level);
 }
 
 int wal_unlock(sqlite3_file* file, int level) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xUnlock(f->real, level);
-}
-
-int wal_check_reserved_lock(sqlite3_file* file, int* out) {
-  WalFile* f = wal(file);
-  return f->real->pMethods->xCheckReservedLock(f->real, out);
+  return f->wrapped.real->pMethods->xUnlock(f->wrapped.real, level);
 }
 
 int wal_file_control(sqlite3_file* file, int op, void* arg) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xFileControl(f->real, op, arg);
-}
-
-int wal_sector_size(sqlite3_file* file) {
-  WalFile* f = wal(file);
-  return f->real->pMethods->xSectorSize(f->real);
-}
-
-int wal_device_characteristics(sqlite3_file* file) {
-  WalFile* f = wal(file);
-  return f->real->pMethods->xDeviceCharacteristics(f->real);
-}
-
-// SQLite uses shared memory and memory mapping on database files only; a WAL file passes the
-// calls on, or declines them when the default VFS's object has no such method.
-int wal_shm_map(sqlite3_file* file, int region, int size, int extend, void volatile** out) {
-  WalFile* f = wal(file);
-  if (f->real->pMethods->iVersion < 2) return SQLITE_IOERR_SHMMAP;
-  return f->real->pMethods->xShmMap(f->real, region, size, extend, out);
-}
-
-int wal_shm_lock(sqlite3_file* file, int offset, int n, int flags) {
-  WalFile* f = wal(file);
-  if (f->real->pMethods->iVersion < 2) return SQLITE_IOERR_SHMLOCK;
-  return f->real->pMethods->xShmLock(f->real, offset, n, flags);
-}
-
-void wal_shm_barrier(sqlite3_file* file) {
-  WalFile* f = wal(file);
-  if (f->real->pMethods->iVersion >= 2) f->real->pMethods->xShmBarrier(f->real);
-}
-
-int wal_shm_unmap(sqlite3_file* file, int delete_flag) {
-  WalFile* f = wal(file);
-  if (f->real->pMethods->iVersion < 2) return SQLITE_OK;
-  return f->real->pMethods->xShmUnmap(f->real, delete_flag);
+  return f->wrapped.real->pMethods->xFileControl(f->wrapped.real, op, arg);
 }
 
 int wal_fetch(sqlite3_file* file, sqlite3_int64 offset, int amount, void** out) {
-  WalFile* f = wal(file);
   *out = nullptr;
-  if (f->real->pMethods->iVersion < 3) return SQLITE_OK;
-  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xFetch(f->real, offset, amount, out);
-}
-
-int wal_unfetch(sqlite3_file* file, sqlite3_int64 offset, void* page) {
-  WalFile* f = wal(file);
-  if (f->real->pMethods->iVersion < 3) return SQLITE_OK;
-  return f->real->pMethods->xUnfetch(f->real, offset, page);
+  if (const int rc = flush_before_call(wal(file)); rc != SQLITE_OK) return rc;
+  return pass_fetch(file, offset, amount, out);
 }
 
 const sqlite3_io_methods kWalMethods = {
@@ -222,43 +277,114 @@ const sqlite3_io_methods kWalMethods = {
     wal_file_size,
     wal_lock,
     wal_unlock,
-    wal_check_reserved_lock,
+    pass_check_reserved_lock,
     wal_file_control,
-    wal_sector_size,
-    wal_device_characteristics,
-    wal_shm_map,
-    wal_shm_lock,
-    wal_shm_barrier,
-    wal_shm_unmap,
+    pass_sector_size,
+    pass_device_characteristics,
+    pass_shm_map,
+    pass_shm_lock,
+    pass_shm_barrier,
+    pass_shm_unmap,
     wal_fetch,
-    wal_unfetch,
+    pass_unfetch,
 };
 
-int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
-  if ((flags & SQLITE_OPEN_WAL) == 0) return base->xOpen(base, name, file, flags, out_flags);
+// The lock a connection holds while it writes to the WAL (WAL_WRITE_LOCK, slot 0 of the
+// shared-memory locks, in SQLite's wal.c).
+constexpr int kWalWriteLock = 0;
+
+// Releasing the write lock ends the connection's write transaction. A committed one has written
+// its frames already; what is still pending then belongs to a transaction that was rolled back
+// or failed. It is written now, while the lock is still held, as SQLite itself would have
+// written it: frames past the last commit, which recovery ignores and the next writer
+// overwrites. Kept any longer, it could reach the file after another connection has written its
+// own frames at the same place. (A failure to write dead frames loses nothing.)
+int db_shm_lock(sqlite3_file* file, int offset, int n, int flags) {
+  DbFile* d = db_file(file);
+  if (d->wal != nullptr && (flags & SQLITE_SHM_UNLOCK) != 0 &&
+      (flags & SQLITE_SHM_EXCLUSIVE) != 0 && offset <= kWalWriteLock &&
+      kWalWriteLock < offset + n) {
+    (void)flush(d->wal);
+    d->wal->commit_page_offset = -1;
+  }
+  return pass_shm_lock(file, offset, n, flags);
+}
+
+int db_close(sqlite3_file* file) {
+  DbFile* d = db_file(file);
+  if (d->wal != nullptr) d->wal->database = nullptr;
+  return pass_close(file);
+}
+
+const sqlite3_io_methods kDbMethods = {
+    3,
+    db_close,
+    pass_read,
+    pass_write,
+    pass_truncate,
+    pass_sync,
+    pass_file_size,
+    pass_lock,
+    pass_unlock,
+    pass_check_reserved_lock,
+    pass_file_control,
+    pass_sector_size,
+    pass_device_characteristics,
+    pass_shm_map,
+    db_shm_lock,
+    pass_shm_barrier,
+    pass_shm_unmap,
+    pass_fetch,
+    pass_unfetch,
+};
+
+int open_main_db(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
+  DbFile* d = db_file(file);
+  d->wrapped.file.pMethods = nullptr;
+  d->wrapped.real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + kRealOffset);
+  d->wal = nullptr;
+  const int rc = base->xOpen(base, name, d->wrapped.real, flags, out_flags);
+  // SQLite calls xClose on a file whose open failed only when pMethods is set: follow the real
+  // object's state.
+  if (d->wrapped.real->pMethods != nullptr) d->wrapped.file.pMethods = &kDbMethods;
+  return rc;
+}
+
+int open_wal(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
   WalFile* f = wal(file);
-  f->file.pMethods = nullptr;
-  f->real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + real_offset());
+  f->wrapped.file.pMethods = nullptr;
+  f->wrapped.real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + kRealOffset);
+  f->database = nullptr;
   f->buffering = false;
   f->pending = nullptr;
   f->pending_bytes = 0;
   f->pending_offset = 0;
   f->high_water = 0;
   f->commit_page_offset = -1;
-  const int rc = base->xOpen(base, name, f->real, flags, out_flags);
-  // SQLite calls xClose on a file whose open failed only when pMethods is set: follow the real
-  // object's state.
-  if (f->real->pMethods == nullptr) return rc;
-  f->file.pMethods = &kWalMethods;
-  // Without "powersafe overwrite" (a device setting, on by default) SQLite pads a synchronous
-  // commit to a sector boundary and may split the commit frame's page into two writes around a
-  // sync, which the commit detection above does not follow: such a WAL is not buffered. SQLite
-  // decides it when it opens the WAL, from the database file's characteristics, as here.
+  const int rc = base->xOpen(base, name, f->wrapped.real, flags, out_flags);
+  if (f->wrapped.real->pMethods == nullptr) return rc;
+  f->wrapped.file.pMethods = &kWalMethods;
+  if (rc != SQLITE_OK) return rc;
+  // Buffered only with the connection's database file wrapped here (to see its write
+  // transactions end) and with "powersafe overwrite" (a device setting, on by default): without
+  // it SQLite pads a synchronous commit to a sector boundary and may split the commit frame's
+  // page into two writes around a sync, which the commit detection does not follow. SQLite
+  // decides that when it opens the WAL, from the database file's characteristics, as here.
   sqlite3_file* database = sqlite3_database_file_object(name);
-  f->buffering = rc == SQLITE_OK && database != nullptr && database->pMethods != nullptr &&
-                 (database->pMethods->xDeviceCharacteristics(database) &
-                  SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
+  if (database == nullptr || database->pMethods != &kDbMethods) return rc;
+  if ((pass_device_characteristics(database) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) == 0) return rc;
+  DbFile* d = db_file(database);
+  if (d->wal != nullptr) return rc;  // not expected: one WAL per database file object
+  d->wal = f;
+  f->database = d;
+  f->buffering = true;
   return rc;
+}
+
+int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
+  if ((flags & SQLITE_OPEN_MAIN_DB) != 0) return open_main_db(name, file, flags, out_flags);
+  if ((flags & SQLITE_OPEN_WAL) != 0) return open_wal(name, file, flags, out_flags);
+  return base->xOpen(base, name, file, flags, out_flags);
 }
 
 // Everything else is the default VFS's, called with its own object.
@@ -306,7 +432,7 @@ bool install_wal_vfs() {
   if (base == nullptr || base->iVersion < 3) return false;
   vfs = *base;
   vfs.iVersion = 3;
-  vfs.szOsFile = static_cast<int>(real_offset()) + base->szOsFile;
+  vfs.szOsFile = static_cast<int>(kRealOffset) + base->szOsFile;
   vfs.pNext = nullptr;
   vfs.zName = "wallex-wal";
   vfs.pAppData = nullptr;

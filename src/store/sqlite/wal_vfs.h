@@ -18,6 +18,13 @@
 // truncate, close) writes the pending bytes first. Frames a transaction spills before its commit
 // wait in the buffer; SQLite reads them back only through this file object.
 //
+// When the connection releases its WAL write lock (the end of its write transaction; seen
+// through its database file, which the VFS wraps for nothing else), whatever is still pending
+// belongs to a rolled-back or failed transaction: it is written then, while the lock is held,
+// as SQLite itself would have written it (frames past the last commit, which recovery ignores).
+// Kept longer, those dead frames could reach the file after another connection had written its
+// own frames at the same place.
+//
 // Errors: a write's own failure (also of the pending bytes it flushed) is returned from that
 // write, and SQLite fails the transaction on it. A failure to write the pending bytes before a
 // read or another call is returned as an I/O error, so that SQLite rolls back the whole
@@ -25,10 +32,12 @@
 //
 // Not buffered: a WAL whose database lacks "powersafe overwrite" (a device setting, on by
 // default), for which SQLite pads synchronous commits to sectors and may split the commit
-// frame's page into two writes around a sync.
+// frame's page into two writes around a sync; and a WAL whose database file was not opened
+// through this VFS.
 //
 // WalVfsTest checks each of these cases on the files as a kill would leave them.
-// Every other file (databases, journals) is the default VFS's own object, unwrapped.
+// Journals and temporary files are the default VFS's own objects, unwrapped; main database files
+// are wrapped only to see the write lock released.
 #pragma once
 
 #include <cstddef>
