@@ -354,5 +354,22 @@ TEST_F(WalVfsTest, RolledBackFramesNeverOverwriteAnotherConnectionsCommit) {
   }
 }
 
+// A full disk when a commit starts the WAL over (its header, then a sync, then the frames) is
+// reported as a full disk, as without the VFS: the service answers that with "store full"
+// instead of stopping.
+TEST_F(WalVfsTest, AFullDiskWhenTheWalStartsOverIsAFullDisk) {
+  exec(writer_, "BEGIN; " + insert(1, 10, 100) + " COMMIT;");
+  EXPECT_EQ(text(reader_, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");
+  writes.fail = true;
+  const int rc = sqlite3_exec(writer_, ("BEGIN; " + insert(11, 20, 100) + " COMMIT;").c_str(),
+                              nullptr, nullptr, nullptr);
+  writes.fail = false;
+  EXPECT_EQ(rc, SQLITE_FULL) << sqlite3_errmsg(writer_);
+  if (sqlite3_get_autocommit(writer_) == 0) exec(writer_, "ROLLBACK");
+  exec(writer_, "BEGIN; " + insert(11, 20, 100) + " COMMIT;");
+  EXPECT_EQ(digest(), "20 210 2000 210");
+  EXPECT_EQ(on_disk_digest(), "20 210 2000 210 ok");
+}
+
 }  // namespace
 }  // namespace wallex::testing

@@ -75,11 +75,14 @@ int flush(WalFile* f) {
   return rc;
 }
 
-// Before any call on the file but a write. A failure is reported as an I/O error whatever it
-// was: SQLite rolls the whole transaction back on an I/O error, while a full disk reported by a
-// read would make it undo only the statement and later commit the rest without the lost frames.
-// (A write's own failure needs no such care: SQLite fails the transaction on any of them.)
-int flush_before_call(WalFile* f) {
+// Before any call on the file but a write; its failure is that call's.
+int flush_before_call(WalFile* f) { return flush(f); }
+
+// Before a read. A failure is reported as an I/O error whatever it was: SQLite rolls the whole
+// transaction back on an I/O error, while a full disk reported by a read would make it undo only
+// the statement and later commit the rest without the frames that were never written. (A
+// write's or a sync's failure needs no such care: SQLite fails the transaction on it.)
+int flush_before_read(WalFile* f) {
   const int rc = flush(f);
   return rc == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
 }
@@ -182,7 +185,7 @@ int wal_close(sqlite3_file* file) {
 
 int wal_read(sqlite3_file* file, void* data, int amount, sqlite3_int64 offset) {
   WalFile* f = wal(file);
-  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_read(f); rc != SQLITE_OK) return rc;
   return f->wrapped.real->pMethods->xRead(f->wrapped.real, data, amount, offset);
 }
 
@@ -201,10 +204,13 @@ int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 of
   const bool completes_commit = f->commit_page_offset >= 0 && offset == f->commit_page_offset;
   f->commit_page_offset = is_commit_frame_header(data, amount) ? end : -1;
 
+  // The WAL's own header (offset 0) is not buffered: SQLite syncs it at once, and its write's
+  // failure is then reported by the write, as without the buffer.
   const bool appends =
-      f->pending_bytes > 0
-          ? offset == f->pending_offset + static_cast<sqlite3_int64>(f->pending_bytes)
-          : offset >= f->high_water;
+      offset > 0 &&
+      (f->pending_bytes > 0
+           ? offset == f->pending_offset + static_cast<sqlite3_int64>(f->pending_bytes)
+           : offset >= f->high_water);
   if (!appends || f->pending_bytes + size > kPendingBytesMax) {
     if (const int rc = flush(f); rc != SQLITE_OK) return rc;
   }
@@ -263,7 +269,7 @@ int wal_file_control(sqlite3_file* file, int op, void* arg) {
 
 int wal_fetch(sqlite3_file* file, sqlite3_int64 offset, int amount, void** out) {
   *out = nullptr;
-  if (const int rc = flush_before_call(wal(file)); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_read(wal(file)); rc != SQLITE_OK) return rc;
   return pass_fetch(file, offset, amount, out);
 }
 

@@ -26,9 +26,11 @@
 // own frames at the same place.
 //
 // Errors: a write's own failure (also of the pending bytes it flushed) is returned from that
-// write, and SQLite fails the transaction on it. A failure to write the pending bytes before a
-// read or another call is returned as an I/O error, so that SQLite rolls back the whole
-// transaction rather than one statement (it would for a full disk reported by a read).
+// write, and SQLite fails the transaction on it; so does the failure of the pending bytes before
+// a sync, a truncate or the size. Before a read it is returned as an I/O error, so that SQLite
+// rolls back the whole transaction rather than one statement (it would for a full disk reported
+// by a read). The WAL's own header is never buffered: a full disk there is reported by its write,
+// as the service's "store full" answer expects.
 //
 // Not buffered: a WAL whose database lacks "powersafe overwrite" (a device setting, on by
 // default), for which SQLite pads synchronous commits to sectors and may split the commit
