@@ -371,5 +371,81 @@ TEST_F(WalVfsTest, AFullDiskWhenTheWalStartsOverIsAFullDisk) {
   EXPECT_EQ(on_disk_digest(), "20 210 2000 210 ok");
 }
 
+// With `PRAGMA locking_mode = EXCLUSIVE` SQLite takes no shared-memory locks, so the VFS would
+// not see a write transaction end: nothing is buffered while the connection holds its database
+// file's exclusive lock. Frames it spilled and rolled back there are in the file at once, and
+// when it goes back to normal locking, another connection's commit at the same place is safe.
+TEST_F(WalVfsTest, InExclusiveLockingModeRolledBackFramesNeverOverwriteAnotherConnectionsCommit) {
+  exec(writer_,
+       "CREATE TABLE u (id INTEGER PRIMARY KEY, v INTEGER NOT NULL); "
+       "INSERT INTO u VALUES (1, 0); PRAGMA cache_size = 16;");
+  // As in RolledBackFramesNeverOverwriteAnotherConnectionsCommit: nothing the first connection
+  // does next reads the WAL file. The other connection is closed while it holds the lock.
+  EXPECT_EQ(text(reader_, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");
+  ASSERT_EQ(sqlite3_close(reader_), SQLITE_OK);
+  reader_ = nullptr;
+  exec(writer_, "PRAGMA locking_mode = EXCLUSIVE; UPDATE u SET v = v + 1;");
+  exec(writer_, "BEGIN; " + insert(100'000, 100'150, 1000) + " ROLLBACK;");
+  // An empty write transaction gives the exclusive lock up without reading the WAL.
+  exec(writer_, "PRAGMA locking_mode = NORMAL; BEGIN IMMEDIATE; ROLLBACK;");
+  reader_ = open();
+  // The other connection writes where the dead frames were.
+  exec(reader_, "BEGIN; " + insert(1, 40, 1000) + " COMMIT;");
+  const std::string expected = "40 820 40000 820";
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(text(writer_, kDigest), expected);  // the first connection reads the WAL again
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(on_disk_digest(), expected + " ok");
+}
+
+// A failed flush drops the pending frames. Not every caller rolls back on the error: an
+// incremental blob read leaves the transaction open until the blob is closed, and a COMMIT before
+// that must fail rather than commit without those frames (it did, leaving a corrupt database).
+TEST_F(WalVfsTest, AfterFramesWereLostTheTransactionCannotCommit) {
+  exec(writer_,
+       "PRAGMA cache_size = 16; CREATE TABLE u (id INTEGER PRIMARY KEY, payload BLOB NOT NULL);");
+  exec(writer_, "BEGIN; " + insert(1, 10, 100) + " COMMIT;");
+  // A large blob written, then pushed out of the page cache by enough rows of another table
+  // that their frames wait in the buffer; reading its end reads the WAL.
+  exec(writer_, "BEGIN; INSERT INTO t VALUES (1000, zeroblob(40000));");
+  sqlite3_blob* blob = nullptr;
+  ASSERT_EQ(sqlite3_blob_open(writer_, "main", "t", "payload", 1000, 0, &blob), SQLITE_OK)
+      << sqlite3_errmsg(writer_);
+  exec(writer_,
+       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150) "
+       "INSERT INTO u SELECT i, zeroblob(1000) FROM n;");
+  char bytes[100];
+  const int calls_before = writes.calls;
+  writes.fail = true;
+  const int read_rc = sqlite3_blob_read(blob, bytes, sizeof bytes, 30'000);
+  writes.fail = false;
+  EXPECT_GT(writes.calls, calls_before) << "the read wrote nothing first";
+  EXPECT_NE(read_rc, SQLITE_OK) << "the flush before the read did not fail";
+  const int commit_rc = sqlite3_exec(writer_, "COMMIT", nullptr, nullptr, nullptr);
+  EXPECT_NE(commit_rc, SQLITE_OK) << "a transaction whose frames were lost committed";
+  sqlite3_blob_close(blob);
+  if (sqlite3_get_autocommit(writer_) == 0) exec(writer_, "ROLLBACK");
+  EXPECT_EQ(digest(), "10 55 1000 55");
+  EXPECT_EQ(on_disk_digest(), "10 55 1000 55 ok");
+  exec(writer_, "BEGIN; " + insert(11, 20, 100) + " COMMIT;");
+  EXPECT_EQ(digest(), "20 210 2000 210");
+  EXPECT_EQ(on_disk_digest(), "20 210 2000 210 ok");
+}
+
+// After another connection started the WAL over, a connection's next commit is buffered again
+// (one large write, not two calls per frame), though it lands below what it wrote before.
+TEST_F(WalVfsTest, ACommitAfterAnotherConnectionStartedTheWalOverIsBuffered) {
+  exec(writer_, "BEGIN; " + insert(1, 100, 3000) + " COMMIT;");
+  EXPECT_EQ(text(reader_, "PRAGMA wal_checkpoint(RESTART)"), "0");
+  exec(reader_, "BEGIN; " + insert(101, 102, 100) + " COMMIT;");  // writes the header
+  writes = WriteCalls{};
+  exec(writer_, "BEGIN; " + insert(103, 130, 3000) + " COMMIT;");
+  EXPECT_GE(writes.bytes, 28 * 4096);
+  EXPECT_LE(writes.calls, 4) << writes.bytes << " bytes";
+  const std::string expected = "130 8515 384200 8515";
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(on_disk_digest(), expected + " ok");
+}
+
 }  // namespace
 }  // namespace wallex::testing

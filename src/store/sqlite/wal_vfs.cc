@@ -32,6 +32,7 @@ struct WalFile;
 struct DbFile {
   Wrapped wrapped;  // wrapped.file.pMethods = &kDbMethods
   WalFile* wal;     // the WAL this connection opened for the database, or nullptr
+  int lock_level;   // SQLITE_LOCK_NONE ... SQLITE_LOCK_EXCLUSIVE, as last set
 };
 
 // A WAL file.
@@ -44,6 +45,11 @@ struct WalFile {
   sqlite3_int64 pending_offset;      // where pending[0] goes in the file
   sqlite3_int64 high_water;          // the end of the furthest write since the WAL's header
   sqlite3_int64 commit_page_offset;  // the page of the commit frame just begun goes here; -1: none
+  bool write_lock_taken;             // the write lock was taken; no write since
+  // Bytes from here on were dropped by a failed flush (-1: none), and the failure's code: the
+  // transaction that wrote them must not commit (below).
+  sqlite3_int64 lost_from;
+  int lost_rc;
 };
 
 constexpr std::size_t round_up(std::size_t size) {
@@ -60,8 +66,10 @@ sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<Wrapped*>(fi
 // reports the rest as a full disk), so the pending bytes go out in pieces no larger than this.
 constexpr std::size_t kWriteBytesMax = 64 * 1024;
 
-// Writes what is pending. On a failure the bytes are dropped: the caller returns the error to
-// SQLite, which then rolls the whole transaction back (below), so they belong to nothing.
+// Writes what is pending. On a failure the bytes are dropped and the loss is remembered: until
+// the connection's write transaction ends, every write, sync, truncate and size call fails with
+// the same code, and every read of the lost bytes or beyond with an I/O error, so the
+// transaction that wrote them cannot commit, however SQLite handled the first failure.
 int flush(WalFile* f) {
   int rc = SQLITE_OK;
   for (std::size_t done = 0; done < f->pending_bytes && rc == SQLITE_OK;) {
@@ -71,20 +79,48 @@ int flush(WalFile* f) {
                                            f->pending_offset + static_cast<sqlite3_int64>(done));
     done += piece;
   }
+  if (rc != SQLITE_OK && f->lost_from < 0) {
+    f->lost_from = f->pending_offset;
+    f->lost_rc = rc;
+  }
   f->pending_bytes = 0;
   return rc;
 }
 
-// Before any call on the file but a write; its failure is that call's.
+// The end of the connection's write transaction (committed, rolled back or failed): what is
+// still pending is dead frames past the last commit; written now, as SQLite itself would have
+// written them, while no other connection can write. A failure to write them loses nothing.
+void end_write_transaction(WalFile* f) {
+  (void)flush(f);
+  f->commit_page_offset = -1;
+  f->lost_from = -1;
+}
+
+// Before a sync, a truncate or the size; a failure, also an earlier one, is that call's.
+int flush_before_sync(WalFile* f) {
+  if (f->lost_from >= 0) return f->lost_rc;
+  return flush(f);
+}
+
+// Before any other call but a write or a read (locks, file controls); its failure is that call's.
 int flush_before_call(WalFile* f) { return flush(f); }
 
 // Before a read. A failure is reported as an I/O error whatever it was: SQLite rolls the whole
 // transaction back on an I/O error, while a full disk reported by a read would make it undo only
-// the statement and later commit the rest without the frames that were never written. (A
-// write's or a sync's failure needs no such care: SQLite fails the transaction on it.)
-int flush_before_read(WalFile* f) {
+// the statement. Reads below the lost bytes (committed frames, which rolling back reads again)
+// go on.
+int flush_before_read(WalFile* f, sqlite3_int64 offset, int amount) {
   const int rc = flush(f);
-  return rc == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
+  if (rc != SQLITE_OK) return SQLITE_IOERR_WRITE;
+  if (f->lost_from >= 0 && offset + amount > f->lost_from) return SQLITE_IOERR_READ;
+  return SQLITE_OK;
+}
+
+// Appends are buffered only while the connection does not hold its database file's exclusive
+// lock: with `PRAGMA locking_mode = EXCLUSIVE` SQLite takes no shared-memory locks, so the end
+// of a write transaction would not be seen.
+bool buffers(const WalFile* f) {
+  return f->buffering && f->database != nullptr && f->database->lock_level < SQLITE_LOCK_EXCLUSIVE;
 }
 
 bool is_commit_frame_header(const void* data, int amount) {
@@ -185,7 +221,7 @@ int wal_close(sqlite3_file* file) {
 
 int wal_read(sqlite3_file* file, void* data, int amount, sqlite3_int64 offset) {
   WalFile* f = wal(file);
-  if (const int rc = flush_before_read(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_read(f, offset, amount); rc != SQLITE_OK) return rc;
   return f->wrapped.real->pMethods->xRead(f->wrapped.real, data, amount, offset);
 }
 
@@ -195,11 +231,18 @@ int wal_read(sqlite3_file* file, void* data, int amount, sqlite3_int64 offset) {
 // back — goes to the file at once, after what is pending.
 int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
   WalFile* f = wal(file);
-  if (!f->buffering)
+  if (f->lost_from >= 0) return f->lost_rc;
+  if (!buffers(f)) {
+    if (const int rc = flush(f); rc != SQLITE_OK) return rc;
     return f->wrapped.real->pMethods->xWrite(f->wrapped.real, data, amount, offset);
+  }
   const auto size = static_cast<std::size_t>(amount);
   const sqlite3_int64 end = offset + amount;
   if (offset == 0) f->high_water = 0;  // the WAL's header: the file starts over
+  // A write transaction's first write appends after the last commit (or writes the header):
+  // everything beyond it is dead, whoever wrote it, and nothing is pending.
+  if (f->write_lock_taken && f->pending_bytes == 0) f->high_water = std::min(f->high_water, offset);
+  f->write_lock_taken = false;
   // Whatever path this write takes: is it the page of a commit frame, or a commit frame header?
   const bool completes_commit = f->commit_page_offset >= 0 && offset == f->commit_page_offset;
   f->commit_page_offset = is_commit_frame_header(data, amount) ? end : -1;
@@ -232,20 +275,20 @@ int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 of
 
 int wal_truncate(sqlite3_file* file, sqlite3_int64 size) {
   WalFile* f = wal(file);
-  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_sync(f); rc != SQLITE_OK) return rc;
   f->high_water = std::min(f->high_water, size);
   return f->wrapped.real->pMethods->xTruncate(f->wrapped.real, size);
 }
 
 int wal_sync(sqlite3_file* file, int flags) {
   WalFile* f = wal(file);
-  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_sync(f); rc != SQLITE_OK) return rc;
   return f->wrapped.real->pMethods->xSync(f->wrapped.real, flags);
 }
 
 int wal_file_size(sqlite3_file* file, sqlite3_int64* size) {
   WalFile* f = wal(file);
-  if (const int rc = flush_before_call(f); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_sync(f); rc != SQLITE_OK) return rc;
   return f->wrapped.real->pMethods->xFileSize(f->wrapped.real, size);
 }
 
@@ -269,7 +312,7 @@ int wal_file_control(sqlite3_file* file, int op, void* arg) {
 
 int wal_fetch(sqlite3_file* file, sqlite3_int64 offset, int amount, void** out) {
   *out = nullptr;
-  if (const int rc = flush_before_read(wal(file)); rc != SQLITE_OK) return rc;
+  if (const int rc = flush_before_read(wal(file), offset, amount); rc != SQLITE_OK) return rc;
   return pass_fetch(file, offset, amount, out);
 }
 
@@ -299,21 +342,33 @@ const sqlite3_io_methods kWalMethods = {
 // shared-memory locks, in SQLite's wal.c).
 constexpr int kWalWriteLock = 0;
 
-// Releasing the write lock ends the connection's write transaction. A committed one has written
-// its frames already; what is still pending then belongs to a transaction that was rolled back
-// or failed. It is written now, while the lock is still held, as SQLite itself would have
-// written it: frames past the last commit, which recovery ignores and the next writer
-// overwrites. Kept any longer, it could reach the file after another connection has written its
-// own frames at the same place. (A failure to write dead frames loses nothing.)
+// Taking and releasing the write lock begin and end the connection's write transaction.
 int db_shm_lock(sqlite3_file* file, int offset, int n, int flags) {
   DbFile* d = db_file(file);
-  if (d->wal != nullptr && (flags & SQLITE_SHM_UNLOCK) != 0 &&
-      (flags & SQLITE_SHM_EXCLUSIVE) != 0 && offset <= kWalWriteLock &&
-      kWalWriteLock < offset + n) {
-    (void)flush(d->wal);
-    d->wal->commit_page_offset = -1;
+  const bool write_lock =
+      (flags & SQLITE_SHM_EXCLUSIVE) != 0 && offset <= kWalWriteLock && kWalWriteLock < offset + n;
+  if (d->wal != nullptr && write_lock && (flags & SQLITE_SHM_UNLOCK) != 0) {
+    end_write_transaction(d->wal);
   }
-  return pass_shm_lock(file, offset, n, flags);
+  const int rc = pass_shm_lock(file, offset, n, flags);
+  if (d->wal != nullptr && write_lock && (flags & SQLITE_SHM_LOCK) != 0 && rc == SQLITE_OK) {
+    d->wal->write_lock_taken = true;
+  }
+  return rc;
+}
+
+int db_lock(sqlite3_file* file, int level) {
+  DbFile* d = db_file(file);
+  const int rc = pass_lock(file, level);
+  if (rc == SQLITE_OK) d->lock_level = level;
+  return rc;
+}
+
+int db_unlock(sqlite3_file* file, int level) {
+  DbFile* d = db_file(file);
+  const int rc = pass_unlock(file, level);
+  if (rc == SQLITE_OK) d->lock_level = std::min(d->lock_level, level);
+  return rc;
 }
 
 int db_close(sqlite3_file* file) {
@@ -330,8 +385,8 @@ const sqlite3_io_methods kDbMethods = {
     pass_truncate,
     pass_sync,
     pass_file_size,
-    pass_lock,
-    pass_unlock,
+    db_lock,
+    db_unlock,
     pass_check_reserved_lock,
     pass_file_control,
     pass_sector_size,
@@ -349,6 +404,7 @@ int open_main_db(sqlite3_filename name, sqlite3_file* file, int flags, int* out_
   d->wrapped.file.pMethods = nullptr;
   d->wrapped.real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + kRealOffset);
   d->wal = nullptr;
+  d->lock_level = SQLITE_LOCK_NONE;
   const int rc = base->xOpen(base, name, d->wrapped.real, flags, out_flags);
   // SQLite calls xClose on a file whose open failed only when pMethods is set: follow the real
   // object's state.
@@ -367,6 +423,9 @@ int open_wal(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flag
   f->pending_offset = 0;
   f->high_water = 0;
   f->commit_page_offset = -1;
+  f->write_lock_taken = false;
+  f->lost_from = -1;
+  f->lost_rc = SQLITE_OK;
   const int rc = base->xOpen(base, name, f->wrapped.real, flags, out_flags);
   if (f->wrapped.real->pMethods == nullptr) return rc;
   f->wrapped.file.pMethods = &kWalMethods;

@@ -7,30 +7,37 @@
 // BENCHMARKS.md).
 //
 // How: the VFS wraps only files opened as WAL files. A write that appends beyond everything
-// this file object has written since the WAL's header was last written (SQLite adding frames) is
-// copied to a buffer; the buffer goes to the file, in pieces of 64 KiB, as soon as the page of a
-// commit frame (a frame header whose "database size after commit" field is not zero) has been
-// written, so a commit's frames are in the file before SQLite publishes them to other
-// connections in the shared-memory index and before the commit returns. A write below that mark
-// (SQLite rewriting a frame header after recomputing checksums, or overwriting frames of a
-// transaction it rolled back) goes to the file at once, after what is pending; so does every
-// write when the buffer is full. Any other call on the file (a read, a sync, the size, a
-// truncate, close) writes the pending bytes first. Frames a transaction spills before its commit
-// wait in the buffer; SQLite reads them back only through this file object.
+// this file object has written since the WAL's header was last written, or since the
+// connection's write transaction began (SQLite adding frames), is copied to a buffer; the buffer
+// goes to the file, in pieces of 64 KiB, as soon as the page of a commit frame (a frame header
+// whose "database size after commit" field is not zero) has been written, so a commit's frames
+// are in the file before SQLite publishes them to other connections in the shared-memory index
+// and before the commit returns. A write below that mark (SQLite rewriting a frame header after
+// recomputing checksums, or overwriting frames of a transaction it rolled back) goes to the file
+// at once, after what is pending; so does every write when the buffer is full. Any other call on
+// the file (a read, a sync, the size, a truncate, close) writes the pending bytes first. Frames
+// a transaction spills before its commit wait in the buffer; SQLite reads them back only through
+// this file object.
 //
-// When the connection releases its WAL write lock (the end of its write transaction; seen
-// through its database file, which the VFS wraps for nothing else), whatever is still pending
-// belongs to a rolled-back or failed transaction: it is written then, while the lock is held,
-// as SQLite itself would have written it (frames past the last commit, which recovery ignores).
-// Kept longer, those dead frames could reach the file after another connection had written its
-// own frames at the same place.
+// Write transactions are seen through the connection's database file, which the VFS wraps for
+// nothing else: they begin and end with the WAL write lock (a shared-memory lock). When the lock
+// is released, whatever is still pending belongs to a rolled-back or failed transaction: it is
+// written then, while the lock is held, as SQLite itself would have written it (frames past the
+// last commit, which recovery ignores). Kept longer, those dead frames could reach the file after
+// another connection had written its own frames at the same place. With `PRAGMA locking_mode =
+// EXCLUSIVE` SQLite takes no shared-memory locks; nothing is buffered while the database file's
+// exclusive lock is held.
 //
 // Errors: a write's own failure (also of the pending bytes it flushed) is returned from that
 // write, and SQLite fails the transaction on it; so does the failure of the pending bytes before
 // a sync, a truncate or the size. Before a read it is returned as an I/O error, so that SQLite
 // rolls back the whole transaction rather than one statement (it would for a full disk reported
-// by a read). The WAL's own header is never buffered: a full disk there is reported by its write,
-// as the service's "store full" answer expects.
+// by a read). Bytes a failed flush dropped stay lost for the rest of the write transaction:
+// every later write, sync, truncate or size call fails with the first failure's code, and every
+// read that reaches the lost bytes with an I/O error, so the transaction cannot commit even when
+// its caller ignored the first error (an incremental blob read does not roll back). The WAL's
+// own header is never buffered: a full disk there is reported by its write, as the service's
+// "store full" answer expects.
 //
 // Not buffered: a WAL whose database lacks "powersafe overwrite" (a device setting, on by
 // default), for which SQLite pads synchronous commits to sectors and may split the commit
@@ -39,7 +46,7 @@
 //
 // WalVfsTest checks each of these cases on the files as a kill would leave them.
 // Journals and temporary files are the default VFS's own objects, unwrapped; main database files
-// are wrapped only to see the write lock released.
+// are wrapped only to see the write lock and their own lock.
 #pragma once
 
 #include <cstddef>
