@@ -93,6 +93,7 @@ int flush(WalFile* f) {
 void end_write_transaction(WalFile* f) {
   (void)flush(f);
   f->commit_page_offset = -1;
+  f->write_lock_taken = false;
   f->lost_from = -1;
 }
 

@@ -35,8 +35,9 @@
 // by a read). Bytes a failed flush dropped stay lost for the rest of the write transaction:
 // every later write, sync, truncate or size call fails with the first failure's code, and every
 // read that reaches the lost bytes with an I/O error, so the transaction cannot commit even when
-// its caller ignored the first error (an incremental blob read does not roll back). The WAL's
-// own header is never buffered: a full disk there is reported by its write, as the service's
+// its caller ignored the first error (an incremental blob read does not roll back), nor after
+// rolling back to a savepoint taken before them (conservative: the lost bytes may be dead). The
+// WAL's own header is never buffered: a full disk there is reported by its write, as the service's
 // "store full" answer expects.
 //
 // Not buffered: a WAL whose database lacks "powersafe overwrite" (a device setting, on by
