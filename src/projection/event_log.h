@@ -31,6 +31,18 @@ class EventLog {
   // Events with position > after_position, in position order, at most `limit`.
   virtual Result<std::vector<LoggedEvent>, StoreError> read_events(std::int64_t after_position,
                                                                    std::size_t limit) = 0;
+  // The same into `events`, which is cleared first and keeps its capacity: a reader of batch
+  // after batch (the projector) reuses one buffer instead of having fresh memory faulted in for
+  // every batch (a batch of 50,000 events is ~20 MiB, which the allocator hands back to the
+  // kernel when it is freed). On failure `events` holds no events.
+  virtual Status<StoreError> read_events_into(std::int64_t after_position, std::size_t limit,
+                                              std::vector<LoggedEvent>& events) {
+    events.clear();
+    auto read = read_events(after_position, limit);
+    if (!read) return fail(read.error());
+    events = std::move(read).value();
+    return Ok{};
+  }
   virtual Result<std::int64_t, StoreError> last_position() = 0;
   // The write model (the state of every wallet after its last event), in no particular order.
   virtual Result<std::vector<WalletState>, StoreError> load_wallets() = 0;

@@ -159,12 +159,11 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
   std::int64_t from = due.front()->committed;
   for (const Slot* slot : due) from = std::min(from, slot->committed);
 
-  auto read = log_.read_events(from, options_.batch_events_max);
-  if (!read) {
+  if (auto read = log_.read_events_into(from, options_.batch_events_max, batch_); !read) {
     for (Slot* slot : due) record_failure(*slot, "reading the log: " + read.error().message);
     return fail(read.error());
   }
-  const std::vector<LoggedEvent>& events = read.value();
+  const std::vector<LoggedEvent>& events = batch_;
   if (events.empty()) {
     auto head = log_.last_position();
     if (!head) return fail(head.error());

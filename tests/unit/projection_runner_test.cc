@@ -86,6 +86,31 @@ TEST_F(RunnerTest, TheServingProcessReadsTheLogOnlyUpToTheDurableHead) {
   EXPECT_EQ(log().read_events(0, 100).value().size(), static_cast<std::size_t>(written));
 }
 
+// The projector reads batch after batch into one buffer: whatever it held before, it then holds
+// exactly what read_events returns, and nothing at the end of the log.
+TEST_F(RunnerTest, ReadingIntoAReusedBufferGivesWhatAFreshReadGives) {
+  create("a", "10");
+  create("b", "20");
+  for (int i = 0; i < 5; ++i) credit("a", "1");
+  std::vector<LoggedEvent> buffer;
+  ASSERT_TRUE(log().read_events_into(0, 100, buffer).ok());
+  const std::vector<LoggedEvent> all = log().read_events(0, 100).value();
+  ASSERT_EQ(buffer.size(), all.size());
+  ASSERT_GT(all.size(), 3u);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(static_cast<const StoredEvent&>(buffer[i]), static_cast<const StoredEvent&>(all[i]));
+    EXPECT_EQ(buffer[i].data_json, all[i].data_json);
+    EXPECT_EQ(buffer[i].metadata_json, all[i].metadata_json);
+  }
+  ASSERT_TRUE(log().read_events_into(2, 3, buffer).ok());
+  ASSERT_EQ(buffer.size(), 3u);
+  EXPECT_EQ(buffer.front().position, 3);
+  EXPECT_EQ(buffer.back().position, 5);
+  EXPECT_EQ(buffer.back().metadata_json, all[4].metadata_json);
+  ASSERT_TRUE(log().read_events_into(all.back().position, 100, buffer).ok());
+  EXPECT_TRUE(buffer.empty());
+}
+
 TEST_F(RunnerTest, SmallBatchesApplyEveryEventOnce) {
   workload(6, 120);
   const std::int64_t head = log().last_position().value();

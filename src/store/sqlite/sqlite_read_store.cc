@@ -1444,15 +1444,24 @@ Result<std::unique_ptr<SqliteEventLog>, StoreError> SqliteEventLog::open(
 
 Result<std::vector<LoggedEvent>, StoreError> SqliteEventLog::read_events(
     std::int64_t after_position, std::size_t limit) {
+  std::vector<LoggedEvent> events;
+  if (auto s = read_events_into(after_position, limit, events); !s) return fail(s.error());
+  return events;
+}
+
+Status<StoreError> SqliteEventLog::read_events_into(std::int64_t after_position,
+                                                    std::size_t limit,
+                                                    std::vector<LoggedEvent>& events) {
+  events.clear();
   if (impl_->durable_head != nullptr) {
     const std::int64_t head = impl_->durable_head->load();
-    if (after_position >= head) return std::vector<LoggedEvent>{};
+    if (after_position >= head) return Ok{};
     // Positions are gap-free: exactly head - after_position events are durable past it.
     limit = static_cast<std::size_t>(
         std::min<std::int64_t>(static_cast<std::int64_t>(limit), head - after_position));
   } else if (sqlite3_get_autocommit(impl_->db) != 0) {
     if (auto s = begin_snapshot(); !s) return fail(s.error());
-    auto read = read_events(after_position, limit);
+    auto read = read_events_into(after_position, limit, events);
     end_snapshot();
     return read;
   }
@@ -1460,20 +1469,25 @@ Result<std::vector<LoggedEvent>, StoreError> SqliteEventLog::read_events(
   ResetOnExit reset(s);
   s.bind(1, after_position);
   s.bind(2, static_cast<std::int64_t>(limit));
-  std::vector<LoggedEvent> events;
   events.reserve(std::min<std::size_t>(limit, 65'536));
   int rc = SQLITE_OK;
   while ((rc = s.step()) == SQLITE_ROW) {
     auto decoded =
         decode_stored_event(s.int64(0), s.text(1), s.int64(2), s.text(3), s.text(4), s.text(5));
-    if (!decoded) return fail(corrupt(decoded.error()));
+    if (!decoded) {
+      events.clear();
+      return fail(corrupt(decoded.error()));
+    }
     LoggedEvent& logged = events.emplace_back();
     static_cast<StoredEvent&>(logged) = std::move(decoded).value();
     logged.data_json = std::string(s.text(4));
     logged.metadata_json = std::string(s.text(5));
   }
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, rc, "reading events"));
-  return events;
+  if (rc != SQLITE_DONE) {
+    events.clear();
+    return fail(sqlite_error(impl_->db, rc, "reading events"));
+  }
+  return Ok{};
 }
 
 Result<std::int64_t, StoreError> SqliteEventLog::last_position() {

@@ -131,6 +131,8 @@ class SqliteEventLog final : public EventLog {
 
   Result<std::vector<LoggedEvent>, StoreError> read_events(std::int64_t after_position,
                                                            std::size_t limit) override;
+  Status<StoreError> read_events_into(std::int64_t after_position, std::size_t limit,
+                                      std::vector<LoggedEvent>& events) override;
   Result<std::int64_t, StoreError> last_position() override;
   Result<std::vector<WalletState>, StoreError> load_wallets() override;
   Status<StoreError> begin_snapshot() override;
