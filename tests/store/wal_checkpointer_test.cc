@@ -80,36 +80,6 @@ TEST_F(WalCheckpointerTest, ItsThreadCopiesTheWalIntoTheDatabaseOnceEnoughFrames
   sqlite3_wal_hook(writer_, nullptr, nullptr);
 }
 
-// The thread counts the frames no checkpoint has copied yet, not the length of the WAL: a WAL
-// that cannot start over (a reader held it) is not copied again after every commit, only once
-// another frames_to_start frames are waiting.
-TEST_F(WalCheckpointerTest, ItsThreadWaitsForThatManyFramesPastWhatItCopiedBefore) {
-  WalCheckpointer checkpointer(options(/*start=*/200, /*inline_frames=*/1'000'000));
-  ASSERT_TRUE(checkpointer.start().ok());
-  checkpointer.attach(writer_);
-  write_rows(60);  // ~180 frames: below
-  sqlite3* reader = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &reader), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM rows", nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  write_rows(40);  // ~300 frames: the thread copies what the reader's snapshot allows (~180)
-  ASSERT_TRUE(database_grows_within(std::chrono::seconds(10)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(reader);
-  const std::uintmax_t copied_once = database_bytes();
-  write_rows(10);  // ~120 + 30 frames waiting: fewer than 200, although the WAL holds ~330
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_EQ(database_bytes(), copied_once);
-  write_rows(30);  // ~240 waiting
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (database_bytes() == copied_once && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_GT(database_bytes(), copied_once);
-  sqlite3_wal_hook(writer_, nullptr, nullptr);
-}
-
 TEST_F(WalCheckpointerTest, ReplacesSqlitesAutomaticCheckpointsInsideCommits) {
   // SQLite's default would checkpoint inside the commit that passes 1,000 frames.
   WalCheckpointer checkpointer(options(/*start=*/1'000'000, /*inline_frames=*/1'000'000));

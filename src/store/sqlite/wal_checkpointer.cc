@@ -63,12 +63,7 @@ void WalCheckpointer::attach(sqlite3* writer) { sqlite3_wal_hook(writer, on_wal_
 
 void WalCheckpointer::on_commit(int wal_frames) {
   wal_frames_.store(wal_frames, std::memory_order_relaxed);
-  const int copied = copied_frames_.load(std::memory_order_relaxed);
-  // A WAL shorter than the frames copied has started over since: none of it is copied. (One that
-  // started over and has grown past that number since the last commit counts as less than it
-  // holds; the next wake-up is later, never lost.)
-  const int waiting = wal_frames >= copied ? wal_frames - copied : wal_frames;
-  if (waiting < options_.frames_to_start) return;
+  if (wal_frames < options_.frames_to_start) return;
   {
     std::lock_guard lock(mutex_);
     pending_ = true;
@@ -88,11 +83,7 @@ void WalCheckpointer::settle(sqlite3* writer) {
     idle_.wait_for(lock, kWaitMax, [this] { return (!pending_ && !running_) || stopping_; });
   }
   // What the background checkpoint has not copied yet; SQLITE_BUSY (it started again) is fine.
-  int wal_frames = 0, checkpointed = 0;
-  if (sqlite3_wal_checkpoint_v2(writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
-                                &checkpointed) == SQLITE_OK) {
-    copied_frames_.store(checkpointed, std::memory_order_relaxed);
-  }
+  sqlite3_wal_checkpoint_v2(writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   wal_frames_.store(0, std::memory_order_relaxed);
 }
 
@@ -109,7 +100,6 @@ void WalCheckpointer::run() {
     int wal_frames = 0, checkpointed = 0;
     const int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
                                              &checkpointed);
-    if (rc == SQLITE_OK) copied_frames_.store(checkpointed, std::memory_order_relaxed);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
       const std::string message = "background checkpoint of " + options_.path +
                                   " failed: " + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db_) +

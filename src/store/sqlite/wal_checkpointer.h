@@ -4,19 +4,14 @@
 // fsync of the database file; inside a commit it stalls whatever waits for that commit.
 //
 // The writing connection's WAL hook (attach()) wakes the thread once the WAL holds
-// frames_to_start frames that no checkpoint has copied yet; the thread runs a PASSIVE checkpoint,
-// which never blocks the writer or readers and copies what no reader still needs. Copying a
-// stretch of frames at once copies each page once however often the stretch rewrote it (the
-// write model's hot leaves, the tails of the log and of the indexes) and syncs the files once:
-// against a checkpoint after every commit once the WAL was that long, 21% fewer pages copied and
-// an eighth of the fsyncs (BENCHMARKS.md). SQLite starts the WAL over in a transaction that began
-// after a checkpoint had copied every frame; a writer with pauses between its commits gives it
-// those moments. One that commits back to back does not: the store's writer under sustained
-// load (its WAL grows to hundreds of MiB whatever the checkpoints do, and starts over at the
-// next pause), or a projector behind the log, which calls settle() before each transaction
-// (frames_to_settle). Should the background checkpoints fall far behind
-// (frames_to_checkpoint_inline), the writer checkpoints after its commit itself, so the WAL (and
-// the disk it takes) stays bounded whatever the load.
+// frames_to_start frames; the thread runs a PASSIVE checkpoint, which never blocks the writer or
+// readers and copies what no reader still needs. SQLite starts the WAL over in a transaction that
+// began after a checkpoint had copied every frame; a writer with gaps between its commits (the
+// store's, thousands a second) gives it those moments, one that commits back to back (a
+// projector behind the log) calls settle() before each transaction (frames_to_settle). Should
+// the background checkpoints fall far behind (frames_to_checkpoint_inline), the writer
+// checkpoints after its commit itself, so the WAL (and the disk it takes) stays bounded whatever
+// the load.
 //
 // Thread safety: on_commit (the hook) runs on the writing connection's thread; everything else
 // belongs to the owner. The destructor stops and joins the thread and closes its connection.
@@ -44,8 +39,8 @@ class WalCheckpointer {
     // PRAGMA synchronous of the checkpoint connection: "FULL" or "NORMAL" both fsync the WAL
     // before copying it and the database file before the WAL may be reused.
     std::string synchronous = "FULL";
-    // ~16 MiB of WAL not yet copied wakes the thread; a WAL of ~1 GiB, far beyond what passive
-    // checkpoints leave behind, makes the writer checkpoint after its commit itself.
+    // ~16 MiB of WAL wakes the thread; ~1 GiB, far beyond what passive checkpoints leave
+    // behind, makes the writer checkpoint after its commit itself.
     int frames_to_start = 4000;
     int frames_to_checkpoint_inline = 262'144;
     // For a writer that calls settle() before each transaction (0: never). SQLite starts the WAL
@@ -94,8 +89,6 @@ class WalCheckpointer {
   bool stopping_ = false;
   std::condition_variable idle_;    // pending_ and running_ both went false
   std::atomic<int> wal_frames_{0};  // after the writer's last commit
-  // Frames the last checkpoint left copied: more than wal_frames_ once the WAL started over.
-  std::atomic<int> copied_frames_{0};
 };
 
 }  // namespace wallex
