@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Compares two builds of the server by the CPU each of its threads spends per operation, which is
+# far steadier on this shared 2-core box than throughput: PAIRS rounds, the builds alternated,
+# each run on a fresh server and data directory.
+#
+#   scripts/bench-ab.sh OLD_WALLEX NEW_WALLEX [SCENARIO]     # default: transfer
+#   PAIRS=5 OPERATIONS=150000 WARMUP=100000 scripts/bench-ab.sh /tmp/old/wallex build/release/bin/wallex credit
+#
+# A run: start the server, WARMUP operations (not counted; 2,000 creates the wallets), wait until
+# the projections have caught up, read every thread's CPU time (/proc/<pid>/task/*/stat), run
+# OPERATIONS operations with WORKERS connections (closed loop, no verification), wait until the
+# projections have caught up again (their share of the run is counted, not left to the next
+# one), read the CPU times again. Prints each run (ops/s and µs per operation by thread name)
+# and, per build, the median of every column. The client is the release wallex-bench of this
+# tree (WALLEX_BENCH_BIN to change it).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ $# -ge 2 ] || { sed -n 2,16p "$0" >&2; exit 2; }
+builds=("$1" "$2")
+scenario=${3:-transfer}
+pairs=${PAIRS:-3}
+operations=${OPERATIONS:-100000}
+warmup=${WARMUP:-2000}
+workers=${WORKERS:-128}
+wallets=${WALLETS:-1000}
+bench=${WALLEX_BENCH_BIN:-$root/build/release/bin/wallex-bench}
+for binary in "${builds[@]}" "$bench"; do
+  [ -x "$binary" ] || { echo "bench-ab: $binary is not an executable" >&2; exit 2; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/wallex-bench-ab-XXXXXX")
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Clock ticks of every thread of $pid, summed by thread name: "<name> <ticks>" lines.
+thread_ticks() {
+  local task
+  for task in /proc/"$pid"/task/*; do
+    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
+      "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
+}
+
+caught_up() {
+  curl -fsS "$url/health" 2>/dev/null | python3 -c '
+import json, sys
+health = json.load(sys.stdin)
+sys.exit(0 if all(p["positionsBehind"] == 0 for p in health["projections"].values()) else 1)'
+}
+
+wait_caught_up() {
+  for _ in $(seq 1 3000); do
+    caught_up && return 0
+    sleep 0.1
+  done
+  echo "bench-ab: the projections did not catch up within 5 minutes" >&2
+  exit 1
+}
+
+# run <build index> <round>: one measured run, its figures into $work/<index>-<round>.{before,after,json}
+run() {
+  local index=$1 round=$2 port data
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  url="http://127.0.0.1:$port"
+  data="$work/data-$index-$round"
+  mkdir -p "$data"
+  "${builds[$index]}" serve --host 127.0.0.1 --port "$port" --data-dir "$data" 2>"$data.log" &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$url/health" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { echo "bench-ab: the server did not start" >&2; cat "$data.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  "$bench" --url "$url" --quiet --scenario "$scenario" --wallets "$wallets" \
+    --operations "$warmup" --workers "$workers" --no-verify >/dev/null
+  wait_caught_up
+  thread_ticks >"$work/$index-$round.before"
+  "$bench" --url "$url" --quiet --json "$work/$index-$round.json" --scenario "$scenario" \
+    --wallets "$wallets" --operations "$operations" --workers "$workers" --no-verify >/dev/null
+  wait_caught_up
+  thread_ticks >"$work/$index-$round.after"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  pid=""
+  rm -rf "$data" "$data.log"
+}
+
+echo "bench-ab: $scenario, $pairs pairs, $operations operations after $warmup, $workers connections"
+echo "bench-ab: A = ${builds[0]}"
+echo "bench-ab: B = ${builds[1]}"
+for round in $(seq 1 "$pairs"); do
+  run 0 "$round"
+  run 1 "$round"
+done
+
+python3 - "$work" "$pairs" "$operations" "$(getconf CLK_TCK)" <<'PY'
+import json, statistics, sys
+work, pairs, operations, ticks_per_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def ticks(path):
+    out = {}
+    for line in open(path):
+        name, value = line.rsplit(" ", 1)
+        out[name] = out.get(name, 0) + int(value)
+    return out
+
+rows = {0: [], 1: []}
+for round_ in range(1, pairs + 1):
+    for index in (0, 1):
+        before = ticks(f"{work}/{index}-{round_}.before")
+        after = ticks(f"{work}/{index}-{round_}.after")
+        us = {name.replace("wallex-", ""): (after[name] - before.get(name, 0)) * 1e6 / ticks_per_s / operations
+              for name in after}
+        us["server"] = sum(us.values())
+        report = json.load(open(f"{work}/{index}-{round_}.json"))
+        us["ops/s"] = float(report["phases"]["operations"]["requestsPerSecond"])
+        rows[index].append(us)
+
+columns = ["ops/s", "server"] + sorted({c for r in rows[0] + rows[1] for c in r} - {"ops/s", "server"})
+columns = [c for c in columns if any(r.get(c, 0) > 0.05 for r in rows[0] + rows[1])]
+print("µs of CPU per operation by server thread (ops/s as measured); medians last")
+print("build round " + " ".join(f"{c:>9}" for c in columns))
+def line(label, values):
+    return label + " " + " ".join(f"{values.get(c, 0):9.0f}" if c == "ops/s" else f"{values.get(c, 0):9.1f}" for c in columns)
+for round_ in range(pairs):
+    for index in (0, 1):
+        print(line(f"{'AB'[index]:>5} {round_ + 1:>5}", rows[index][round_]))
+for index in (0, 1):
+    median = {c: statistics.median(r.get(c, 0) for r in rows[index]) for c in columns}
+    print(line(f"{'AB'[index]:>5} {'med':>5}", median))
+PY
