@@ -16,6 +16,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 [ $# -ge 2 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 builds=("$1" "$2")
 scenario=${3:-transfer}
@@ -37,15 +39,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Clock ticks of every thread of $pid, summed by thread name: "<name> <ticks>" lines.
-thread_ticks() {
-  local task
-  for task in /proc/"$pid"/task/*; do
-    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
-      "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
-  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
-}
-
 caught_up() {
   curl -fsS "$url/health" 2>/dev/null | python3 -c '
 import json, sys
@@ -65,25 +58,21 @@ wait_caught_up() {
 # run <build index> <round>: one measured run, its figures into $work/<index>-<round>.{before,after,json}
 run() {
   local index=$1 round=$2 port data
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   url="http://127.0.0.1:$port"
   data="$work/data-$index-$round"
   mkdir -p "$data"
   "${builds[$index]}" serve --host 127.0.0.1 --port "$port" --data-dir "$data" 2>"$data.log" &
   pid=$!
-  for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "$url/health" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { echo "bench-ab: the server did not start" >&2; cat "$data.log" >&2; exit 1; }
-    sleep 0.1
-  done
+  wait_for_server "$url" "$pid" "$data.log" bench-ab
   "$bench" --url "$url" --quiet --scenario "$scenario" --wallets "$wallets" \
     --operations "$warmup" --workers "$workers" --no-verify >/dev/null
   wait_caught_up
-  thread_ticks >"$work/$index-$round.before"
+  thread_ticks "$pid" >"$work/$index-$round.before"
   "$bench" --url "$url" --quiet --json "$work/$index-$round.json" --scenario "$scenario" \
     --wallets "$wallets" --operations "$operations" --workers "$workers" --no-verify >/dev/null
   wait_caught_up
-  thread_ticks >"$work/$index-$round.after"
+  thread_ticks "$pid" >"$work/$index-$round.after"
   kill -TERM "$pid"
   wait "$pid" || true
   pid=""

@@ -16,6 +16,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 wallex=${WALLEX_BIN:-$root/build/release/bin/wallex}
 bench=${WALLEX_BENCH_BIN:-$root/build/release/bin/wallex-bench}
 repeats=${BENCH_REPEATS:-3}
@@ -37,16 +39,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 url="http://127.0.0.1:$port"
 "$wallex" serve --host 127.0.0.1 --port "$port" --data-dir "$data" 2>"$results/server.log" &
 pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "$url/health" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { echo "bench: the server did not start" >&2; cat "$results/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fsS -o /dev/null "$url/health"
+wait_for_server "$url" "$pid" "$results/server.log" bench
 
 {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
@@ -55,17 +52,6 @@ curl -fsS -o /dev/null "$url/health"
 } | tee "$results/machine.txt"
 
 failed=0
-# CPU time of every server thread, by thread name ("wallex-http 1234", clock ticks), summed over
-# threads of one name.
-server_ticks() {
-  local task
-  for task in /proc/"$pid"/task/*; do
-    # /proc/<pid>/task/<tid>/stat: "<tid> (<name>) <state> ..."; utime and stime are fields 14
-    # and 15, i.e. 12 and 13 after the closing parenthesis.
-    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
-      "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
-  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
-}
 # The CPU time (user + system) of this shell's finished children, i.e. the client runs, in µs,
 # into $client_us. `times` must run in this shell itself: in a pipeline or a $(...) it would
 # report a subshell's children.
@@ -83,14 +69,14 @@ run() {
   shift 2
   local out="$results/$name-$rep"
   printf 'bench: %-13s run %d: ' "$name" "$rep"
-  server_ticks >"$out.cpu-before"
+  thread_ticks "$pid" >"$out.cpu-before"
   read_client_us
   local client_before=$client_us
   local status=0
   "$bench" --url "$url" --quiet --json "$out.json" "$@" >"$out.txt" 2>&1 || status=$?
-  read_client_us  # before server_ticks, whose own helper processes would count otherwise
+  read_client_us  # before thread_ticks, whose own helper processes would count otherwise
   echo "$((client_us - client_before))" >"$out.cpu-client"
-  server_ticks >"$out.cpu-after"
+  thread_ticks "$pid" >"$out.cpu-after"
   if [ "$status" -eq 0 ]; then
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); o=r["phases"]["operations"]; a=o["latencyUs"]["all"]; print("%.0f ops/s, p50 %.2f ms, p99 %.2f ms, verified" % (float(o["requestsPerSecond"]), a["p50"]/1000, a["p99"]/1000))' "$out.json"
   else

@@ -1,0 +1,30 @@
+# Shell functions shared by scripts/bench.sh and scripts/bench-ab.sh (sourced, not run).
+
+# A free loopback TCP port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for_server <url> <pid> <log> <name>: until GET <url>/health answers; exits the script
+# with the server's log when the process dies first.
+wait_for_server() {
+  local url=$1 server_pid=$2 log=$3 name=$4
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$url/health" 2>/dev/null && return 0
+    kill -0 "$server_pid" 2>/dev/null || { echo "$name: the server did not start" >&2; cat "$log" >&2; exit 1; }
+    sleep 0.1
+  done
+  curl -fsS -o /dev/null "$url/health"
+}
+
+# thread_ticks <pid>: the CPU time (user + system, clock ticks) of every thread of <pid>, summed
+# over threads of one name: "<name> <ticks>" lines.
+thread_ticks() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    # /proc/<pid>/task/<tid>/stat: "<tid> (<name>) <state> ..."; utime and stime are fields 14
+    # and 15, i.e. 12 and 13 after the closing parenthesis.
+    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
+      "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
+}
