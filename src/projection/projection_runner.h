@@ -125,7 +125,7 @@ class ProjectionRunner {
   const RunnerOptions options_;
   std::vector<std::unique_ptr<Slot>> slots_;  // indexed by projector_index()
   // The batch being applied, kept between batches (EventLog::read_events_into): at most
-  // batch_events_max events, ~400 bytes each besides their strings.
+  // batch_events_max events, 352 bytes each besides their strings.
   std::vector<LoggedEvent> batch_;
   std::function<void()> on_progress_;
   std::atomic<std::int64_t> head_{0};
