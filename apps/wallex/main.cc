@@ -28,6 +28,7 @@
 #include "kafka/mock_cluster.h"
 #include "kafka/relay.h"
 #include "projection/compare.h"
+#include "projection/event_feed.h"
 #include "projection/projection_runner.h"
 #include "projection/projectors.h"
 #include "projection/query_service.h"
@@ -61,6 +62,7 @@ struct ServeConfig {
   int read_timeout_ms = 30'000;
   int write_timeout_ms = 30'000;
   std::size_t projection_batch_max = 50'000;
+  std::size_t projection_feed_max = wallex::EventFeed::kEventsMaxDefault;  // 0: no feed
   int projection_interval_ms = 500;
   int min_position_wait_ms = 2'000;
   bool skip_integrity_check = false;
@@ -249,6 +251,10 @@ int serve(const ServeConfig& config) {
   std::unique_ptr<ProjectionRunner> projections;
   std::unique_ptr<PgSharedReadSide> shared_read_side;
   std::unique_ptr<SqliteReadStore> projection_store;
+  // Embedded: the events of durable commits, handed to the projector in memory
+  // (projection/event_feed.h); it reads the log for anything the feed does not hold.
+  std::unique_ptr<EventFeed> feed;
+  std::unique_ptr<FedEventLog> fed_log;
   if (postgres) {
     auto opened_query_store = PgReadStore::open(config.store_url);
     if (!opened_query_store) {
@@ -282,7 +288,16 @@ int serve(const ServeConfig& config) {
       return 1;
     }
     query_store = std::move(opened_query_store).value();
-    projections = std::make_unique<ProjectionRunner>(*event_log, *projection_store,
+    EventLog* projector_log = event_log.get();
+    if (config.projection_feed_max > 0) {
+      feed = std::make_unique<EventFeed>(config.projection_feed_max);
+      fed_log = std::make_unique<FedEventLog>(*event_log, *feed);
+      projector_log = fed_log.get();
+      service_options.on_durable_events = [feed = feed.get()](std::vector<LoggedEvent>&& events) {
+        feed->push(std::move(events));
+      };
+    }
+    projections = std::make_unique<ProjectionRunner>(*projector_log, *projection_store,
                                                      make_projectors(), clock, runner_options);
     if (auto opened = projections->open(); !opened) {
       log::error("cannot read the projection checkpoints: " + opened.error().message);
@@ -992,6 +1007,11 @@ int main(int argc, char** argv) {
       ->add_option("--projection-batch-max", config.projection_batch_max,
                    "Events per projection transaction")
       ->check(CLI::Range(1, 1'000'000));
+  serve_command
+      ->add_option("--projection-feed-max", config.projection_feed_max,
+                   "Events of durable commits held in memory for the projector (0: it reads "
+                   "them back from the log)")
+      ->check(CLI::Range(0, 1'000'000));
   serve_command
       ->add_option("--projection-interval-ms", config.projection_interval_ms,
                    "Time new events are gathered into one projection batch when caught up")

@@ -14,15 +14,7 @@
 
 namespace wallex {
 
-// An event with its stored documents, as the log holds them: the read side copies them verbatim
-// (the ledger's metadata, the per-wallet event copy) instead of encoding them again.
-struct LoggedEvent : StoredEvent {
-  std::string data_json;
-  std::string metadata_json;
-  // Set by a rebuild only: a dense number of the event's wallet, the same for all its events
-  // (projectors then keep their states in arrays instead of hash maps). -1 otherwise.
-  std::int64_t wallet_slot = -1;
-};
+// LoggedEvent (an event with its stored documents) is declared in store/store.h.
 
 class EventLog {
  public:

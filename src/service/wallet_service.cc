@@ -438,6 +438,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
   std::vector<Awaiting> awaiting;
   awaiting.reserve(commands.size());
   CommitBatch commit;
+  commit.keep_documents = static_cast<bool>(options_.on_durable_events);
   // Without other writers, answers that do not depend on the commit go out at once; with them,
   // the attempt may be decided again, so every answer waits for its outcome.
   const auto answer_now = [&](Pending& pending, Reply reply) {
@@ -528,6 +529,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
   }
 
   std::int64_t last_position = 0;
+  std::vector<LoggedEvent> logged;  // for on_durable_events
   if (!commit.entries.empty()) {
     commit.wallets.reserve(staged.size());
     for (const auto& [id, wallet] : staged) {
@@ -555,6 +557,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     for (Awaiting& a : awaiting) {
       if (a.entry) a.reply.position = committed.value().entry_positions[*a.entry];
     }
+    if (commit.keep_documents) logged = logged_events(commit, committed.value());
   }
   const bool wrote = !commit.entries.empty();
 
@@ -572,6 +575,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     ticket.wrote = wrote;
     ticket.last_position = last_position;
     ticket.wallets = staged;
+    ticket.events = std::move(logged);
     for (auto& [id, wallet] : staged) {
       unsynced_wallets_.insert_or_assign(id, std::pair(std::move(wallet), ticket.seq));
     }
@@ -587,9 +591,35 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     return AttemptOutcome::kDone;
   }
 
-  if (wrote) publish(staged, last_position);
+  if (wrote) {
+    if (!logged.empty()) options_.on_durable_events(std::move(logged));
+    publish(staged, last_position);
+  }
   for (Awaiting& a : awaiting) (*a.done)(std::move(a.reply));
   return AttemptOutcome::kDone;
+}
+
+std::vector<LoggedEvent> WalletService::logged_events(CommitBatch& commit, CommitResult& result) {
+  std::vector<LoggedEvent> logged;
+  std::size_t count = 0;
+  for (const CommitBatch::Entry& entry : commit.entries) count += entry.events.size();
+  // A store that kept no documents (or not one for each event): the projector reads the log.
+  if (count == 0 || result.documents.size() != count) return logged;
+  logged.reserve(count);
+  std::int64_t position = result.last_position - static_cast<std::int64_t>(count);
+  for (CommitBatch::Entry& entry : commit.entries) {
+    for (std::size_t i = 0; i < entry.events.size(); ++i) {
+      LoggedEvent& event = logged.emplace_back();
+      event.position = ++position;
+      event.event = std::move(entry.events[i]);
+      // The entry's events share its metadata: copied for all but the last.
+      event.metadata = i + 1 < entry.events.size() ? entry.metadata : std::move(entry.metadata);
+      EventDocuments& documents = result.documents[logged.size() - 1];
+      event.data_json = std::move(documents.data_json);
+      event.metadata_json = std::move(documents.metadata_json);
+    }
+  }
+  return logged;
 }
 
 void WalletService::publish(WalletMap& wallets, std::int64_t last_position) {
@@ -649,7 +679,10 @@ void WalletService::run_syncer() {
       }
     } else {
       for (SyncTicket& ticket : tickets) {
-        if (ticket.wrote) publish(ticket.wallets, ticket.last_position);
+        if (ticket.wrote) {
+          if (!ticket.events.empty()) options_.on_durable_events(std::move(ticket.events));
+          publish(ticket.wallets, ticket.last_position);
+        }
         durable_seq_.store(ticket.seq, std::memory_order_release);
         for (SyncTicket::Answer& answer : ticket.answers) answer.done(std::move(answer.reply));
       }

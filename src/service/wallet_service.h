@@ -69,6 +69,11 @@ struct ServiceOptions {
   // replies are sent (projectors wake on it), on the writer thread (on the syncer thread when
   // pipelined), in commit order. Must not block.
   std::function<void(std::int64_t last_position)> on_commit;
+  // When set: called with the events of every durable commit, in position order, just before its
+  // on_commit, on the same thread and in the same order (an in-memory feed for the projector,
+  // projection/event_feed.h). Only with a store that returns its documents
+  // (CommitBatch::keep_documents); must not block.
+  std::function<void(std::vector<LoggedEvent>&& events)> on_durable_events;
   // false: no writer thread; the owner calls drive_once() (deterministic simulation and tests).
   bool run_writer_thread = true;
   // A shared store (EventStore::shared(), several instances on PostgreSQL): attempts of one
@@ -175,6 +180,9 @@ class WalletService {
   Status<StoreError> refresh_wallets(std::span<Pending*> commands);
   // Makes a durable commit visible: its wallets (moved out of `wallets`), the log head, on_commit.
   void publish(WalletMap& wallets, std::int64_t last_position);
+  // The events of a written batch with the documents the store wrote, moved out of `commit` and
+  // `result` (neither is used after the write); empty when the store kept no documents.
+  static std::vector<LoggedEvent> logged_events(CommitBatch& commit, CommitResult& result);
   // Marks the store failed and calls on_fatal, once whichever thread comes first.
   void report_fatal(const StoreError& error);
 
@@ -189,6 +197,7 @@ class WalletService {
     bool wrote = false;  // false: only answers decided on state that is not durable yet
     std::int64_t last_position = 0;
     WalletMap wallets;  // published once durable
+    std::vector<LoggedEvent> events;  // for on_durable_events, once durable
     std::vector<Answer> answers;
   };
   // Writer thread: forgets the unsynced state of batches the syncer has made durable.

@@ -49,6 +49,16 @@ struct StoredEvent {
   bool operator==(const StoredEvent&) const = default;
 };
 
+// An event with its stored documents, as the log holds them: the read side copies them verbatim
+// (the ledger's metadata, the per-wallet event copy) instead of encoding them again.
+struct LoggedEvent : StoredEvent {
+  std::string data_json;
+  std::string metadata_json;
+  // Set by a rebuild only: a dense number of the event's wallet, the same for all its events
+  // (projectors then keep their states in arrays instead of hash maps). -1 otherwise.
+  std::int64_t wallet_slot = -1;
+};
+
 struct IdempotencyRecord {
   std::string key;
   std::string fingerprint;  // canonical text of the request (see service/reply_encoding.h)
@@ -83,12 +93,24 @@ struct CommitBatch {
   };
   std::vector<Entry> entries;
   std::vector<WalletWrite> wallets;  // every wallet the batch touches, once
+  // Asks for the documents the store wrote for each event (CommitResult::documents). A store
+  // that has none to give (they are not text it encodes) may ignore it.
+  bool keep_documents = false;
+};
+
+// The stored text of one event's data and metadata (LoggedEvent::data_json, metadata_json).
+struct EventDocuments {
+  std::string data_json;
+  std::string metadata_json;
 };
 
 struct CommitResult {
   // For each entry, the position of its last event (0 if it had none).
   std::vector<std::int64_t> entry_positions;
   std::int64_t last_position = 0;
+  // With CommitBatch::keep_documents, from a store that keeps them: the documents of every event
+  // of the batch, in position order. Empty otherwise.
+  std::vector<EventDocuments> documents;
 };
 
 class EventStore {

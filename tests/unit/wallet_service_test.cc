@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "store/sqlite/sqlite_read_store.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace wallex {
@@ -60,8 +61,11 @@ class ControlledStore final : public EventStore {
     return writes_;
   }
 
-  Result<std::vector<WalletState>, StoreError> load_wallets() override { return inner_.load_wallets(); }
-  Result<std::vector<WalletState>, StoreError> read_wallets(const std::vector<std::string>& ids) override {
+  Result<std::vector<WalletState>, StoreError> load_wallets() override {
+    return inner_.load_wallets();
+  }
+  Result<std::vector<WalletState>, StoreError> read_wallets(
+      const std::vector<std::string>& ids) override {
     {
       std::lock_guard lock(mutex_);
       ++wallet_reads_;
@@ -69,7 +73,8 @@ class ControlledStore final : public EventStore {
     return inner_.read_wallets(ids);
   }
   bool shared() const override { return shared_.load(); }
-  Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(std::string_view key) override {
+  Result<std::optional<IdempotencyRecord>, StoreError> find_idempotency(
+      std::string_view key) override {
     return inner_.find_idempotency(key);
   }
   Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
@@ -116,10 +121,12 @@ class ControlledStore final : public EventStore {
     }
     return inner_.sync();
   }
-  Result<std::int64_t, StoreError> purge_idempotency(TimestampMs before, std::size_t limit) override {
+  Result<std::int64_t, StoreError> purge_idempotency(TimestampMs before,
+                                                     std::size_t limit) override {
     return inner_.purge_idempotency(before, limit);
   }
-  Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after, std::size_t limit) override {
+  Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after,
+                                                           std::size_t limit) override {
     return inner_.read_events(after, limit);
   }
   Result<std::int64_t, StoreError> last_position() override { return inner_.last_position(); }
@@ -526,13 +533,12 @@ TEST_F(WalletServiceTest, OnASharedStoreAReadSeesAnotherInstancesCommit) {
 
   auto missing_promise = std::make_shared<std::promise<Reply>>();
   auto missing = missing_promise->get_future();
-  service_->read_wallet("nope",
-                        [missing_promise](Reply&& reply) { missing_promise->set_value(std::move(reply)); });
+  service_->read_wallet(
+      "nope", [missing_promise](Reply&& reply) { missing_promise->set_value(std::move(reply)); });
   EXPECT_EQ(missing.get().status, 404);
   // And the next command on "w" is decided on the state the other instance left.
   EXPECT_EQ(submit(DebitWallet{"w", money("10"), {}}).status, 201);
 }
-
 
 // Pipelined commits: the writer decides and writes the next batch while the previous one waits
 // for its fsync; nothing of a batch is answered, published or announced before that fsync.
@@ -625,6 +631,101 @@ TEST_F(WalletServiceTest, PipelinedStopAnswersEveryWrittenBatch) {
   for (auto& reply : replies) EXPECT_EQ(reply.get().status, 201);
   EXPECT_EQ(service_->find_wallet("w")->balance, money("300"));
   EXPECT_EQ(on_disk("w")->balance, money("300"));
+}
+
+// The events of durable commits handed over in memory (on_durable_events, the projector's feed)
+// are exactly what the log holds: the same events, positions and stored documents, each once,
+// in order, before the commit's on_commit, and never before its fsync.
+class DurableEventsTest : public WalletServiceTest {
+ protected:
+  void start_collecting(bool pipelined) {
+    ServiceOptions options;
+    options.on_durable_events = [this](std::vector<LoggedEvent>&& events) {
+      std::lock_guard lock(mutex_);
+      // on_commit of this commit has not run yet; of every earlier one it has.
+      EXPECT_LT(committed_position_.load(), events.front().position);
+      EXPECT_EQ(committed_position_.load(), handed_.empty() ? 0 : handed_.back().position);
+      for (LoggedEvent& event : events) handed_.push_back(std::move(event));
+    };
+    start(options, pipelined);
+  }
+  std::size_t handed() {
+    std::lock_guard lock(mutex_);
+    return handed_.size();
+  }
+
+  void run_commands_and_compare_with_the_log() {
+    create("a", "100");
+    create("b", "0");
+    ASSERT_EQ(
+        submit(CreditWallet{"a", money("1.25"), std::string("caf\u00e9 \"quoted\"\n\tend")}, "k1")
+            .status,
+        201);
+    ASSERT_EQ(
+        submit(CreditWallet{"a", money("1.25"), std::string("caf\u00e9 \"quoted\"\n\tend")}, "k1")
+            .status,
+        201);  // a replay: writes nothing
+    ASSERT_EQ(submit(CreditWallet{"b", money("0.01"), std::string()}).status, 201);
+    ASSERT_EQ(submit(DebitWallet{"b", money("5"), {}}).status, 400);  // refused: writes nothing
+    ASSERT_EQ(submit(DebitWallet{"a", money("3"), {}}, "k2").status, 201);
+    ASSERT_EQ(
+        submit(TransferMoney{"a", "b", money("7.5"), std::string("rent"), "t-1"}, "k3").status,
+        201);
+    // Batches of many commands and several events each.
+    std::vector<std::future<Reply>> replies;
+    for (int i = 0; i < 300; ++i) {
+      replies.push_back(
+          i % 3 == 0   ? submit_async(TransferMoney{
+                           "b", "a", money("0.01"), {}, "t-batch-" + std::to_string(i)})
+          : i % 3 == 1 ? submit_async(CreditWallet{"b", money("1"), {}}, "key-" + std::to_string(i))
+                       : submit_async(CreateWallet{"c" + std::to_string(i), "o",
+                                                   money(i % 2 == 0 ? "2" : "0")}));
+    }
+    for (auto& reply : replies) ASSERT_EQ(reply.get().status, 201);
+    service_->stop();
+
+    auto opened = SqliteEventLog::open(dir_);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    const std::vector<LoggedEvent> logged = opened.value()->read_events(0, 100'000).value();
+    std::lock_guard lock(mutex_);
+    ASSERT_EQ(handed_.size(), logged.size());
+    ASSERT_GT(logged.size(), 400u);
+    for (std::size_t i = 0; i < logged.size(); ++i) {
+      EXPECT_EQ(static_cast<const StoredEvent&>(handed_[i]),
+                static_cast<const StoredEvent&>(logged[i]))
+          << "at position " << logged[i].position;
+      EXPECT_EQ(handed_[i].data_json, logged[i].data_json);
+      EXPECT_EQ(handed_[i].metadata_json, logged[i].metadata_json);
+      EXPECT_EQ(handed_[i].wallet_slot, -1);
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<LoggedEvent> handed_;
+};
+
+TEST_F(DurableEventsTest, AreWhatTheLogHoldsAfterEachCommit) {
+  start_collecting(/*pipelined=*/false);
+  run_commands_and_compare_with_the_log();
+}
+
+TEST_F(DurableEventsTest, AreWhatTheLogHoldsAfterEachSyncWhenPipelined) {
+  start_collecting(/*pipelined=*/true);
+  run_commands_and_compare_with_the_log();
+}
+
+TEST_F(DurableEventsTest, AreHandedOverOnlyOnceDurable) {
+  start_collecting(/*pipelined=*/true);
+  create("w", "100");
+  const std::size_t before = handed();
+  controlled_->hold_syncs();
+  auto credit = submit_async(CreditWallet{"w", money("50"), {}});
+  controlled_->wait_until_sync_is_held();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(handed(), before);
+  controlled_->release_syncs();
+  EXPECT_EQ(credit.get().status, 201);
+  EXPECT_EQ(handed(), before + 1);
 }
 
 }  // namespace

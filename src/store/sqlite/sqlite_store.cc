@@ -529,6 +529,11 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   if (auto s = impl.run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
   CommitResult result;
   result.entry_positions.reserve(batch.entries.size());
+  if (batch.keep_documents) {
+    std::size_t events = 0;
+    for (const CommitBatch::Entry& entry : batch.entries) events += entry.events.size();
+    result.documents.reserve(events);
+  }
   std::int64_t position = impl.last_position;
   for (const CommitBatch::Entry& entry : batch.entries) {
     for (const Event& event : entry.events) {
@@ -540,8 +545,8 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       }
       ++next->second;
       ++position;
-      const std::string data = encode_event_data(event);
-      const std::string metadata = encode_event_metadata(event, entry.metadata);
+      std::string data = encode_event_data(event);
+      std::string metadata = encode_event_metadata(event, entry.metadata);
       Statement& s = impl.insert_event;
       s.bind(1, position);
       s.bind(2, event.wallet_id);
@@ -551,6 +556,10 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       s.bind(6, metadata);
       s.bind(7, event.occurred_at_ms);
       if (auto st = impl.run(s, "appending an event"); !st) return rollback(st.error());
+      // The statement is reset (ResetOnExit): SQLite no longer refers to the strings.
+      if (batch.keep_documents) {
+        result.documents.push_back(EventDocuments{std::move(data), std::move(metadata)});
+      }
     }
     const std::int64_t entry_position = entry.events.empty() ? 0 : position;
     result.entry_positions.push_back(entry_position);
