@@ -10,9 +10,10 @@
 // fresh start) is read from the log, exactly as without a feed. Events are pushed only once an
 // fsync covers them, so the feed never shows more than the log's durable head.
 //
-// Bounded: at most `events_max` events wait in it; beyond that the oldest are dropped (the
-// projector then reads them from the log). A pushed batch that does not continue the last one
-// (a batch that was never pushed) empties the feed first.
+// Bounded: at most `events_max` events wait in it, and at most as many more that the projector
+// took and has not read yet (more than a batch's limit arrived at once); beyond that the oldest
+// are dropped (the projector then reads them from the log). A pushed batch that does not continue
+// the last one (a batch that was never pushed) empties the feed first.
 //
 // Thread safety: push() from one thread (the syncer), FedEventLog from another (the projector);
 // the lock is held only to move whole batches, never to copy or free events.
@@ -31,7 +32,7 @@ namespace wallex {
 class EventFeed {
  public:
   // An event takes ~0.9 KiB with its strings (352 bytes, ~530 more for a transfer's ids and
-  // documents): the default holds up to ~60 MiB.
+  // documents): the default holds up to ~60 MiB, the projector's share as much again.
   static constexpr std::size_t kEventsMaxDefault = 65'536;
 
   explicit EventFeed(std::size_t events_max = kEventsMaxDefault) : events_max_(events_max) {}
