@@ -44,6 +44,20 @@ class EventFeedTest : public ProjectionFixture {
     create("a", "10");
     for (int i = 0; i < credits; ++i) credit("a", "1");
   }
+  // Reads (after, limit] through `fed`: the positions it gives, then the counters after it (events
+  // served by the feed so far, reads that went to the log so far).
+  void expect_read(FedEventLog& fed, std::int64_t after, std::size_t limit,
+                   const std::vector<std::int64_t>& expected, std::uint64_t from_feed,
+                   std::uint64_t from_log) {
+    EXPECT_EQ(positions(read_checked(fed, after, limit)), expected) << "after " << after;
+    EXPECT_EQ(fed.events_from_feed(), from_feed) << "after " << after;
+    EXPECT_EQ(fed.reads_from_log(), from_log) << "after " << after;
+  }
+  static std::vector<std::int64_t> range(std::int64_t first, std::int64_t last) {
+    std::vector<std::int64_t> out;
+    for (std::int64_t p = first; p <= last; ++p) out.push_back(p);
+    return out;
+  }
 };
 
 TEST_F(EventFeedTest, ServesContiguousBatchesInOrderAndSplitsThemAtTheLimit) {
@@ -52,39 +66,24 @@ TEST_F(EventFeedTest, ServesContiguousBatchesInOrderAndSplitsThemAtTheLimit) {
   FedEventLog fed(log(), feed);
   feed.push(batch(1, 3));
   feed.push(batch(4, 7));
-  EXPECT_EQ(positions(read_checked(fed, 0, 2)), (std::vector<std::int64_t>{1, 2}));
-  EXPECT_EQ(positions(read_checked(fed, 2, 3)), (std::vector<std::int64_t>{3, 4, 5}));
-  EXPECT_EQ(positions(read_checked(fed, 5, 100)), (std::vector<std::int64_t>{6, 7}));
-  EXPECT_EQ(fed.events_from_feed(), 7u);
-  EXPECT_EQ(fed.reads_from_log(), 0u);
+  expect_read(fed, 0, 2, range(1, 2), 2, 0);
+  expect_read(fed, 2, 3, range(3, 5), 5, 0);
+  expect_read(fed, 5, 100, range(6, 7), 7, 0);
   // Nothing left in the feed: the log answers (with nothing new).
-  EXPECT_TRUE(read_checked(fed, 7, 100).empty());
-  EXPECT_EQ(fed.reads_from_log(), 1u);
+  expect_read(fed, 7, 100, {}, 7, 1);
 }
 
-TEST_F(EventFeedTest, AReaderBehindTheFeedReadsTheLogUntilItReachesTheFeed) {
+// A reader behind the feed reads the log until it reaches the feed; events the feed gave away
+// once (a batch that failed is read again from its checkpoint) come from the log.
+TEST_F(EventFeedTest, WhatTheFeedDoesNotHoldComesFromTheLog) {
   fill(5);
   EventFeed feed;
   FedEventLog fed(log(), feed);
   feed.push(batch(5, 7));
-  EXPECT_EQ(positions(read_checked(fed, 0, 2)), (std::vector<std::int64_t>{1, 2}));
-  EXPECT_EQ(fed.reads_from_log(), 1u);
+  expect_read(fed, 0, 2, range(1, 2), 0, 1);
   // From inside the feed's first batch: the events before are skipped, the rest served.
-  EXPECT_EQ(positions(read_checked(fed, 5, 100)), (std::vector<std::int64_t>{6, 7}));
-  EXPECT_EQ(fed.events_from_feed(), 2u);
-  EXPECT_EQ(fed.reads_from_log(), 1u);
-}
-
-TEST_F(EventFeedTest, EventsTakenOnceAreReadFromTheLogWhenAskedForAgain) {
-  fill(5);
-  EventFeed feed;
-  FedEventLog fed(log(), feed);
-  feed.push(batch(1, 7));
-  EXPECT_EQ(read_checked(fed, 0, 100).size(), 7u);
-  // A batch that failed is read again from its checkpoint: the feed gave those events away.
-  EXPECT_EQ(positions(read_checked(fed, 3, 2)), (std::vector<std::int64_t>{4, 5}));
-  EXPECT_EQ(fed.reads_from_log(), 1u);
-  EXPECT_EQ(fed.events_from_feed(), 7u);
+  expect_read(fed, 5, 100, range(6, 7), 2, 1);
+  expect_read(fed, 3, 2, range(4, 5), 2, 2);
 }
 
 TEST_F(EventFeedTest, ABatchThatDoesNotContinueTheLastEmptiesTheFeed) {
@@ -93,18 +92,12 @@ TEST_F(EventFeedTest, ABatchThatDoesNotContinueTheLastEmptiesTheFeed) {
   FedEventLog fed(log(), feed);
   feed.push(batch(1, 2));
   feed.push(batch(6, 8));  // 3..5 were never pushed
-  EXPECT_EQ(positions(read_checked(fed, 0, 100)),
-            (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
-  EXPECT_EQ(fed.reads_from_log(), 1u);
-  EXPECT_EQ(fed.events_from_feed(), 0u);
+  expect_read(fed, 0, 100, range(1, 10), 0, 1);
   // The same once the reader holds part of the feed already.
   feed.push(batch(1, 3));
-  EXPECT_EQ(positions(read_checked(fed, 0, 1)), (std::vector<std::int64_t>{1}));
+  expect_read(fed, 0, 1, range(1, 1), 1, 1);
   feed.push(batch(7, 10));
-  EXPECT_EQ(positions(read_checked(fed, 1, 100)),
-            (std::vector<std::int64_t>{2, 3, 4, 5, 6, 7, 8, 9, 10}));
-  EXPECT_EQ(fed.reads_from_log(), 2u);
-  EXPECT_EQ(fed.events_from_feed(), 1u);
+  expect_read(fed, 1, 100, range(2, 10), 1, 2);
 }
 
 TEST_F(EventFeedTest, BeyondItsLimitTheFeedDropsTheOldestBatches) {
@@ -114,21 +107,16 @@ TEST_F(EventFeedTest, BeyondItsLimitTheFeedDropsTheOldestBatches) {
   FedEventLog fed(log(), feed);
   feed.push(batch(1, 3));
   feed.push(batch(4, 6));  // 6 events held: the first batch goes
-  EXPECT_EQ(read_checked(fed, 0, 100).size(), 12u);
-  EXPECT_EQ(fed.reads_from_log(), 1u);
-  EXPECT_EQ(positions(read_checked(fed, 3, 100)), (std::vector<std::int64_t>{4, 5, 6}));
-  EXPECT_EQ(fed.events_from_feed(), 3u);
+  expect_read(fed, 0, 100, range(1, 12), 0, 1);
+  expect_read(fed, 3, 100, range(4, 6), 3, 1);
   feed.push(batch(7, 8));
-  EXPECT_EQ(positions(read_checked(fed, 6, 1)), (std::vector<std::int64_t>{7}));
+  expect_read(fed, 6, 1, range(7, 7), 4, 1);
   // What the reader took and has not served counts too: with it 5 events, so its oldest batch
   // (7..8) goes, and position 8 comes from the log.
   feed.push(batch(9, 10));
   feed.push(batch(11, 12));
-  EXPECT_EQ(positions(read_checked(fed, 7, 100)), (std::vector<std::int64_t>{8, 9, 10, 11, 12}));
-  EXPECT_EQ(fed.reads_from_log(), 2u);
-  EXPECT_EQ(positions(read_checked(fed, 8, 100)), (std::vector<std::int64_t>{9, 10, 11, 12}));
-  EXPECT_EQ(fed.events_from_feed(), 8u);
-  EXPECT_EQ(fed.reads_from_log(), 2u);
+  expect_read(fed, 7, 100, range(8, 12), 4, 2);
+  expect_read(fed, 8, 100, range(9, 12), 8, 2);
 }
 
 // A projector on the fed log, its feed pushed in batches of every size and too small to hold
