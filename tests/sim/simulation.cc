@@ -13,7 +13,10 @@
 //     the auditor's model of every wallet;
 //   - the log has contiguous positions, contiguous per-wallet versions starting at 0, no balance
 //     below zero or above the limit, and every transfer as an adjacent Initiated/Completed pair;
-//   - total money equals initial balances plus credits minus debits of every durable command.
+//   - total money equals initial balances plus credits minus debits of every durable command;
+//   - the events handed over for the projector's feed (on_durable_events) are the log's, with the
+//     documents a log reader gives, each once and in order: every event of the log except those
+//     of a commit that failed after reaching the disk.
 //
 // A failure prints its seed and step; `--seed N` reproduces it exactly.
 //
@@ -38,6 +41,7 @@
 #include "common/time_format.h"
 #include "memory_store.h"
 #include "service/wallet_service.h"
+#include "store/event_codec.h"
 
 namespace wallex::sim {
 namespace {
@@ -299,6 +303,9 @@ class Simulation {
         ids_(seed),
         faulty_(disk_, seed ^ 0x9e3779b97f4a7c15ULL, pick_odds()) {
     options_.run_writer_thread = false;
+    options_.on_durable_events = [this](std::vector<LoggedEvent>&& events) {
+      for (LoggedEvent& event : events) handed_.push_back(std::move(event));
+    };
     options_.batch_commands_max = 1 + pick(0, 1) * pick(0, 15) + pick(0, 3);
     options_.queue_length_max = 4 + pick(0, 40);
     options_.idempotency_retention_ms = 2'000 + pick(0, 8'000);
@@ -443,7 +450,11 @@ class Simulation {
     for (std::size_t begin = 0; begin < accepted; begin += options_.batch_commands_max) {
       const std::size_t end = std::min(accepted, begin + options_.batch_commands_max);
       faulty_.forget_outcome();
+      const std::int64_t log_before = disk_.last_position().value();
       const std::size_t processed = service_->drive_once();
+      if (faulty_.last_outcome() == CommitOutcome::kIoButWritten) {
+        never_handed_ += disk_.last_position().value() - log_before;  // durable, never announced
+      }
       check(processed == end - begin, "the writer took " + std::to_string(processed) +
                                           " commands, expected " + std::to_string(end - begin));
       for (std::size_t i = begin; i < end; ++i) {
@@ -616,6 +627,31 @@ class Simulation {
     check(replayed_.size() == model_.wallets.size(), where + "the log has wallets the model lacks");
     check(total == model_.money_in && replayed_money_ == model_.money_in,
           where + "money is not conserved");
+    check_handed_events(where);
+  }
+
+  // The feed's events since the last check: the log's own, each once, in order.
+  void check_handed_events(const std::string& where) {
+    for (const LoggedEvent& handed : handed_) {
+      check(handed.position > last_handed_,
+            where + "an event was handed over twice or out of order");
+      last_handed_ = handed.position;
+      const auto logged = disk_.read_events(handed.position - 1, 1).value();
+      check(logged.size() == 1 && logged.front().position == handed.position,
+            where + "an event handed over is not in the log");
+      const StoredEvent& stored = logged.front();
+      check(static_cast<const StoredEvent&>(handed) == stored &&
+                handed.data_json == encode_event_data(stored.event) &&
+                handed.metadata_json == encode_event_metadata(stored.event, stored.metadata),
+            where + "the event handed over at " + std::to_string(handed.position) +
+                " differs from the log's");
+      ++handed_total_;
+    }
+    handed_.clear();
+    check(handed_total_ + never_handed_ == model_.last_position,
+          where + "durable events were not handed over (" + std::to_string(handed_total_) +
+              " handed, " + std::to_string(never_handed_) + " of failed commits, log at " +
+              std::to_string(model_.last_position) + ")");
   }
 
   const std::uint64_t seed_;
@@ -635,6 +671,13 @@ class Simulation {
   std::vector<Request> sent_with_key_;
   std::uint64_t next_key_ = 0;
   Totals totals_;
+
+  // The events handed over for the feed, not checked yet; checked ones; the last one's position;
+  // events of commits that failed after reaching the disk (in the log, never announced).
+  std::vector<LoggedEvent> handed_;
+  std::int64_t handed_total_ = 0;
+  std::int64_t last_handed_ = 0;
+  std::int64_t never_handed_ = 0;
 
   // The auditor's own replay of the log.
   std::map<std::string, ModelWallet> replayed_;

@@ -2,6 +2,8 @@
 
 #include <unordered_map>
 
+#include "store/event_codec.h"
+
 namespace wallex::testing {
 
 Result<std::vector<WalletState>, StoreError> MemoryStore::load_wallets() {
@@ -62,7 +64,14 @@ Result<CommitResult, StoreError> MemoryStore::commit(const CommitBatch& batch) {
   CommitResult result;
   std::int64_t position = events_.empty() ? 0 : events_.back().position;
   for (const CommitBatch::Entry& entry : batch.entries) {
-    for (const Event& event : entry.events) events_.push_back(StoredEvent{++position, event, entry.metadata});
+    for (const Event& event : entry.events) {
+      events_.push_back(StoredEvent{++position, event, entry.metadata});
+      // The documents a log reader would give for the event (EventStoreLog encodes the same).
+      if (batch.keep_documents) {
+        result.documents.push_back(
+            EventDocuments{encode_event_data(event), encode_event_metadata(event, entry.metadata)});
+      }
+    }
     const std::int64_t entry_position = entry.events.empty() ? 0 : position;
     result.entry_positions.push_back(entry_position);
     if (entry.idempotency) {
