@@ -29,6 +29,30 @@
 
 namespace wallex {
 
+// Events in position order, kept as the batches they came in; the feed's queue and its reader's.
+class EventBatches {
+ public:
+  // Batches taken out, to be freed by the caller (outside any lock).
+  using Dropped = std::deque<std::vector<LoggedEvent>>;
+
+  bool empty() const { return batches_.empty(); }
+  // The first event not popped yet; only when !empty().
+  LoggedEvent& front() { return batches_.front()[front_offset_]; }
+  // Appends a gap-free batch. One that does not continue the last event (a batch went by that
+  // was never appended) empties the queue first.
+  void append(std::vector<LoggedEvent>&& batch, Dropped& dropped);
+  // Appends every batch of `other` (as append() does), leaving it empty.
+  void append_all(EventBatches&& other, Dropped& dropped);
+  void pop_front(Dropped& dropped);
+  // Drops whole batches from the front until at most `events_max` events remain.
+  void trim(std::size_t events_max, Dropped& dropped);
+
+ private:
+  std::deque<std::vector<LoggedEvent>> batches_;
+  std::size_t front_offset_ = 0;  // events of the first batch popped already
+  std::size_t events_ = 0;        // events not popped
+};
+
 class EventFeed {
  public:
   // An event takes ~0.9 KiB with its strings (352 bytes, ~530 more for a transfer's ids and
@@ -39,16 +63,14 @@ class EventFeed {
 
   // The events of one durable batch, in position order, gap-free.
   void push(std::vector<LoggedEvent>&& events);
-  // Moves every batch waiting into `batches` (appended), in position order.
-  void drain(std::deque<std::vector<LoggedEvent>>& batches);
+  // Every batch waiting, in position order; the feed is empty after.
+  EventBatches drain();
   std::size_t events_max() const { return events_max_; }
 
  private:
   const std::size_t events_max_;
   std::mutex mutex_;
-  std::deque<std::vector<LoggedEvent>> batches_;
-  std::size_t events_ = 0;
-  std::int64_t next_position_ = 0;  // after the last event pushed; 0: none yet
+  EventBatches batches_;
 };
 
 // An EventLog that serves reads from an EventFeed when it can, from `log` otherwise.
@@ -75,15 +97,10 @@ class FedEventLog final : public EventLog {
   // Serves from the batches taken from the feed; false when they do not start at
   // after_position + 1.
   bool take(std::int64_t after_position, std::size_t limit, std::vector<LoggedEvent>& events);
-  // Moves every pending batch into `dropped` (freed by the caller).
-  void drop_pending(std::deque<std::vector<LoggedEvent>>& dropped);
 
   EventLog& log_;
   EventFeed& feed_;
-  // Taken from the feed, not served yet; front_offset_ events of the first one were served.
-  std::deque<std::vector<LoggedEvent>> pending_;
-  std::size_t front_offset_ = 0;
-  std::size_t pending_events_ = 0;
+  EventBatches pending_;  // taken from the feed, not served yet
   std::uint64_t events_from_feed_ = 0;
   std::uint64_t reads_from_log_ = 0;
 };

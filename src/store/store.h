@@ -57,6 +57,7 @@ struct LoggedEvent : StoredEvent {
   // Set by a rebuild only: a dense number of the event's wallet, the same for all its events
   // (projectors then keep their states in arrays instead of hash maps). -1 otherwise.
   std::int64_t wallet_slot = -1;
+  bool operator==(const LoggedEvent&) const = default;
 };
 
 struct IdempotencyRecord {

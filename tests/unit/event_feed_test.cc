@@ -33,10 +33,7 @@ class EventFeedTest : public ProjectionFixture {
     EXPECT_LE(events.size(), expected.size());
     EXPECT_EQ(events.empty(), expected.empty());
     for (std::size_t i = 0; i < std::min(events.size(), expected.size()); ++i) {
-      EXPECT_EQ(static_cast<const StoredEvent&>(events[i]),
-                static_cast<const StoredEvent&>(expected[i]));
-      EXPECT_EQ(events[i].data_json, expected[i].data_json);
-      EXPECT_EQ(events[i].metadata_json, expected[i].metadata_json);
+      EXPECT_TRUE(events[i] == expected[i]) << "at position " << expected[i].position;
     }
     return events;
   }
