@@ -158,17 +158,17 @@ class KafkaCase(unittest.TestCase):
 
     # ------------------------------------------------------------------ HTTP
 
-    def call(self, method, path, body=None, key=None, correlation=None):
+    def call(self, method, path, body=None, key=None, correlation=None, server=None):
         headers = {"Content-Type": "application/json",
                    "X-Correlation-Id": correlation or f"corr-{uuid.uuid4().hex}"}
         if key is not None:
             headers["Idempotency-Key"] = key
         data = json.dumps(body) if body is not None else None
-        status, _, raw = self.server.request(method, path, data, headers)
+        status, _, raw = (server or self.server).request(method, path, data, headers)
         return status, (loads(raw) if raw else None)
 
-    def stats(self):
-        status, body = self.call("GET", "/health/kafka/stats")
+    def stats(self, server=None):
+        status, body = self.call("GET", "/health/kafka/stats", server=server)
         self.assertEqual(status, 200, body)
         return body
 

@@ -43,12 +43,13 @@ class PgRelayLeaseTests(KafkaCase):
             cls.kafka.stop()
 
     def states(self):
+        # Called from the sampler thread while the test thread switches self.server between
+        # the instances: the server is passed, never swapped into self.server (a swap here
+        # once put the test's own requests back on the instance it had just killed).
         out = {}
         for server in self.servers:
             if server.is_running():
-                self.server, previous = server, self.server
-                out[server.extra_args[3]] = self.stats()["status"]
-                self.server = previous
+                out[server.extra_args[3]] = self.stats(server)["status"]
         return out
 
     def relaying(self):

@@ -331,6 +331,15 @@ class WallexServer:
         conn = self.connect(timeout)
         try:
             return self.request_on(conn, method, path, body, headers)
+        except ConnectionRefusedError as e:
+            # Nothing listens: say whether the server is gone, and what it printed last, so a
+            # failure on a CI machine can be read from the test's own output.
+            rc = self.proc.poll() if self.proc is not None else None
+            state = "not started" if self.proc is None else (
+                f"exited with code {rc}" if rc is not None else "still running")
+            raise ConnectionRefusedError(
+                e.errno, f"{e.strerror} on {self.host}:{self.port}; wallex {state}\n"
+                f"{self.stderr_tail()}") from e
         finally:
             conn.close()
 
