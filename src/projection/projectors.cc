@@ -1,6 +1,6 @@
 #include "projection/projectors.h"
 
-#include "projection/replay.h"
+#include "domain/replay.h"
 
 namespace wallex {
 namespace {

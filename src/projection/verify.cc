@@ -8,7 +8,7 @@
 
 #include "common/check.h"
 #include "common/time_format.h"
-#include "projection/replay.h"
+#include "domain/replay.h"
 #include "store/event_codec.h"
 
 namespace wallex {

@@ -19,21 +19,36 @@ std::string make_temp_dir() {
 
 class SqliteHarness final : public StoreHarness {
  public:
-  SqliteHarness() : dir_(make_temp_dir()) {}
+  explicit SqliteHarness(SqliteStore::OpenOptions options)
+      : dir_(make_temp_dir()), options_(options) {}
   ~SqliteHarness() override { std::filesystem::remove_all(dir_); }
   std::unique_ptr<EventStore> open() override {
-    auto store = SqliteStore::open(dir_);
+    auto store = SqliteStore::open(dir_, options_);
     EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
     return store ? std::move(store).value() : nullptr;
   }
 
  private:
   std::string dir_;
+  SqliteStore::OpenOptions options_;
 };
 
+StoreFactory sqlite_factory(std::string name, std::int64_t snapshot_events_max,
+                            std::size_t snapshot_wallets_max) {
+  SqliteStore::OpenOptions options;
+  options.snapshot_events_max = snapshot_events_max;
+  options.snapshot_wallets_max = snapshot_wallets_max;
+  return StoreFactory{std::move(name),
+                      [options] { return std::make_unique<SqliteHarness>(options); }};
+}
+
+// The whole suite three times: the default snapshot thresholds (never reached by its batches:
+// every reopen replays the write model from the log), a snapshot with every commit, and
+// snapshots every few events or wallets (some state in the table, the rest replayed).
 INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite,
-                         ::testing::Values(StoreFactory{
-                             "sqlite", [] { return std::make_unique<SqliteHarness>(); }}),
+                         ::testing::Values(sqlite_factory("sqlite", 65'536, 4'096),
+                                           sqlite_factory("sqliteSnapshotEachCommit", 1, 0),
+                                           sqlite_factory("sqliteSmallSnapshots", 3, 2)),
                          [](const auto& param_info) { return param_info.param.name; });
 
 class SqliteStoreTest : public ::testing::Test {
@@ -46,6 +61,32 @@ class SqliteStoreTest : public ::testing::Test {
     ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, statement, nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(db);
+  }
+  // The first column of the first row of a query, as an integer.
+  std::int64_t sql_int(const char* query) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, query, -1, &statement, nullptr), SQLITE_OK) << query;
+    EXPECT_EQ(sqlite3_step(statement), SQLITE_ROW) << query;
+    const std::int64_t value = sqlite3_column_int64(statement, 0);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return value;
+  }
+  // Creates wallet "a" and credits it 1.00 `credits` times, one commit each.
+  static void create_and_credit(EventStore& store, int credits) {
+    CommitBatch create;
+    create.entries.push_back(entry({created("a")}));
+    create.wallets = {write("a", "0", 0)};
+    ASSERT_TRUE(store.commit(create).ok());
+    for (int version = 1; version <= credits; ++version) {
+      CommitBatch credit;
+      credit.entries.push_back(entry({credited("a", version, "1")}));
+      credit.wallets = {write("a", std::to_string(version), version, version - 1)};
+      auto committed = store.commit(credit);
+      ASSERT_TRUE(committed.ok()) << committed.error().message;
+    }
   }
   std::string dir_;
 };
@@ -125,6 +166,96 @@ TEST_F(SqliteStoreTest, UsesWalWithFullSynchronousCommits) {
   EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "wal");
   sqlite3_finalize(stmt);
   sqlite3_close(db);
+}
+
+
+TEST_F(SqliteStoreTest, CommitsBetweenSnapshotsWriteTheLogOnlyAndOpenReplaysIt) {
+  SqliteStore::OpenOptions options;
+  options.snapshot_events_max = 4;
+  options.snapshot_at_close = false;  // closed as if killed
+  {
+    auto store = SqliteStore::open(dir_, options);
+    ASSERT_TRUE(store.ok());
+    create_and_credit(*store.value(), 2);  // positions 1..3: below the threshold
+    EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "2", 2)});
+  }
+  EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 0);
+  EXPECT_EQ(sql_int("SELECT position FROM write_model"), 0);
+  {
+    auto store = SqliteStore::open(dir_, options);  // replays positions 1..3
+    ASSERT_TRUE(store.ok());
+    EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "2", 2)});
+    CommitBatch credit;  // position 4: the snapshot goes into this commit
+    credit.entries.push_back(entry({credited("a", 3, "1")}));
+    credit.wallets = {write("a", "3", 3, 2)};
+    ASSERT_TRUE(store.value()->commit(credit).ok());
+  }
+  EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
+  EXPECT_EQ(sql_int("SELECT balance_minor FROM wallets WHERE id = 'a'"), 300);
+  EXPECT_EQ(sql_int("SELECT version FROM wallets WHERE id = 'a'"), 3);
+}
+
+TEST_F(SqliteStoreTest, AStoreClosedInGoodOrderLeavesItsSnapshotComplete) {
+  {
+    auto store = SqliteStore::open(dir_);  // the default thresholds: no snapshot while it runs
+    ASSERT_TRUE(store.ok());
+    create_and_credit(*store.value(), 2);
+    EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 0);
+  }
+  EXPECT_EQ(sql_int("SELECT position FROM write_model"), 3);
+  EXPECT_EQ(sql_int("SELECT version FROM wallets WHERE id = 'a'"), 2);
+}
+
+TEST_F(SqliteStoreTest, ASnapshotAlsoFollowsTheNumberOfChangedWallets) {
+  SqliteStore::OpenOptions options;
+  options.snapshot_wallets_max = 2;
+  auto store = SqliteStore::open(dir_, options);
+  ASSERT_TRUE(store.ok());
+  for (const char* id : {"a", "b", "c"}) {
+    CommitBatch create;
+    create.entries.push_back(entry({created(id)}));
+    create.wallets = {write(id, "0", 0)};
+    ASSERT_TRUE(store.value()->commit(create).ok());
+  }
+  // The third wallet would have left three changed: that commit wrote all three.
+  EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 3);
+  EXPECT_EQ(sql_int("SELECT position FROM write_model"), 3);
+}
+
+TEST_F(SqliteStoreTest, AStoreOfSchemaVersion1IsMigratedWithItsRowsAsTheSnapshot) {
+  SqliteStore::OpenOptions each_commit;
+  each_commit.snapshot_events_max = 1;
+  {
+    auto store = SqliteStore::open(dir_, each_commit);
+    ASSERT_TRUE(store.ok());
+    create_and_credit(*store.value(), 3);
+  }
+  // What version 1 left: the same rows, written with every commit, and no write_model table.
+  sql("DROP TABLE write_model; PRAGMA user_version = 1");
+  auto store = SqliteStore::open(dir_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "3", 3)});
+  EXPECT_EQ(sql_int("PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
+}
+
+TEST_F(SqliteStoreTest, ALogThatDoesNotContinueTheSnapshotIsRefusedAtOpen) {
+  SqliteStore::OpenOptions options;
+  options.snapshot_events_max = 2;
+  options.snapshot_at_close = false;
+  {
+    auto store = SqliteStore::open(dir_, options);
+    ASSERT_TRUE(store.ok());
+    create_and_credit(*store.value(), 2);  // snapshot at position 2, position 3 after it
+  }
+  ASSERT_EQ(sql_int("SELECT position FROM write_model"), 2);
+  sql("UPDATE wallets SET version = 5 WHERE id = 'a'");
+  auto store = SqliteStore::open(dir_, options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(store.error().message.find("does not continue the write model's snapshot at position 3"),
+            std::string::npos)
+      << store.error().message;
 }
 
 }  // namespace

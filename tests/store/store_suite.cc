@@ -1,11 +1,10 @@
 #include "store_suite.h"
 
 namespace wallex::testing {
-namespace {
 
 Money money(std::string_view text) { return Money::parse(text).value(); }
 
-Event created(const std::string& id, TimestampMs at = 1000) {
+Event created(const std::string& id, TimestampMs at) {
   Event e;
   e.type = EventType::kWalletCreated;
   e.wallet_id = id;
@@ -16,7 +15,7 @@ Event created(const std::string& id, TimestampMs at = 1000) {
 }
 
 Event credited(const std::string& id, std::int64_t version, std::string_view amount,
-               std::optional<std::string> description = std::nullopt) {
+               std::optional<std::string> description) {
   Event e;
   e.type = EventType::kWalletCredited;
   e.wallet_id = id;
@@ -31,20 +30,21 @@ WalletState state(const std::string& id, std::string_view balance, std::int64_t 
   return WalletState{id, "owner-of-" + id, money(balance), version, 1000, 2000 + version};
 }
 
-// A write-model change; `expected` is the version the batch was decided against (-1: new).
 WalletWrite write(const std::string& id, std::string_view balance, std::int64_t version,
-                  std::int64_t expected = -1) {
+                  std::int64_t expected) {
   return WalletWrite{state(id, balance, version), expected};
 }
 
-CommitBatch::Entry entry(std::vector<Event> events, std::string correlation = "corr",
-                         std::optional<std::string> key = std::nullopt) {
+CommitBatch::Entry entry(std::vector<Event> events, std::string correlation,
+                         std::optional<std::string> key) {
   CommitBatch::Entry e;
   e.events = std::move(events);
   e.metadata = EventMetadata{std::move(correlation), key};
   if (key) e.idempotency = IdempotencyRecord{*key, "fp:" + *key, 201, "{\"body\":1}", 0, 5000};
   return e;
 }
+
+namespace {
 
 TEST_P(StoreSuite, EmptyStoreHoldsNothing) {
   EXPECT_TRUE(store_->load_wallets().value().empty());

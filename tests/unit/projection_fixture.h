@@ -54,6 +54,13 @@ class ProjectionFixture : public ::testing::Test {
     ASSERT_TRUE(store.ok());
     store_ = std::move(store).value();
   }
+  // The store opened again on the same directory with other options (before any workload).
+  void reopen_store(SqliteStore::OpenOptions options) {
+    store_.reset();
+    auto store = SqliteStore::open(dir_, options);
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(store).value();
+  }
   void TearDown() override {
     runner_.reset();
     read_.reset();

@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "projection/replay.h"
+#include "domain/replay.h"
 #include "projection_fixture.h"
 
 namespace wallex::testing {

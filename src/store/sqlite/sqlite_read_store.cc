@@ -21,6 +21,7 @@
 #include "store/sqlite/sqlite_error.h"
 #include "store/sqlite/sqlite_statement.h"
 #include "store/sqlite/wal_checkpointer.h"
+#include "store/sqlite/write_model.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace wallex {
@@ -1371,7 +1372,7 @@ Status<StoreError> SqliteReadStore::finish_rebuild(const std::vector<Checkpoint>
 
 struct SqliteEventLog::Impl {
   sqlite3* db = nullptr;
-  Statement read_events, max_position, select_wallets;
+  Statement read_events, max_position;
   const std::atomic<std::int64_t>* durable_head = nullptr;
   std::string wal_path;
   int wal_fd = -1;
@@ -1430,8 +1431,6 @@ Result<std::unique_ptr<SqliteEventLog>, StoreError> SqliteEventLog::open(
        "SELECT position, wallet_id, version, type, data, metadata FROM events"
        " WHERE position > ?1 ORDER BY position LIMIT ?2"},
       {&impl->max_position, "SELECT COALESCE(MAX(position), 0) FROM events"},
-      {&impl->select_wallets,
-       "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"},
   };
   for (const auto& [statement, sql] : statements) {
     const int rc = statement->prepare(impl->db, sql);
@@ -1500,18 +1499,10 @@ Result<std::int64_t, StoreError> SqliteEventLog::last_position() {
 }
 
 Result<std::vector<WalletState>, StoreError> SqliteEventLog::load_wallets() {
-  return collect<WalletState>(impl_->db, impl_->select_wallets, "loading the write model",
-                              [](const Statement& s) -> Result<WalletState, StoreError> {
-                                WalletState w;
-                                w.id = std::string(s.text(0));
-                                w.owner_id = std::string(s.text(1));
-                                // Verify checks the range; keep the stored value as it is.
-                                w.balance = Money::from_minor(s.int64(2));
-                                w.version = s.int64(3);
-                                w.created_at_ms = s.int64(4);
-                                w.updated_at_ms = s.int64(5);
-                                return w;
-                              });
+  // The snapshot in the wallets table with the log's events after it replayed (write_model.h).
+  auto image = read_write_model(impl_->db);
+  if (!image) return fail(image.error());
+  return image.value().wallets();
 }
 
 Status<StoreError> SqliteEventLog::begin_snapshot() {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <filesystem>
@@ -13,10 +14,12 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "domain/replay.h"
 #include "store/event_codec.h"
 #include "store/sqlite/sqlite_error.h"
 #include "store/sqlite/sqlite_statement.h"
 #include "store/sqlite/wal_checkpointer.h"
+#include "store/sqlite/write_model.h"
 
 namespace wallex {
 namespace {
@@ -51,6 +54,22 @@ CREATE TABLE idempotency_keys (
   created_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
+CREATE TABLE write_model (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  position INTEGER NOT NULL CHECK (position >= 0)
+);
+INSERT INTO write_model (id, position) VALUES (1, 0);
+)sql";
+
+// Schema version 1 had no write_model table: its wallets rows were written with every commit,
+// so they reflect the whole log.
+constexpr const char* kMigrateFrom1 = R"sql(
+CREATE TABLE write_model (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  position INTEGER NOT NULL CHECK (position >= 0)
+);
+INSERT INTO write_model (id, position) VALUES (1, (SELECT COALESCE(MAX(position), 0) FROM events));
+PRAGMA user_version = 2;
 )sql";
 
 using Statement = SqliteStatement;
@@ -94,9 +113,15 @@ struct SqliteStore::Impl {
   // durable (fdatasync works on the file, whichever descriptor wrote its pages).
   std::string wal_path;
   int wal_fd = -1;
-  Statement insert_event, insert_wallet, update_wallet, upsert_idempotency, find_idempotency,
-      select_wallets, select_wallet, purge_idempotency, read_events, max_position, begin, commit, rollback,
-      begin_read;
+  // The write model on disk is a snapshot: the wallets table as of snapshot_position, written
+  // every few commits (write_snapshot), not with every one. `changed` holds the wallets the log
+  // changed after it, in memory; at open they are replayed from the log (read_write_model).
+  std::int64_t snapshot_position = 0;
+  std::unordered_map<std::string, WalletState> changed;
+  OpenOptions options;
+  Statement insert_event, upsert_wallet, select_version, set_snapshot_position, upsert_idempotency,
+      find_idempotency, select_wallets, select_wallet, purge_idempotency, read_events, max_position,
+      begin, commit, rollback, begin_read;
 
   ~Impl() {
     if (wal_fd >= 0) ::close(wal_fd);
@@ -175,12 +200,12 @@ struct SqliteStore::Impl {
         {&insert_event,
          "INSERT INTO events (position, wallet_id, version, type, data, metadata, occurred_at_ms)"
          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
-        {&insert_wallet,
+        {&upsert_wallet,
          "INSERT INTO wallets (id, owner_id, balance_minor, version, created_at_ms, updated_at_ms)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
-        {&update_wallet,
-         "UPDATE wallets SET balance_minor = ?2, version = ?3, updated_at_ms = ?4"
-         " WHERE id = ?1 AND version = ?5"},
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET balance_minor ="
+         " excluded.balance_minor, version = excluded.version, updated_at_ms = excluded.updated_at_ms"},
+        {&select_version, "SELECT version FROM wallets WHERE id = ?1"},
+        {&set_snapshot_position, "UPDATE write_model SET position = ?1 WHERE id = 1"},
         {&upsert_idempotency,
          "INSERT OR REPLACE INTO idempotency_keys"
          " (key, fingerprint, status, body, position, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -243,6 +268,46 @@ struct SqliteStore::Impl {
     return Ok{};
   }
 
+  // The wallet's version now (nullopt: no such wallet): from `changed`, else from the snapshot.
+  Result<std::optional<std::int64_t>, StoreError> current_version(const std::string& id) {
+    if (const auto it = changed.find(id); it != changed.end()) {
+      return std::optional<std::int64_t>(it->second.version);
+    }
+    Statement& s = select_version;
+    ResetOnExit reset(s);
+    s.bind(1, id);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<std::int64_t>();
+    if (rc != SQLITE_ROW) return fail(sqlite_error(db, rc, "reading a wallet's version"));
+    return std::optional<std::int64_t>(s.int64(0));
+  }
+
+  // Writes every wallet changed since the last snapshot, with `batch`'s states over them, in id
+  // order (neighbouring rows share pages), and moves the snapshot's position to `position`.
+  Status<StoreError> write_snapshot(const std::vector<WalletWrite>& batch, std::int64_t position) {
+    std::unordered_map<std::string_view, const WalletState*> latest;
+    latest.reserve(changed.size() + batch.size());
+    for (const auto& [id, state] : changed) latest.emplace(id, &state);
+    for (const WalletWrite& write : batch) latest.insert_or_assign(write.state.id, &write.state);
+    std::vector<const WalletState*> ordered;
+    ordered.reserve(latest.size());
+    for (const auto& [id, state] : latest) ordered.push_back(state);
+    std::sort(ordered.begin(), ordered.end(),
+              [](const WalletState* a, const WalletState* b) { return a->id < b->id; });
+    for (const WalletState* wallet : ordered) {
+      Statement& s = upsert_wallet;
+      s.bind(1, wallet->id);
+      s.bind(2, wallet->owner_id);
+      s.bind(3, wallet->balance.minor());
+      s.bind(4, wallet->version);
+      s.bind(5, wallet->created_at_ms);
+      s.bind(6, wallet->updated_at_ms);
+      if (auto st = run(s, "writing the write model's snapshot"); !st) return st;
+    }
+    set_snapshot_position.bind(1, position);
+    return run(set_snapshot_position, "moving the write model's snapshot");
+  }
+
   Result<std::vector<StoredEvent>, StoreError> collect_events(Statement& statement) {
     std::vector<StoredEvent> events;
     int rc = SQLITE_OK;
@@ -258,7 +323,21 @@ struct SqliteStore::Impl {
 };
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SqliteStore::~SqliteStore() = default;
+// A store that closes in good order leaves its snapshot complete, so that the next open replays
+// nothing. Not needed for correctness: if this fails, or the process dies first, the next open
+// replays the events after the older snapshot.
+SqliteStore::~SqliteStore() {
+  Impl& impl = *impl_;
+  if (!impl.options.snapshot_at_close || impl.failure.failed.load() || impl.changed.empty()) return;
+  Status<StoreError> written = impl.run(impl.begin, "begin");
+  if (written) written = impl.write_snapshot({}, impl.last_position);
+  if (written) written = impl.run(impl.commit, "commit");
+  if (!written) {
+    (void)impl.run(impl.rollback, "rollback");
+    log::warn("the write model's snapshot was not written at close (the next start replays the "
+              "log after the older one): " + written.error().message);
+  }
+}
 
 namespace {
 
@@ -358,6 +437,15 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
       !s) {
     return fail(s.error());
   }
+  auto user_version = impl->pragma_int("PRAGMA user_version");
+  if (!user_version) return fail(user_version.error());
+  if (user_version.value() == 1) {
+    const std::string script = std::string("BEGIN IMMEDIATE;") + kMigrateFrom1 + "COMMIT;";
+    if (auto s = impl->exec(script.c_str(), "migrating " + path + " to schema version 2"); !s) {
+      return fail(s.error());
+    }
+  }
+  impl->options = options;
   if (auto s = impl->prepare_all(); !s) return fail(s.error());
   // The checkpoint connection fsyncs the database file before the WAL may be reused
   // (synchronous=FULL). A failed write or fsync of the database file latches the failure: the
@@ -386,6 +474,10 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   // Commits of an earlier process that was killed before syncing them are in the log now and
   // will be served and projected: make them durable first.
   if (auto synced = store->sync(); !synced) return fail(synced.error());
+  auto image = read_write_model(store->impl_->db);
+  if (!image) return fail(refuse(image.error()));
+  store->impl_->snapshot_position = image.value().snapshot_position;
+  store->impl_->changed = std::move(image.value().changed);
   return store;
 }
 
@@ -415,14 +507,109 @@ WalletState wallet_from_row(const Statement& s) {
 
 }  // namespace
 
+std::vector<WalletState> WriteModelImage::wallets() const {
+  std::vector<WalletState> all;
+  all.reserve(snapshot.size() + changed.size());
+  for (const WalletState& row : snapshot) {
+    if (!changed.contains(row.id)) all.push_back(row);
+  }
+  for (const auto& [id, state] : changed) all.push_back(state);
+  std::sort(all.begin(), all.end(),
+            [](const WalletState& a, const WalletState& b) { return a.id < b.id; });
+  return all;
+}
+
+Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
+  const bool own_transaction = sqlite3_get_autocommit(db) != 0;
+  const auto query = [db](Statement& s, const char* sql) -> Status<StoreError> {
+    const int rc = s.prepare(db, sql);
+    if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, "reading the write model"));
+    return Ok{};
+  };
+  Statement begin, end, version, position, rows, events;
+  if (auto st = query(version, "PRAGMA user_version"); !st) return fail(st.error());
+  if (own_transaction) {
+    if (auto st = query(begin, "BEGIN"); !st) return fail(st.error());
+    if (auto st = query(end, "COMMIT"); !st) return fail(st.error());
+    if (begin.step() != SQLITE_DONE) return fail(sqlite_error(db, SQLITE_ERROR, "begin read"));
+  }
+  auto read = [&]() -> Result<WriteModelImage, StoreError> {
+    WriteModelImage image;
+    if (version.step() != SQLITE_ROW) return fail(sqlite_error(db, SQLITE_ERROR, "user_version"));
+    const bool has_snapshot_position = version.int64(0) >= 2;
+    if (has_snapshot_position) {
+      if (auto st = query(position, "SELECT position FROM write_model WHERE id = 1"); !st) {
+        return fail(st.error());
+      }
+      const int rc = position.step();
+      if (rc != SQLITE_ROW) {
+        return fail(rc == SQLITE_DONE ? StoreError{StoreErrorKind::kCorrupt,
+                                                   "the write model's snapshot position is missing"}
+                                      : sqlite_error(db, rc, "reading the snapshot position"));
+      }
+      image.snapshot_position = position.int64(0);
+    }
+    if (auto st = query(rows, "SELECT id, owner_id, balance_minor, version, created_at_ms,"
+                              " updated_at_ms FROM wallets ORDER BY id");
+        !st) {
+      return fail(st.error());
+    }
+    int rc = SQLITE_OK;
+    while ((rc = rows.step()) == SQLITE_ROW) image.snapshot.push_back(wallet_from_row(rows));
+    if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "loading wallets"));
+    if (!has_snapshot_position) return image;
+
+    // The rows of the wallets the events touch, found by id (the snapshot is sorted by id).
+    const auto snapshot_row = [&image](const std::string& id) -> const WalletState* {
+      const auto it = std::lower_bound(
+          image.snapshot.begin(), image.snapshot.end(), id,
+          [](const WalletState& row, const std::string& key) { return row.id < key; });
+      return it != image.snapshot.end() && it->id == id ? &*it : nullptr;
+    };
+    if (auto st = query(events, "SELECT position, wallet_id, version, type, data, metadata"
+                                " FROM events WHERE position > ?1 ORDER BY position");
+        !st) {
+      return fail(st.error());
+    }
+    events.bind(1, image.snapshot_position);
+    while ((rc = events.step()) == SQLITE_ROW) {
+      auto decoded = decode_stored_event(events.int64(0), events.text(1), events.int64(2),
+                                         events.text(3), events.text(4), events.text(5));
+      if (!decoded) return fail(StoreError{StoreErrorKind::kCorrupt, decoded.error()});
+      const Event& event = decoded.value().event;
+      std::optional<WalletState> before;
+      if (const auto it = image.changed.find(event.wallet_id); it != image.changed.end()) {
+        before = it->second;
+      } else if (const WalletState* row = snapshot_row(event.wallet_id)) {
+        before = *row;
+      }
+      auto after = replay(before, event);
+      if (!after) {
+        return fail(StoreError{StoreErrorKind::kCorrupt,
+                               "the log does not continue the write model's snapshot at position " +
+                                   std::to_string(events.int64(0)) + ": " + after.error()});
+      }
+      image.changed.insert_or_assign(event.wallet_id, std::move(after).value());
+    }
+    if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "reading events"));
+    return image;
+  };
+  auto image = read();
+  if (own_transaction) {
+    version.reset();
+    rows.reset();
+    events.reset();
+    position.reset();
+    const int rc = end.step();
+    if (rc != SQLITE_DONE && image) return fail(sqlite_error(db, rc, "end read"));
+  }
+  return image;
+}
+
 Result<std::vector<WalletState>, StoreError> SqliteStore::load_wallets() {
-  Statement& s = impl_->select_wallets;
-  ResetOnExit reset(s);
-  std::vector<WalletState> wallets;
-  int rc = SQLITE_OK;
-  while ((rc = s.step()) == SQLITE_ROW) wallets.push_back(wallet_from_row(s));
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, rc, "loading wallets"));
-  return wallets;
+  auto image = read_write_model(impl_->db);
+  if (!image) return fail(image.error());
+  return image.value().wallets();
 }
 
 Result<std::vector<WalletState>, StoreError> SqliteStore::read_wallets(
@@ -430,6 +617,10 @@ Result<std::vector<WalletState>, StoreError> SqliteStore::read_wallets(
   Statement& s = impl_->select_wallet;
   std::vector<WalletState> wallets;
   for (const std::string& id : ids) {
+    if (const auto it = impl_->changed.find(id); it != impl_->changed.end()) {
+      wallets.push_back(it->second);
+      continue;
+    }
     ResetOnExit reset(s);
     s.bind(1, id);
     const int rc = s.step();
@@ -582,34 +773,34 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
                                  "write model of wallet " + wallet.id + " at version " +
                                      std::to_string(wallet.version) + " does not match its events"});
     }
-    if (write.expected_version < 0) {
-      Statement& s = impl.insert_wallet;
-      s.bind(1, wallet.id);
-      s.bind(2, wallet.owner_id);
-      s.bind(3, wallet.balance.minor());
-      s.bind(4, wallet.version);
-      s.bind(5, wallet.created_at_ms);
-      s.bind(6, wallet.updated_at_ms);
-      if (auto st = impl.run(s, "creating a wallet"); !st) return rollback(st.error());
-    } else {
-      Statement& s = impl.update_wallet;
-      s.bind(1, wallet.id);
-      s.bind(2, wallet.balance.minor());
-      s.bind(3, wallet.version);
-      s.bind(4, wallet.updated_at_ms);
-      s.bind(5, write.expected_version);
-      if (auto st = impl.run(s, "updating the write model"); !st) return rollback(st.error());
-      if (sqlite3_changes(impl.db) != 1) {
-        return rollback(StoreError{StoreErrorKind::kConflict,
-                                   "wallet " + wallet.id + " is no longer at version " +
-                                       std::to_string(write.expected_version)});
-      }
+    auto current = impl.current_version(wallet.id);
+    if (!current) return rollback(current.error());
+    if (write.expected_version < 0 && current.value()) {
+      return rollback(StoreError{StoreErrorKind::kConflict, "wallet " + wallet.id + " exists already"});
     }
+    if (write.expected_version >= 0 && current.value() != write.expected_version) {
+      return rollback(StoreError{StoreErrorKind::kConflict,
+                                 "wallet " + wallet.id + " is no longer at version " +
+                                     std::to_string(write.expected_version)});
+    }
+  }
+  // The snapshot goes into this very transaction, so it always matches the log it ends at.
+  const bool snapshot =
+      position - impl.snapshot_position >= impl.options.snapshot_events_max ||
+      impl.changed.size() + batch.wallets.size() > impl.options.snapshot_wallets_max;
+  if (snapshot) {
+    if (auto s = impl.write_snapshot(batch.wallets, position); !s) return rollback(s.error());
   }
   if (auto s = impl.run(impl.commit, "commit"); !s) return rollback(s.error());
   // Committed, not yet durable: the log's head moves on (the next batch continues it); the
   // batch is acknowledged only after a sync() that began after this returned.
   impl.last_position = position;
+  if (snapshot) {
+    impl.changed.clear();
+    impl.snapshot_position = position;
+  } else {
+    for (const WalletWrite& write : batch.wallets) impl.changed.insert_or_assign(write.state.id, write.state);
+  }
   result.last_position = position;
   return result;
 }

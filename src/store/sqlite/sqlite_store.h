@@ -3,7 +3,8 @@
 // (on another thread while the writer goes on); commit() is both, so a returned commit has been
 // fsync'd. The only file that includes sqlite3.h.
 //
-// Layout: <data_dir>/wallex.db. The schema version lives in PRAGMA user_version; a file written
+// Layout: <data_dir>/wallex.db: the log (events), the idempotency records, and the write model's
+// snapshot (wallets, as of write_model.position). The schema version lives in PRAGMA user_version; a file written
 // by a newer schema is refused (StoreErrorKind::kSchemaTooNew), a file that is not a Wallex store
 // is refused (kCorrupt).
 #pragma once
@@ -15,7 +16,9 @@
 
 namespace wallex {
 
-inline constexpr int kSqliteSchemaVersion = 1;
+// 2: the write_model table (the wallets table became a snapshot; a file of version 1 is migrated
+// at open).
+inline constexpr int kSqliteSchemaVersion = 2;
 
 class SqliteStore final : public EventStore {
  public:
@@ -24,6 +27,16 @@ class SqliteStore final : public EventStore {
     // is refused with kCorrupt instead of served. Reads every page once (about 0.1 s per 100k
     // events here, see docs/crash-safety.md).
     bool check_integrity = true;
+    // The write model's snapshot (the wallets table, write_model.h) goes into the commit that
+    // ends snapshot_events_max or more events after the last snapshot, or that would leave more
+    // than snapshot_wallets_max wallets changed since it. Between snapshots a commit writes the
+    // events only; the wallets it changed are kept in memory, and replayed from the log at open
+    // (at most about snapshot_events_max events). 1 and 0 write it with every commit.
+    std::int64_t snapshot_events_max = 65'536;
+    std::size_t snapshot_wallets_max = 4'096;
+    // Write the snapshot when the store closes in good order (false: the next open replays the
+    // log after the last snapshot, as after a crash; for tests of that replay).
+    bool snapshot_at_close = true;
   };
   // Creates the directory and a new store when wallex.db does not exist (written under another
   // name and renamed into place). An existing wallex.db must be a complete Wallex store: an empty,

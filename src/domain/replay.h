@@ -1,7 +1,8 @@
-// Replay: the one definition of "what an event does to a wallet" on the read side, with every
-// invariant checked and reported as a value. The write side's domain::apply stops the process on
-// a broken invariant (it decided the event itself); the read side only reads the log, so a bad
-// event there makes the projector stuck (and verify fail) instead of killing the service.
+// Replay: the one definition of "what an event does to a wallet" for code that reads the log
+// instead of deciding it, with every invariant checked and reported as a value. The writer's
+// domain::apply stops the process on a broken invariant (it decided the event itself); a reader
+// of the log reports a bad event instead: the projectors get stuck (and verify fails), and the
+// SQLite store refuses to open when the events after its write-model snapshot do not replay.
 #pragma once
 
 #include <optional>

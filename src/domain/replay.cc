@@ -1,4 +1,4 @@
-#include "projection/replay.h"
+#include "domain/replay.h"
 
 namespace wallex {
 
