@@ -74,12 +74,26 @@ class SqliteStoreTest : public ::testing::Test {
     sqlite3_close(db);
     return value;
   }
+  std::unique_ptr<SqliteStore> open_store(std::int64_t snapshot_events_max = 65'536,
+                                          std::size_t snapshot_wallets_max = 4'096,
+                                          bool snapshot_at_close = true) {
+    SqliteStore::OpenOptions options;
+    options.snapshot_events_max = snapshot_events_max;
+    options.snapshot_wallets_max = snapshot_wallets_max;
+    options.snapshot_at_close = snapshot_at_close;
+    auto store = SqliteStore::open(dir_, options);
+    EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
+    return store ? std::move(store).value() : nullptr;
+  }
+  static void create(EventStore& store, const std::string& id) {
+    CommitBatch batch;
+    batch.entries.push_back(entry({created(id)}));
+    batch.wallets = {write(id, "0", 0)};
+    ASSERT_TRUE(store.commit(batch).ok());
+  }
   // Creates wallet "a" and credits it 1.00 `credits` times, one commit each.
   static void create_and_credit(EventStore& store, int credits) {
-    CommitBatch create;
-    create.entries.push_back(entry({created("a")}));
-    create.wallets = {write("a", "0", 0)};
-    ASSERT_TRUE(store.commit(create).ok());
+    create(store, "a");
     for (int version = 1; version <= credits; ++version) {
       CommitBatch credit;
       credit.entries.push_back(entry({credited("a", version, "1")}));
@@ -170,25 +184,22 @@ TEST_F(SqliteStoreTest, UsesWalWithFullSynchronousCommits) {
 
 
 TEST_F(SqliteStoreTest, CommitsBetweenSnapshotsWriteTheLogOnlyAndOpenReplaysIt) {
-  SqliteStore::OpenOptions options;
-  options.snapshot_events_max = 4;
-  options.snapshot_at_close = false;  // closed as if killed
   {
-    auto store = SqliteStore::open(dir_, options);
-    ASSERT_TRUE(store.ok());
-    create_and_credit(*store.value(), 2);  // positions 1..3: below the threshold
-    EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "2", 2)});
+    auto store = open_store(4, 4'096, false);  // closed as if killed
+    ASSERT_NE(store, nullptr);
+    create_and_credit(*store, 2);  // positions 1..3: below the threshold
+    EXPECT_EQ(store->load_wallets().value(), std::vector{state("a", "2", 2)});
   }
   EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 0);
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 0);
   {
-    auto store = SqliteStore::open(dir_, options);  // replays positions 1..3
-    ASSERT_TRUE(store.ok());
-    EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "2", 2)});
+    auto store = open_store(4, 4'096, false);  // replays positions 1..3
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->load_wallets().value(), std::vector{state("a", "2", 2)});
     CommitBatch credit;  // position 4: the snapshot goes into this commit
     credit.entries.push_back(entry({credited("a", 3, "1")}));
     credit.wallets = {write("a", "3", 3, 2)};
-    ASSERT_TRUE(store.value()->commit(credit).ok());
+    ASSERT_TRUE(store->commit(credit).ok());
   }
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
   EXPECT_EQ(sql_int("SELECT balance_minor FROM wallets WHERE id = 'a'"), 300);
@@ -197,9 +208,9 @@ TEST_F(SqliteStoreTest, CommitsBetweenSnapshotsWriteTheLogOnlyAndOpenReplaysIt) 
 
 TEST_F(SqliteStoreTest, AStoreClosedInGoodOrderLeavesItsSnapshotComplete) {
   {
-    auto store = SqliteStore::open(dir_);  // the default thresholds: no snapshot while it runs
-    ASSERT_TRUE(store.ok());
-    create_and_credit(*store.value(), 2);
+    auto store = open_store();  // the default thresholds: no snapshot while it runs
+    ASSERT_NE(store, nullptr);
+    create_and_credit(*store, 2);
     EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 0);
   }
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 3);
@@ -207,28 +218,19 @@ TEST_F(SqliteStoreTest, AStoreClosedInGoodOrderLeavesItsSnapshotComplete) {
 }
 
 TEST_F(SqliteStoreTest, ASnapshotAlsoFollowsTheNumberOfChangedWallets) {
-  SqliteStore::OpenOptions options;
-  options.snapshot_wallets_max = 2;
-  auto store = SqliteStore::open(dir_, options);
-  ASSERT_TRUE(store.ok());
-  for (const char* id : {"a", "b", "c"}) {
-    CommitBatch create;
-    create.entries.push_back(entry({created(id)}));
-    create.wallets = {write(id, "0", 0)};
-    ASSERT_TRUE(store.value()->commit(create).ok());
-  }
+  auto store = open_store(65'536, 2);
+  ASSERT_NE(store, nullptr);
+  for (const char* id : {"a", "b", "c"}) create(*store, id);
   // The third wallet would have left three changed: that commit wrote all three.
   EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 3);
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 3);
 }
 
 TEST_F(SqliteStoreTest, AStoreOfSchemaVersion1IsMigratedWithItsRowsAsTheSnapshot) {
-  SqliteStore::OpenOptions each_commit;
-  each_commit.snapshot_events_max = 1;
   {
-    auto store = SqliteStore::open(dir_, each_commit);
-    ASSERT_TRUE(store.ok());
-    create_and_credit(*store.value(), 3);
+    auto store = open_store(1);  // a snapshot with every commit
+    ASSERT_NE(store, nullptr);
+    create_and_credit(*store, 3);
   }
   // What version 1 left: the same rows, written with every commit, and no write_model table.
   sql("DROP TABLE write_model; PRAGMA user_version = 1");
@@ -240,16 +242,14 @@ TEST_F(SqliteStoreTest, AStoreOfSchemaVersion1IsMigratedWithItsRowsAsTheSnapshot
 }
 
 TEST_F(SqliteStoreTest, ALogThatDoesNotContinueTheSnapshotIsRefusedAtOpen) {
-  SqliteStore::OpenOptions options;
-  options.snapshot_events_max = 2;
-  options.snapshot_at_close = false;
   {
-    auto store = SqliteStore::open(dir_, options);
-    ASSERT_TRUE(store.ok());
-    create_and_credit(*store.value(), 2);  // snapshot at position 2, position 3 after it
+    auto store = open_store(2, 4'096, false);
+    ASSERT_NE(store, nullptr);
+    create_and_credit(*store, 2);  // snapshot at position 2, position 3 after it
   }
   ASSERT_EQ(sql_int("SELECT position FROM write_model"), 2);
   sql("UPDATE wallets SET version = 5 WHERE id = 'a'");
+  SqliteStore::OpenOptions options;
   auto store = SqliteStore::open(dir_, options);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.error().kind, StoreErrorKind::kCorrupt);
