@@ -90,11 +90,7 @@ Status<StoreError> FedEventLog::read_events_into(std::int64_t after_position, st
 
 Result<std::vector<LoggedEvent>, StoreError> FedEventLog::read_events(std::int64_t after_position,
                                                                       std::size_t limit) {
-  std::vector<LoggedEvent> events;
-  if (auto read = read_events_into(after_position, limit, events); !read) {
-    return fail(read.error());
-  }
-  return events;
+  return read_events_via_into(after_position, limit);
 }
 
 }  // namespace wallex

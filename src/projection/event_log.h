@@ -44,6 +44,17 @@ class EventLog {
   // while a live server commits (verify compares both halves of one moment).
   virtual Status<StoreError> begin_snapshot() = 0;
   virtual void end_snapshot() = 0;
+
+ protected:
+  // read_events for a log whose own reading is read_events_into: a fresh vector filled by it.
+  Result<std::vector<LoggedEvent>, StoreError> read_events_via_into(std::int64_t after_position,
+                                                                    std::size_t limit) {
+    std::vector<LoggedEvent> events;
+    if (auto read = read_events_into(after_position, limit, events); !read) {
+      return fail(read.error());
+    }
+    return events;
+  }
 };
 
 // A stored event with the log's own encoding of its documents (what every EventLog hands out,

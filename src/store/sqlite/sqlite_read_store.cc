@@ -1443,9 +1443,7 @@ Result<std::unique_ptr<SqliteEventLog>, StoreError> SqliteEventLog::open(
 
 Result<std::vector<LoggedEvent>, StoreError> SqliteEventLog::read_events(
     std::int64_t after_position, std::size_t limit) {
-  std::vector<LoggedEvent> events;
-  if (auto s = read_events_into(after_position, limit, events); !s) return fail(s.error());
-  return events;
+  return read_events_via_into(after_position, limit);
 }
 
 Status<StoreError> SqliteEventLog::read_events_into(std::int64_t after_position,
