@@ -120,7 +120,7 @@ struct SqliteStore::Impl {
   std::unordered_map<std::string, WalletState> changed;
   OpenOptions options;
   Statement insert_event, upsert_wallet, select_version, set_snapshot_position, upsert_idempotency,
-      find_idempotency, select_wallets, select_wallet, purge_idempotency, read_events, max_position,
+      find_idempotency, select_wallet, purge_idempotency, read_events, max_position,
       begin, commit, rollback, begin_read;
 
   ~Impl() {
@@ -212,8 +212,6 @@ struct SqliteStore::Impl {
         {&find_idempotency,
          "SELECT fingerprint, status, body, position, created_at_ms FROM idempotency_keys"
          " WHERE key = ?1"},
-        {&select_wallets,
-         "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"},
         {&select_wallet,
          "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"
          " WHERE id = ?1"},
@@ -531,11 +529,11 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
   if (own_transaction) {
     if (auto st = query(begin, "BEGIN"); !st) return fail(st.error());
     if (auto st = query(end, "COMMIT"); !st) return fail(st.error());
-    if (begin.step() != SQLITE_DONE) return fail(sqlite_error(db, SQLITE_ERROR, "begin read"));
+    if (const int rc = begin.step(); rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "begin read"));
   }
   auto read = [&]() -> Result<WriteModelImage, StoreError> {
     WriteModelImage image;
-    if (version.step() != SQLITE_ROW) return fail(sqlite_error(db, SQLITE_ERROR, "user_version"));
+    if (const int rc = version.step(); rc != SQLITE_ROW) return fail(sqlite_error(db, rc, "user_version"));
     const bool has_snapshot_position = version.int64(0) >= 2;
     if (has_snapshot_position) {
       if (auto st = query(position, "SELECT position FROM write_model WHERE id = 1"); !st) {
