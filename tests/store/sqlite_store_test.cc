@@ -220,10 +220,17 @@ TEST_F(SqliteStoreTest, AStoreClosedInGoodOrderLeavesItsSnapshotComplete) {
 TEST_F(SqliteStoreTest, ASnapshotAlsoFollowsTheNumberOfChangedWallets) {
   auto store = open_store(65'536, 2);
   ASSERT_NE(store, nullptr);
-  for (const char* id : {"a", "b", "c"}) create(*store, id);
-  // The third wallet would have left three changed: that commit wrote all three.
+  create(*store, "a");
+  create(*store, "b");
+  CommitBatch credit;  // a wallet changed already: still two changed, no snapshot
+  credit.entries.push_back(entry({credited("a", 1, "1")}));
+  credit.wallets = {write("a", "1", 1, 0)};
+  ASSERT_TRUE(store->commit(credit).ok());
+  EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 0);
+  // A third wallet would have left three changed: that commit wrote all three.
+  create(*store, "c");
   EXPECT_EQ(sql_int("SELECT count(*) FROM wallets"), 3);
-  EXPECT_EQ(sql_int("SELECT position FROM write_model"), 3);
+  EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
 }
 
 TEST_F(SqliteStoreTest, AStoreOfSchemaVersion1IsMigratedWithItsRowsAsTheSnapshot) {

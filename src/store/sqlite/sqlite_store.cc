@@ -120,7 +120,7 @@ struct SqliteStore::Impl {
   std::unordered_map<std::string, WalletState> changed;
   OpenOptions options;
   Statement insert_event, upsert_wallet, select_version, set_snapshot_position, upsert_idempotency,
-      find_idempotency, select_wallet, purge_idempotency, read_events, max_position,
+      find_idempotency, select_wallets, select_wallet, purge_idempotency, read_events, max_position,
       begin, commit, rollback, begin_read;
 
   ~Impl() {
@@ -212,6 +212,9 @@ struct SqliteStore::Impl {
         {&find_idempotency,
          "SELECT fingerprint, status, body, position, created_at_ms FROM idempotency_keys"
          " WHERE key = ?1"},
+        {&select_wallets,
+         "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"
+         " ORDER BY id"},
         {&select_wallet,
          "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"
          " WHERE id = ?1"},
@@ -503,9 +506,19 @@ WalletState wallet_from_row(const Statement& s) {
   return w;
 }
 
+// Every row of the wallets table, by id, through `s` (SELECT kWalletColumns ... ORDER BY id).
+Status<StoreError> read_wallet_rows(sqlite3* db, Statement& s, std::vector<WalletState>& rows) {
+  ResetOnExit reset(s);
+  int rc = SQLITE_OK;
+  while ((rc = s.step()) == SQLITE_ROW) rows.push_back(wallet_from_row(s));
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "loading wallets"));
+  return Ok{};
+}
+
 }  // namespace
 
-std::vector<WalletState> WriteModelImage::wallets() const {
+std::vector<WalletState> current_wallets(const std::vector<WalletState>& snapshot,
+                                         const std::unordered_map<std::string, WalletState>& changed) {
   std::vector<WalletState> all;
   all.reserve(snapshot.size() + changed.size());
   for (const WalletState& row : snapshot) {
@@ -552,9 +565,7 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
         !st) {
       return fail(st.error());
     }
-    int rc = SQLITE_OK;
-    while ((rc = rows.step()) == SQLITE_ROW) image.snapshot.push_back(wallet_from_row(rows));
-    if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "loading wallets"));
+    if (auto st = read_wallet_rows(db, rows, image.snapshot); !st) return fail(st.error());
     if (!has_snapshot_position) return image;
 
     // The rows of the wallets the events touch, found by id (the snapshot is sorted by id).
@@ -570,6 +581,7 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
       return fail(st.error());
     }
     events.bind(1, image.snapshot_position);
+    int rc = SQLITE_OK;
     while ((rc = events.step()) == SQLITE_ROW) {
       auto decoded = decode_stored_event(events.int64(0), events.text(1), events.int64(2),
                                          events.text(3), events.text(4), events.text(5));
@@ -595,7 +607,6 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
   auto image = read();
   if (own_transaction) {
     version.reset();
-    rows.reset();
     events.reset();
     position.reset();
     const int rc = end.step();
@@ -604,10 +615,14 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
   return image;
 }
 
+// The snapshot's rows with the wallets changed since it, which this store keeps in memory (open()
+// replayed them from the log, write() keeps them current): no replay here.
 Result<std::vector<WalletState>, StoreError> SqliteStore::load_wallets() {
-  auto image = read_write_model(impl_->db);
-  if (!image) return fail(image.error());
-  return image.value().wallets();
+  std::vector<WalletState> rows;
+  if (auto st = read_wallet_rows(impl_->db, impl_->select_wallets, rows); !st) {
+    return fail(st.error());
+  }
+  return current_wallets(rows, impl_->changed);
 }
 
 Result<std::vector<WalletState>, StoreError> SqliteStore::read_wallets(
@@ -764,6 +779,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       if (auto st = impl.run(s, "recording an idempotency key"); !st) return rollback(st.error());
     }
   }
+  std::size_t newly_changed = 0;  // wallets of this batch not changed since the snapshot
   for (const WalletWrite& write : batch.wallets) {
     const WalletState& wallet = write.state;
     if (next_version.at(wallet.id) != wallet.version + 1) {
@@ -773,6 +789,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
     }
     auto current = impl.current_version(wallet.id);
     if (!current) return rollback(current.error());
+    if (!impl.changed.contains(wallet.id)) ++newly_changed;
     if (write.expected_version < 0 && current.value()) {
       return rollback(StoreError{StoreErrorKind::kConflict, "wallet " + wallet.id + " exists already"});
     }
@@ -785,7 +802,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   // The snapshot goes into this very transaction, so it always matches the log it ends at.
   const bool snapshot =
       position - impl.snapshot_position >= impl.options.snapshot_events_max ||
-      impl.changed.size() + batch.wallets.size() > impl.options.snapshot_wallets_max;
+      impl.changed.size() + newly_changed > impl.options.snapshot_wallets_max;
   if (snapshot) {
     if (auto s = impl.write_snapshot(batch.wallets, position); !s) return rollback(s.error());
   }

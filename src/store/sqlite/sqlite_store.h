@@ -4,9 +4,9 @@
 // fsync'd. The only file that includes sqlite3.h.
 //
 // Layout: <data_dir>/wallex.db: the log (events), the idempotency records, and the write model's
-// snapshot (wallets, as of write_model.position). The schema version lives in PRAGMA user_version; a file written
-// by a newer schema is refused (StoreErrorKind::kSchemaTooNew), a file that is not a Wallex store
-// is refused (kCorrupt).
+// snapshot (wallets, as of write_model.position). The schema version lives in PRAGMA
+// user_version; a file written by a newer schema is refused (StoreErrorKind::kSchemaTooNew), a
+// file that is not a Wallex store is refused (kCorrupt).
 #pragma once
 
 #include <memory>

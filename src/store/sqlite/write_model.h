@@ -17,12 +17,16 @@ struct sqlite3;
 
 namespace wallex {
 
+// Every wallet: the snapshot's rows with the changed states over them, by id.
+std::vector<WalletState> current_wallets(
+    const std::vector<WalletState>& snapshot,
+    const std::unordered_map<std::string, WalletState>& changed);
+
 struct WriteModelImage {
   std::int64_t snapshot_position = 0;
   std::vector<WalletState> snapshot;                     // the wallets table, by id
   std::unordered_map<std::string, WalletState> changed;  // after snapshot_position, replayed
-  // Every wallet: the snapshot's rows with the changed states over them, by id.
-  std::vector<WalletState> wallets() const;
+  std::vector<WalletState> wallets() const { return current_wallets(snapshot, changed); }
 };
 
 // Reads the snapshot and replays the events after it, in one read transaction (or in the
