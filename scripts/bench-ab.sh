@@ -11,7 +11,9 @@
 # OPERATIONS operations with WORKERS connections (closed loop, no verification), wait until the
 # projections have caught up again (their share of the run is counted, not left to the next
 # one), read the CPU times again. Prints each run (ops/s and µs per operation by thread name)
-# and, per build, the median of every column. The client is the release wallex-bench of this
+# and, per build, the median of every column; then the same for the time each thread was
+# runnable but waited for a core (/proc/<pid>/task/*/schedstat), which shows how the threads of
+# a request queue behind each other on two cores. The client is the release wallex-bench of this
 # tree (WALLEX_BENCH_BIN to change it).
 set -euo pipefail
 
@@ -69,10 +71,12 @@ run() {
     --operations "$warmup" --workers "$workers" --no-verify >/dev/null
   wait_caught_up
   thread_ticks "$pid" >"$work/$index-$round.before"
+  thread_waits "$pid" >"$work/$index-$round.waits-before"
   "$bench" --url "$url" --quiet --json "$work/$index-$round.json" --scenario "$scenario" \
     --wallets "$wallets" --operations "$operations" --workers "$workers" --no-verify >/dev/null
   wait_caught_up
   thread_ticks "$pid" >"$work/$index-$round.after"
+  thread_waits "$pid" >"$work/$index-$round.waits-after"
   kill -TERM "$pid"
   wait "$pid" || true
   pid=""
@@ -98,28 +102,41 @@ def ticks(path):
         out[name] = out.get(name, 0) + int(value)
     return out
 
-rows = {0: [], 1: []}
-for round_ in range(1, pairs + 1):
-    for index in (0, 1):
-        before = ticks(f"{work}/{index}-{round_}.before")
-        after = ticks(f"{work}/{index}-{round_}.after")
-        us = {name.replace("wallex-", ""): (after[name] - before.get(name, 0)) * 1e6 / ticks_per_s / operations
-              for name in after}
-        us["server"] = sum(us.values())
-        report = json.load(open(f"{work}/{index}-{round_}.json"))
-        us["ops/s"] = float(report["phases"]["operations"]["requestsPerSecond"])
-        rows[index].append(us)
+def per_operation(kind, scale):
+    """{build index: [{thread: µs per operation}, ...]} from the files <index>-<round>.<kind>."""
+    rows = {0: [], 1: []}
+    for round_ in range(1, pairs + 1):
+        for index in (0, 1):
+            before = ticks(f"{work}/{index}-{round_}.{kind}before")
+            after = ticks(f"{work}/{index}-{round_}.{kind}after")
+            us = {name.replace("wallex-", ""): (after[name] - before.get(name, 0)) * scale / operations
+                  for name in after}
+            us["server"] = sum(us.values())
+            report = json.load(open(f"{work}/{index}-{round_}.json"))
+            us["ops/s"] = float(report["phases"]["operations"]["requestsPerSecond"])
+            rows[index].append(us)
+    return rows
 
-columns = ["ops/s", "server"] + sorted({c for r in rows[0] + rows[1] for c in r} - {"ops/s", "server"})
-columns = [c for c in columns if any(r.get(c, 0) > 0.05 for r in rows[0] + rows[1])]
-print("µs of CPU per operation by server thread (ops/s as measured); medians last")
-print("build round " + " ".join(f"{c:>9}" for c in columns))
-def line(label, values):
-    return label + " " + " ".join(f"{values.get(c, 0):9.0f}" if c == "ops/s" else f"{values.get(c, 0):9.1f}" for c in columns)
-for round_ in range(pairs):
+def table(title, rows):
+    columns = ["ops/s", "server"] + sorted({c for r in rows[0] + rows[1] for c in r} - {"ops/s", "server"})
+    columns = [c for c in columns if any(r.get(c, 0) > 0.05 for r in rows[0] + rows[1])]
+    print(title)
+    print("build round " + " ".join(f"{c:>9}" for c in columns))
+    def line(label, values):
+        return label + " " + " ".join(f"{values.get(c, 0):9.0f}" if c == "ops/s" else f"{values.get(c, 0):9.1f}" for c in columns)
+    for round_ in range(pairs):
+        for index in (0, 1):
+            print(line(f"{'AB'[index]:>5} {round_ + 1:>5}", rows[index][round_]))
     for index in (0, 1):
-        print(line(f"{'AB'[index]:>5} {round_ + 1:>5}", rows[index][round_]))
-for index in (0, 1):
-    median = {c: statistics.median(r.get(c, 0) for r in rows[index]) for c in columns}
-    print(line(f"{'AB'[index]:>5} {'med':>5}", median))
+        median = {c: statistics.median(r.get(c, 0) for r in rows[index]) for c in columns}
+        print(line(f"{'AB'[index]:>5} {'med':>5}", median))
+
+table("µs of CPU per operation by server thread (ops/s as measured); medians last",
+      per_operation("", 1e6 / ticks_per_s))
+# Time runnable but without a core: on two cores, how long each stage of a request waited for
+# the others to give one up (schedstat; the "server" column sums the threads).
+waits = per_operation("waits-", 1e-3)
+if any(r["server"] > 0 for r in waits[0] + waits[1]):
+    print()
+    table("µs waiting for a core per operation by server thread; medians last", waits)
 PY

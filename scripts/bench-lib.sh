@@ -28,3 +28,14 @@ thread_ticks() {
       "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
   done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
 }
+
+# thread_waits <pid>: the time every thread of <pid> spent runnable but waiting for a core
+# (nanoseconds, the second field of /proc/<pid>/task/<tid>/schedstat), summed over threads of one
+# name: "<name> <ns>" lines. Empty on a kernel without schedstats.
+thread_waits() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
+      "$(awk '{print $2}' "$task/schedstat" 2>/dev/null)"
+  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
+}
