@@ -17,25 +17,22 @@ wait_for_server() {
   curl -fsS -o /dev/null "$url/health"
 }
 
-# thread_ticks <pid>: the CPU time (user + system, clock ticks) of every thread of <pid>, summed
-# over threads of one name: "<name> <ticks>" lines.
-thread_ticks() {
+# per_thread <pid> <file> <awk expression>: for every thread name of <pid>, the sum over its
+# threads of the expression on /proc/<pid>/task/<tid>/<file> (for stat, on the fields after the
+# closing parenthesis of the name): "<name> <sum>" lines.
+per_thread() {
   local task
   for task in /proc/"$1"/task/*; do
-    # /proc/<pid>/task/<tid>/stat: "<tid> (<name>) <state> ..."; utime and stime are fields 14
-    # and 15, i.e. 12 and 13 after the closing parenthesis.
     printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
-      "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
+      "$(sed 's/.*) //' "$task/$2" 2>/dev/null | awk "{print $3}")"
   done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
 }
 
-# thread_waits <pid>: the time every thread of <pid> spent runnable but waiting for a core
-# (nanoseconds, the second field of /proc/<pid>/task/<tid>/schedstat), summed over threads of one
-# name: "<name> <ns>" lines. Empty on a kernel without schedstats.
-thread_waits() {
-  local task
-  for task in /proc/"$1"/task/*; do
-    printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
-      "$(awk '{print $2}' "$task/schedstat" 2>/dev/null)"
-  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
-}
+# thread_ticks <pid>: the CPU time (user + system, clock ticks) of every thread name. In
+# /proc/<pid>/task/<tid>/stat, "<tid> (<name>) <state> ...", utime and stime are fields 14 and
+# 15, i.e. 12 and 13 after the closing parenthesis.
+thread_ticks() { per_thread "$1" stat '$12 + $13'; }
+
+# thread_waits <pid>: the time every thread name spent runnable but waiting for a core
+# (nanoseconds, the second field of schedstat). Empty on a kernel without schedstats.
+thread_waits() { per_thread "$1" schedstat '$2'; }
