@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
+
+#include <sqlite3.h>
 
 #include "projection/rebuild.h"
 #include "projection/verify.h"
@@ -510,6 +513,95 @@ TEST_F(VerifyTest, WithoutAReadSideFails) {
   auto report = verify(log(), nullptr);
   ASSERT_TRUE(report.ok());
   EXPECT_FALSE(report.value().ok());
+}
+
+// The per-wallet event copy of a data directory leaves each event's documents to the log beside
+// read.db and reads them back from it by position; a read side of its own keeps them.
+class EventCopyDocumentsTest : public ProjectionFixture {
+ protected:
+  std::int64_t count(const std::string& file, const std::string& query) {
+    sqlite3* db = nullptr;
+    const std::string path = (std::filesystem::path(dir_) / file).string();
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, query.c_str(), -1, &statement, nullptr), SQLITE_OK);
+    std::int64_t value = -1;
+    if (sqlite3_step(statement) == SQLITE_ROW) value = sqlite3_column_int64(statement, 0);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return value;
+  }
+  // Every event of the log against its copy in `store`, documents included.
+  void expect_copies_of_the_log(ReadStore& store) {
+    auto logged = log().read_events(0, 100'000);
+    ASSERT_TRUE(logged.ok()) << logged.error().message;
+    auto copied = store.scan_wallet_events(0, 100'000);
+    ASSERT_TRUE(copied.ok()) << copied.error().message;
+    ASSERT_EQ(copied.value().size(), logged.value().size());
+    for (std::size_t i = 0; i < copied.value().size(); ++i) {
+      const WalletEventRow& row = copied.value()[i];
+      const LoggedEvent& event = logged.value()[i];
+      EXPECT_EQ(row.position, event.position);
+      EXPECT_EQ(row.data, event.data_json) << "position " << row.position;
+      EXPECT_EQ(row.metadata, event.metadata_json) << "position " << row.position;
+    }
+    const LoggedEvent& last = logged.value().back();
+    auto history = store.wallet_events(last.event.wallet_id, last.event.version, 1);
+    ASSERT_TRUE(history.ok()) << history.error().message;
+    ASSERT_EQ(history.value().size(), 1u);
+    EXPECT_EQ(history.value().front().data, last.data_json);
+    EXPECT_EQ(history.value().front().metadata, last.metadata_json);
+  }
+};
+
+TEST_F(EventCopyDocumentsTest, AreReadFromTheLogBesideReadDb) {
+  workload(4, 30);
+  catch_up();
+  EXPECT_GT(count("read.db", "SELECT count(*) FROM wallet_events"), 30);
+  const std::string with_documents =
+      "SELECT count(*) FROM wallet_events WHERE data IS NOT NULL OR metadata IS NOT NULL";
+  EXPECT_EQ(count("read.db", with_documents), 0);
+  expect_copies_of_the_log(read_store());
+  // A second connection (the server's queries) reads them the same way.
+  auto queries = SqliteReadStore::open(dir_, SqliteReadStore::Access::kReadOnly);
+  ASSERT_TRUE(queries.ok()) << queries.error().message;
+  expect_copies_of_the_log(*queries.value());
+}
+
+TEST_F(EventCopyDocumentsTest, AReadSideOfItsOwnKeepsThem) {
+  workload(4, 30);
+  auto own = SqliteReadStore::open_file((std::filesystem::path(dir_) / "own.db").string(),
+                                        SqliteReadStore::Access::kReadWrite);
+  ASSERT_TRUE(own.ok()) << own.error().message;
+  ProjectionRunner projecting(log(), *own.value(), make_projectors(), clock_, {});
+  ASSERT_TRUE(projecting.open().ok());
+  ASSERT_TRUE(projecting.catch_up().ok());
+  EXPECT_GT(count("own.db", "SELECT count(*) FROM wallet_events"), 30);
+  EXPECT_EQ(
+      count("own.db", "SELECT count(*) FROM wallet_events WHERE data IS NULL OR metadata IS NULL"),
+      0);
+  expect_copies_of_the_log(*own.value());
+}
+
+TEST_F(EventCopyDocumentsTest, ACopyWithoutItsLogIsAnError) {
+  workload(2, 5);
+  catch_up();
+  // read.db opened as a file of its own: the documents it left to the log cannot be found.
+  auto alone = SqliteReadStore::open_file(SqliteReadStore::path_in(dir_),
+                                          SqliteReadStore::Access::kReadOnly);
+  ASSERT_TRUE(alone.ok()) << alone.error().message;
+  auto events = alone.value()->wallet_events("w0", 0, 10);
+  ASSERT_FALSE(events.ok());
+  EXPECT_EQ(events.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(events.error().message.find("no log beside it"), std::string::npos)
+      << events.error().message;
+  // An event the log lost: its copy cannot be completed either.
+  sql("wallex.db", "DELETE FROM events WHERE position = 1");
+  auto lost = read_store().scan_wallet_events(0, 10);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(lost.error().message.find("position 1: not in the log"), std::string::npos)
+      << lost.error().message;
 }
 
 }  // namespace

@@ -107,8 +107,8 @@ CREATE TABLE $wallet_events% (
   wallet_key          INTEGER NOT NULL,
   version             INTEGER NOT NULL CHECK (version >= 0),
   type                TEXT    NOT NULL,
-  data                TEXT    NOT NULL,
-  metadata            TEXT    NOT NULL,
+  data                TEXT,
+  metadata            TEXT,
   occurred_at_ms      INTEGER NOT NULL,
   balance_after_minor INTEGER NOT NULL CHECK (balance_after_minor >= 0)
 );
@@ -438,6 +438,8 @@ Result<WalletEventRow, StoreError> wallet_event_row(const Statement& s) {
   const std::optional<EventType> type = event_type_from_name(s.text(3));
   if (!type) return fail(corrupt(what + ": unknown type " + std::string(s.text(3))));
   r.type = *type;
+  // NULL (left empty here): the log's document (SqliteReadStore::Impl::log_path), which
+  // fill_documents reads. No document is ever empty text.
   r.data = std::string(s.text(4));
   r.metadata = std::string(s.text(5));
   r.occurred_at_ms = s.int64(6);
@@ -684,6 +686,13 @@ struct SqliteReadStore::Impl {
   sqlite3* db = nullptr;
   std::string data_dir;
   bool read_only = false;
+  // The embedded store's log (wallex.db beside read.db) when read.db was opened as part of a data
+  // directory that has one: the per-wallet event copy then stores no documents, which are the
+  // log's own, and a query reads them from the log by position (log_db, opened at the first
+  // such read). Empty for a read side of its own (a Kafka-built file): it keeps the documents.
+  std::string log_path;
+  sqlite3* log_db = nullptr;
+  Statement log_documents;
   enum class Rebuild { kNone, kNextTables, kSideFile } rebuild = Rebuild::kNone;
   std::vector<KeyRow> pending_ledger_keys, pending_event_keys;  // rebuild only, unsorted
   WriteStatements live;
@@ -699,6 +708,59 @@ struct SqliteReadStore::Impl {
   ~Impl() {
     // Statements are finalized after this body; sqlite3_close_v2 waits for them.
     sqlite3_close_v2(db);
+    sqlite3_close_v2(log_db);
+  }
+
+  // The read-only connection to the log and its one statement; on failure, neither.
+  Status<StoreError> open_log() {
+    StoreError error;
+    sqlite3* opened = open_connection(log_path, SQLITE_OPEN_READONLY, &error);
+    if (opened == nullptr) return fail(error);
+    const char* sql = "SELECT data, metadata FROM events WHERE position = ?1";
+    Status<StoreError> status = exec(opened, "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1;",
+                                     "configuring " + log_path);
+    if (status) {
+      if (const int rc = log_documents.prepare(opened, sql); rc != SQLITE_OK) {
+        status = fail(sqlite_error(opened, rc, sql));
+      }
+    }
+    if (!status) {
+      sqlite3_close_v2(opened);
+      return status;
+    }
+    log_db = opened;
+    return Ok{};
+  }
+
+  // Gives the rows whose documents were left to the log (read as empty text) the log's.
+  Status<StoreError> fill_documents(std::vector<WalletEventRow>& rows) {
+    for (WalletEventRow& row : rows) {
+      if (!row.data.empty() && !row.metadata.empty()) continue;
+      const std::string where = "wallet event at position " + std::to_string(row.position);
+      if (log_path.empty()) {
+        return fail(
+            corrupt(where + ": read.db holds no documents for it and has no log beside it"));
+      }
+      if (log_db == nullptr) {
+        if (auto s = open_log(); !s) return s;
+      }
+      ResetOnExit reset(log_documents);
+      log_documents.bind(1, row.position);
+      const int rc = log_documents.step();
+      if (rc == SQLITE_DONE) return fail(corrupt(where + ": not in the log " + log_path));
+      if (rc != SQLITE_ROW) {
+        return fail(sqlite_error(log_db, rc, "reading the documents of " + where));
+      }
+      if (row.data.empty()) row.data = std::string(log_documents.text(0));
+      if (row.metadata.empty()) row.metadata = std::string(log_documents.text(1));
+    }
+    return Ok{};
+  }
+  Result<std::vector<WalletEventRow>, StoreError> with_documents(
+      Result<std::vector<WalletEventRow>, StoreError> rows) {
+    if (!rows) return rows;
+    if (auto s = fill_documents(rows.value()); !s) return fail(s.error());
+    return rows;
   }
 
   WriteStatements& writes() { return next ? *next : live; }
@@ -855,7 +917,12 @@ std::string SqliteReadStore::path_in(const std::string& data_dir) {
 
 Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open(
     const std::string& data_dir, Access access) {
-  return open_file(path_in(data_dir), access);
+  auto store = open_file(path_in(data_dir), access);
+  if (!store) return store;
+  const std::string log = (std::filesystem::path(data_dir) / "wallex.db").string();
+  std::error_code ec;
+  if (std::filesystem::exists(log, ec)) store.value()->impl_->log_path = log;
+  return store;
 }
 
 Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
@@ -1126,8 +1193,13 @@ Status<StoreError> SqliteReadStore::insert_wallet_event(const WalletEventRow& ro
   s.bind(2, row.wallet_id);
   s.bind(3, row.version);
   s.bind(4, event_type_name(row.type));
-  s.bind(5, row.data);
-  s.bind(6, row.metadata);
+  if (impl_->log_path.empty()) {
+    s.bind(5, row.data);
+    s.bind(6, row.metadata);
+  } else {
+    s.bind_null(5);  // the log's documents (Impl::log_path)
+    s.bind_null(6);
+  }
   s.bind(7, row.occurred_at_ms);
   s.bind(8, row.balance_after.minor());
   s.bind(9, row.wallet_key);
@@ -1195,7 +1267,8 @@ Result<std::vector<WalletEventRow>, StoreError> SqliteReadStore::wallet_events(
   s.bind(1, wallet_id);
   s.bind(2, from_version);
   s.bind(3, static_cast<std::int64_t>(limit));
-  return collect<WalletEventRow>(impl_->db, s, "reading wallet events", wallet_event_row);
+  return impl_->with_documents(
+      collect<WalletEventRow>(impl_->db, s, "reading wallet events", wallet_event_row));
 }
 
 Result<std::optional<WalletEventRow>, StoreError> SqliteReadStore::wallet_event_at(
@@ -1203,7 +1276,8 @@ Result<std::optional<WalletEventRow>, StoreError> SqliteReadStore::wallet_event_
   Statement& s = impl_->queries.wallet_event_at;
   s.bind(1, wallet_id);
   s.bind(2, at_ms);
-  return first_of(collect<WalletEventRow>(impl_->db, s, "reading wallet events", wallet_event_row));
+  return first_of(impl_->with_documents(
+      collect<WalletEventRow>(impl_->db, s, "reading wallet events", wallet_event_row)));
 }
 
 Result<std::vector<WalletEventRow>, StoreError> SqliteReadStore::scan_wallet_events(
@@ -1211,7 +1285,8 @@ Result<std::vector<WalletEventRow>, StoreError> SqliteReadStore::scan_wallet_eve
   Statement& s = impl_->queries.scan_wallet_events;
   s.bind(1, after_position);
   s.bind(2, static_cast<std::int64_t>(limit));
-  return collect<WalletEventRow>(impl_->db, s, "scanning wallet events", wallet_event_row);
+  return impl_->with_documents(
+      collect<WalletEventRow>(impl_->db, s, "scanning wallet events", wallet_event_row));
 }
 
 // ---------------------------------------------------------------------------------- rebuild

@@ -43,6 +43,7 @@ class SqliteStatement {
       sqlite3_bind_null(stmt_, index);
     }
   }
+  void bind_null(int index) { sqlite3_bind_null(stmt_, index); }
   int step() { return sqlite3_step(stmt_); }
   void reset() { sqlite3_reset(stmt_); }
 
