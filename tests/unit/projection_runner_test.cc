@@ -3,10 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <filesystem>
 #include <thread>
-
-#include <sqlite3.h>
 
 #include "projection/rebuild.h"
 #include "projection/verify.h"
@@ -545,12 +542,23 @@ class EventCopyDocumentsTest : public ProjectionFixture {
       EXPECT_EQ(row.data, event.data_json) << "position " << row.position;
       EXPECT_EQ(row.metadata, event.metadata_json) << "position " << row.position;
     }
-    const LoggedEvent& last = logged.value().back();
-    auto history = store.wallet_events(last.event.wallet_id, last.event.version, 1);
+    // One wallet's history: positions spread over the log (read one by one, where a scan's
+    // dense run is read as a range).
+    const std::string& wallet_id = logged.value().front().event.wallet_id;
+    std::vector<const LoggedEvent*> of_wallet;
+    for (const LoggedEvent& event : logged.value()) {
+      if (event.event.wallet_id == wallet_id) of_wallet.push_back(&event);
+    }
+    ASSERT_GT(of_wallet.back()->position - of_wallet.front()->position,
+              2 * static_cast<std::int64_t>(of_wallet.size()));
+    auto history = store.wallet_events(wallet_id, 0, 1'000);
     ASSERT_TRUE(history.ok()) << history.error().message;
-    ASSERT_EQ(history.value().size(), 1u);
-    EXPECT_EQ(history.value().front().data, last.data_json);
-    EXPECT_EQ(history.value().front().metadata, last.metadata_json);
+    ASSERT_EQ(history.value().size(), of_wallet.size());
+    for (std::size_t i = 0; i < of_wallet.size(); ++i) {
+      EXPECT_EQ(history.value()[i].position, of_wallet[i]->position);
+      EXPECT_EQ(history.value()[i].data, of_wallet[i]->data_json);
+      EXPECT_EQ(history.value()[i].metadata, of_wallet[i]->metadata_json);
+    }
   }
 };
 
@@ -595,13 +603,16 @@ TEST_F(EventCopyDocumentsTest, ACopyWithoutItsLogIsAnError) {
   EXPECT_EQ(events.error().kind, StoreErrorKind::kCorrupt);
   EXPECT_NE(events.error().message.find("no log beside it"), std::string::npos)
       << events.error().message;
-  // An event the log lost: its copy cannot be completed either.
+  // An event the log lost: its copy cannot be completed either, read in a range (a scan) or
+  // alone (the wallet's history).
   sql("wallex.db", "DELETE FROM events WHERE position = 1");
-  auto lost = read_store().scan_wallet_events(0, 10);
-  ASSERT_FALSE(lost.ok());
-  EXPECT_EQ(lost.error().kind, StoreErrorKind::kCorrupt);
-  EXPECT_NE(lost.error().message.find("position 1: not in the log"), std::string::npos)
-      << lost.error().message;
+  for (auto lost :
+       {read_store().scan_wallet_events(0, 10), read_store().wallet_events("w0", 0, 1)}) {
+    ASSERT_FALSE(lost.ok());
+    EXPECT_EQ(lost.error().kind, StoreErrorKind::kCorrupt);
+    EXPECT_NE(lost.error().message.find("position 1: not in the log"), std::string::npos)
+        << lost.error().message;
+  }
 }
 
 }  // namespace

@@ -692,7 +692,7 @@ struct SqliteReadStore::Impl {
   // such read). Empty for a read side of its own (a Kafka-built file): it keeps the documents.
   std::string log_path;
   sqlite3* log_db = nullptr;
-  Statement log_documents;
+  Statement log_documents, log_document_range;
   enum class Rebuild { kNone, kNextTables, kSideFile } rebuild = Rebuild::kNone;
   std::vector<KeyRow> pending_ledger_keys, pending_event_keys;  // rebuild only, unsorted
   WriteStatements live;
@@ -711,16 +711,21 @@ struct SqliteReadStore::Impl {
     sqlite3_close_v2(log_db);
   }
 
-  // The read-only connection to the log and its one statement; on failure, neither.
+  // The read-only connection to the log and its statements; on failure, none of them.
   Status<StoreError> open_log() {
     StoreError error;
     sqlite3* opened = open_connection(log_path, SQLITE_OPEN_READONLY, &error);
     if (opened == nullptr) return fail(error);
-    const char* sql = "SELECT data, metadata FROM events WHERE position = ?1";
     Status<StoreError> status = exec(opened, "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1;",
                                      "configuring " + log_path);
-    if (status) {
-      if (const int rc = log_documents.prepare(opened, sql); rc != SQLITE_OK) {
+    const std::pair<Statement*, const char*> statements[] = {
+        {&log_documents, "SELECT position, data, metadata FROM events WHERE position = ?1"},
+        {&log_document_range,
+         "SELECT position, data, metadata FROM events"
+         " WHERE position BETWEEN ?1 AND ?2 ORDER BY position"}};
+    for (const auto& [statement, sql] : statements) {
+      if (!status) break;
+      if (const int rc = statement->prepare(opened, sql); rc != SQLITE_OK) {
         status = fail(sqlite_error(opened, rc, sql));
       }
     }
@@ -732,27 +737,64 @@ struct SqliteReadStore::Impl {
     return Ok{};
   }
 
-  // Gives the rows whose documents were left to the log (read as empty text) the log's.
+  // Gives the rows whose documents were left to the log (read as empty text) the log's: one
+  // range read when their positions are a dense ascending run (a scan), else one read each.
   Status<StoreError> fill_documents(std::vector<WalletEventRow>& rows) {
+    std::vector<WalletEventRow*> missing;
     for (WalletEventRow& row : rows) {
-      if (!row.data.empty() && !row.metadata.empty()) continue;
-      const std::string where = "wallet event at position " + std::to_string(row.position);
-      if (log_path.empty()) {
-        return fail(
-            corrupt(where + ": read.db holds no documents for it and has no log beside it"));
+      if (row.data.empty() || row.metadata.empty()) missing.push_back(&row);
+    }
+    if (missing.empty()) return Ok{};
+    const auto lost = [this](const WalletEventRow& row) {
+      return fail(corrupt("wallet event at position " + std::to_string(row.position) +
+                          ": not in the log " + log_path));
+    };
+    if (log_path.empty()) {
+      return fail(corrupt("wallet event at position " + std::to_string(missing.front()->position) +
+                          ": read.db holds no documents for it and has no log beside it"));
+    }
+    if (log_db == nullptr) {
+      if (auto s = open_log(); !s) return s;
+    }
+    const auto fill = [](WalletEventRow& row, const Statement& s) {
+      if (row.data.empty()) row.data = std::string(s.text(1));
+      if (row.metadata.empty()) row.metadata = std::string(s.text(2));
+    };
+    const bool ascending = std::is_sorted(
+        missing.begin(), missing.end(),
+        [](const WalletEventRow* a, const WalletEventRow* b) { return a->position < b->position; });
+    const std::int64_t first = missing.front()->position;
+    const std::int64_t last = missing.back()->position;
+    if (ascending && last - first < 2 * static_cast<std::int64_t>(missing.size())) {
+      Statement& s = log_document_range;
+      ResetOnExit reset(s);
+      s.bind(1, first);
+      s.bind(2, last);
+      auto wanted = missing.begin();
+      int rc = SQLITE_OK;
+      while (wanted != missing.end() && (rc = s.step()) == SQLITE_ROW) {
+        const std::int64_t position = s.int64(0);
+        if (position < (*wanted)->position) continue;
+        if (position > (*wanted)->position) return lost(**wanted);
+        fill(**wanted, s);
+        ++wanted;
       }
-      if (log_db == nullptr) {
-        if (auto s = open_log(); !s) return s;
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return fail(sqlite_error(log_db, rc, "reading events' documents from the log"));
       }
-      ResetOnExit reset(log_documents);
-      log_documents.bind(1, row.position);
-      const int rc = log_documents.step();
-      if (rc == SQLITE_DONE) return fail(corrupt(where + ": not in the log " + log_path));
+      if (wanted != missing.end()) return lost(**wanted);
+      return Ok{};
+    }
+    for (WalletEventRow* row : missing) {
+      Statement& s = log_documents;
+      ResetOnExit reset(s);
+      s.bind(1, row->position);
+      const int rc = s.step();
+      if (rc == SQLITE_DONE) return lost(*row);
       if (rc != SQLITE_ROW) {
-        return fail(sqlite_error(log_db, rc, "reading the documents of " + where));
+        return fail(sqlite_error(log_db, rc, "reading an event's documents from the log"));
       }
-      if (row.data.empty()) row.data = std::string(log_documents.text(0));
-      if (row.metadata.empty()) row.metadata = std::string(log_documents.text(1));
+      fill(*row, s);
     }
     return Ok{};
   }
