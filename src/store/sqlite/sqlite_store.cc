@@ -269,11 +269,8 @@ struct SqliteStore::Impl {
     return Ok{};
   }
 
-  // The wallet's version now (nullopt: no such wallet): from `changed`, else from the snapshot.
-  Result<std::optional<std::int64_t>, StoreError> current_version(const std::string& id) {
-    if (const auto it = changed.find(id); it != changed.end()) {
-      return std::optional<std::int64_t>(it->second.version);
-    }
+  // The wallet's version in the snapshot (nullopt: no row), for a wallet not in `changed`.
+  Result<std::optional<std::int64_t>, StoreError> snapshot_version(const std::string& id) {
     Statement& s = select_version;
     ResetOnExit reset(s);
     s.bind(1, id);
@@ -787,13 +784,20 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
                                  "write model of wallet " + wallet.id + " at version " +
                                      std::to_string(wallet.version) + " does not match its events"});
     }
-    auto current = impl.current_version(wallet.id);
-    if (!current) return rollback(current.error());
-    if (!impl.changed.contains(wallet.id)) ++newly_changed;
-    if (write.expected_version < 0 && current.value()) {
+    // The wallet's version now (nullopt: no such wallet): from `changed`, else the snapshot's.
+    std::optional<std::int64_t> current;
+    if (const auto known = impl.changed.find(wallet.id); known != impl.changed.end()) {
+      current = known->second.version;
+    } else {
+      auto stored = impl.snapshot_version(wallet.id);
+      if (!stored) return rollback(stored.error());
+      current = stored.value();
+      ++newly_changed;
+    }
+    if (write.expected_version < 0 && current) {
       return rollback(StoreError{StoreErrorKind::kConflict, "wallet " + wallet.id + " exists already"});
     }
-    if (write.expected_version >= 0 && current.value() != write.expected_version) {
+    if (write.expected_version >= 0 && current != write.expected_version) {
       return rollback(StoreError{StoreErrorKind::kConflict,
                                  "wallet " + wallet.id + " is no longer at version " +
                                      std::to_string(write.expected_version)});
