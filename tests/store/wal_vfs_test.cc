@@ -2,13 +2,16 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "store/sqlite/sqlite_error.h"
@@ -445,6 +448,79 @@ TEST_F(WalVfsTest, ACommitAfterAnotherConnectionStartedTheWalOverIsBuffered) {
   const std::string expected = "130 8515 384200 8515";
   EXPECT_EQ(digest(), expected);
   EXPECT_EQ(on_disk_digest(), expected + " ok");
+}
+
+// Writeback in steps: the kernel is asked to start writing a file to the device every 256 KiB
+// written to it, for the WAL as a commit appends and for the database file as a checkpoint
+// copies into it.
+TEST_F(WalVfsTest, WritebackStartsInStepsAsTheWalAndTheDatabaseAreWritten) {
+  const std::uint64_t before_commit = writeback_steps_started();
+  writes = WriteCalls{};
+  exec(writer_, "BEGIN; " + insert(1, 600, 3000) + " COMMIT;");
+  const std::int64_t wal_bytes = writes.bytes;
+  ASSERT_GE(wal_bytes, 600 * 4096);
+  const std::uint64_t after_commit = writeback_steps_started();
+  EXPECT_GE(after_commit - before_commit,
+            static_cast<std::uint64_t>(wal_bytes) / kWritebackStepBytes - 1);
+
+  writes = WriteCalls{};
+  EXPECT_EQ(text(writer_, "PRAGMA wal_checkpoint(PASSIVE)"), "0");
+  const std::int64_t database_bytes = writes.bytes;
+  ASSERT_GE(database_bytes, 600 * 3000);
+  EXPECT_GE(writeback_steps_started() - after_commit,
+            static_cast<std::uint64_t>(database_bytes) / kWritebackStepBytes - 1);
+  EXPECT_EQ(digest(), "600 180300 1800000 180300");
+}
+
+// A connection whose WAL is fsync'd after every commit anyway turns the steps off for its WAL;
+// a checkpoint still writes the database file in steps.
+TEST_F(WalVfsTest, AConnectionCanTurnTheStepsOffForItsWal) {
+  ASSERT_EQ(sqlite3_file_control(writer_, "main", kFileControlWalWritebackOff, nullptr), SQLITE_OK);
+  const std::uint64_t before_commit = writeback_steps_started();
+  exec(writer_, "BEGIN; " + insert(1, 600, 3000) + " COMMIT;");
+  EXPECT_EQ(writeback_steps_started(), before_commit);
+  EXPECT_EQ(text(writer_, "PRAGMA wal_checkpoint(PASSIVE)"), "0");
+  EXPECT_GE(writeback_steps_started() - before_commit, 6U);
+  EXPECT_EQ(digest(), "600 180300 1800000 180300");
+}
+
+// The POSIX locks this process holds on the database file, from /proc/locks ("<n>: POSIX
+// ADVISORY READ <pid> <major>:<minor>:<inode> <start> <end>").
+std::multiset<std::string> posix_locks_on(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0);
+  const std::string inode = ":" + std::to_string(st.st_ino);
+  const std::string pid = std::to_string(::getpid());
+  std::multiset<std::string> locks;
+  std::ifstream in("/proc/locks");
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string number, kind, advisory, mode, owner, file, start, end;
+    fields >> number >> kind >> advisory >> mode >> owner >> file >> start >> end;
+    const bool same_inode = file.size() > inode.size() &&
+                            file.compare(file.size() - inode.size(), inode.size(), inode) == 0;
+    if (kind == "POSIX" && owner == pid && same_inode) locks.insert(mode + " " + start + " " + end);
+  }
+  return locks;
+}
+
+// The VFS holds a descriptor of the database file for writeback. Closing a descriptor drops every
+// POSIX lock the process holds on the file: a connection that closes must not take the locks of
+// the connections still open with it (another process would then see the file unused).
+TEST_F(WalVfsTest, ClosingAConnectionLeavesTheLocksOfTheOthers) {
+  exec(writer_, "BEGIN; " + insert(1, 10, 100) + " COMMIT;");
+  EXPECT_EQ(digest(), "10 55 1000 55");  // both connections have read the file
+  const auto held = posix_locks_on(path_);
+  ASSERT_FALSE(held.empty()) << "an open WAL-mode connection holds a shared lock";
+  sqlite3* third = open();
+  EXPECT_EQ(text(third, "SELECT count(*) FROM t"), "10");
+  sqlite3_close(third);
+  EXPECT_EQ(posix_locks_on(path_), held);
+  sqlite3_close(reader_);
+  reader_ = nullptr;
+  EXPECT_EQ(posix_locks_on(path_), held);
+  exec(writer_, "BEGIN; " + insert(11, 20, 100) + " COMMIT;");
+  EXPECT_EQ(text(writer_, "SELECT count(*) FROM t"), "20");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "store/sqlite/sqlite_error.h"
 #include "store/sqlite/sqlite_statement.h"
 #include "store/sqlite/wal_checkpointer.h"
+#include "store/sqlite/wal_vfs.h"
 #include "store/sqlite/write_model.h"
 
 namespace wallex {
@@ -406,6 +407,9 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   int rc = open_sqlite(path.c_str(), &impl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
+  // The syncer fdatasyncs this connection's WAL after every batch: writeback in steps would only
+  // move the kernel's part of that work onto the writer (wal_vfs.h). NOTFOUND: another VFS.
+  (void)sqlite3_file_control(impl->db, "main", kFileControlWalWritebackOff, nullptr);
 
   // Everything is read and checked before anything is written: setting journal_mode would
   // write to a file that is not yet in WAL mode (a store is created in WAL mode, so a Wallex

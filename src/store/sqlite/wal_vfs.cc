@@ -1,11 +1,18 @@
 #include "store/sqlite/wal_vfs.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 namespace wallex {
 namespace {
@@ -26,13 +33,94 @@ struct Wrapped {
   sqlite3_file* real;
 };
 
+// Writeback in steps (wal_vfs.h): a descriptor of the file, of its own (SQLite's is not
+// reachable through its interface), and the bytes written through this object since writeback
+// was last started.
+struct Writeback {
+  int fd;  // -1: none (not opened, or failed to open: the file is then written as it always was)
+  std::size_t written;
+};
+
+std::atomic<std::uint64_t> writeback_starts{0};
+
+void start_writeback_after(Writeback& w, std::size_t bytes) {
+  if (w.fd < 0) return;
+  w.written += bytes;
+  if (w.written < kWritebackStepBytes) return;
+  w.written = 0;
+  // Asynchronous: returns once the kernel has queued the file's dirty pages for the device. It
+  // makes nothing durable and waits for nothing; a write error it meets is kept for the next
+  // fsync of the file, through any descriptor, as for writeback the kernel starts itself.
+  if (::sync_file_range(w.fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) {
+    writeback_starts.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+// The descriptors of main database files. Closing any descriptor of a file drops every POSIX
+// lock the process holds on it, and SQLite locks the database file (in WAL mode too, where other
+// processes see from a shared lock that the file is in use). So a database file's descriptor is
+// closed only with the last wrapped object of that file (device and inode) in the process, after
+// SQLite has closed its own; until then the descriptors of closed objects wait here. A WAL file
+// carries no POSIX locks (SQLite locks the database and the shared-memory file): its descriptor
+// closes with its object.
+class DatabaseDescriptors {
+ public:
+  using Key = std::pair<dev_t, ino_t>;
+
+  // A descriptor of the database file `path` for one wrapped object, or -1.
+  int open(const char* path, Key* key) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st {};
+    // Not expected to fail on an open descriptor; if it did, the file would be unknown, and the
+    // descriptor stays open rather than risk another object's locks.
+    if (::fstat(fd, &st) != 0) return -1;
+    *key = {st.st_dev, st.st_ino};
+    const std::lock_guard lock(mutex_);
+    ++files_[*key].objects;
+    return fd;
+  }
+
+  // The object the descriptor was opened for is closed (SQLite's descriptor too).
+  void close(int fd, const Key& key) {
+    std::vector<int> to_close;
+    {
+      const std::lock_guard lock(mutex_);
+      auto found = files_.find(key);
+      if (found == files_.end()) return;  // not expected: every descriptor was counted
+      found->second.waiting.push_back(fd);
+      if (--found->second.objects > 0) return;
+      to_close = std::move(found->second.waiting);
+      files_.erase(found);
+    }
+    for (const int waiting : to_close) ::close(waiting);
+  }
+
+ private:
+  struct File {
+    int objects = 0;
+    std::vector<int> waiting;  // of closed objects
+  };
+  std::mutex mutex_;
+  std::map<Key, File> files_;
+};
+
+DatabaseDescriptors& database_descriptors() {
+  static auto* descriptors = new DatabaseDescriptors;  // used by objects closed at exit
+  return *descriptors;
+}
+
 struct WalFile;
 
-// A main database file: wrapped only to see its connection's WAL write lock released.
+// A main database file: wrapped to see its connection's WAL write lock released, and for
+// writeback in steps while a checkpoint copies pages into it.
 struct DbFile {
   Wrapped wrapped;  // wrapped.file.pMethods = &kDbMethods
   WalFile* wal;     // the WAL this connection opened for the database, or nullptr
   int lock_level;   // SQLITE_LOCK_NONE ... SQLITE_LOCK_EXCLUSIVE, as last set
+  Writeback writeback;
+  DatabaseDescriptors::Key file;  // the device and inode of writeback.fd
+  bool wal_in_steps;              // false after kFileControlWalWritebackOff
 };
 
 // A WAL file.
@@ -50,6 +138,7 @@ struct WalFile {
   // transaction that wrote them must not commit (below).
   sqlite3_int64 lost_from;
   int lost_rc;
+  Writeback writeback;
 };
 
 constexpr std::size_t round_up(std::size_t size) {
@@ -66,6 +155,14 @@ sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<Wrapped*>(fi
 // reports the rest as a full disk), so the pending bytes go out in pieces no larger than this.
 constexpr std::size_t kWriteBytesMax = 64 * 1024;
 
+// Every write to the real WAL file goes through here.
+int write_wal(WalFile* f, const void* data, std::size_t amount, sqlite3_int64 offset) {
+  const int rc =
+      f->wrapped.real->pMethods->xWrite(f->wrapped.real, data, static_cast<int>(amount), offset);
+  if (rc == SQLITE_OK) start_writeback_after(f->writeback, amount);
+  return rc;
+}
+
 // Writes what is pending. On a failure the bytes are dropped and the loss is remembered: until
 // the connection's write transaction ends, every write, sync, truncate and size call fails with
 // the same code, and every read of the lost bytes or beyond with an I/O error, so the
@@ -74,9 +171,8 @@ int flush(WalFile* f) {
   int rc = SQLITE_OK;
   for (std::size_t done = 0; done < f->pending_bytes && rc == SQLITE_OK;) {
     const std::size_t piece = std::min(kWriteBytesMax, f->pending_bytes - done);
-    rc = f->wrapped.real->pMethods->xWrite(f->wrapped.real, f->pending + done,
-                                           static_cast<int>(piece),
-                                           f->pending_offset + static_cast<sqlite3_int64>(done));
+    rc = write_wal(f, f->pending + done, piece,
+                   f->pending_offset + static_cast<sqlite3_int64>(done));
     done += piece;
   }
   if (rc != SQLITE_OK && f->lost_from < 0) {
@@ -211,12 +307,18 @@ int pass_unfetch(sqlite3_file* file, sqlite3_int64 offset, void* page) {
   return real->pMethods->xUnfetch(real, offset, page);
 }
 
+void stop_wal_writeback(WalFile* f) {
+  if (f->writeback.fd >= 0) ::close(f->writeback.fd);
+  f->writeback.fd = -1;
+}
+
 int wal_close(sqlite3_file* file) {
   WalFile* f = wal(file);
   f->pending_bytes = 0;  // a commit flushed already: nothing pending here is committed
   std::free(f->pending);
   f->pending = nullptr;
   if (f->database != nullptr) f->database->wal = nullptr;
+  stop_wal_writeback(f);
   return pass_close(file);
 }
 
@@ -235,7 +337,7 @@ int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 of
   if (f->lost_from >= 0) return f->lost_rc;
   if (!buffers(f)) {
     if (const int rc = flush(f); rc != SQLITE_OK) return rc;
-    return f->wrapped.real->pMethods->xWrite(f->wrapped.real, data, amount, offset);
+    return write_wal(f, data, static_cast<std::size_t>(amount), offset);
   }
   const auto size = static_cast<std::size_t>(amount);
   const sqlite3_int64 end = offset + amount;
@@ -265,9 +367,7 @@ int wal_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 of
     if (f->pending_bytes == 0) f->pending_offset = offset;
     std::memcpy(f->pending + f->pending_bytes, data, size);
     f->pending_bytes += size;
-  } else if (const int rc =
-                 f->wrapped.real->pMethods->xWrite(f->wrapped.real, data, amount, offset);
-             rc != SQLITE_OK) {
+  } else if (const int rc = write_wal(f, data, size, offset); rc != SQLITE_OK) {
     return rc;
   }
   f->high_water = std::max(f->high_water, end);
@@ -372,24 +472,44 @@ int db_unlock(sqlite3_file* file, int level) {
   return rc;
 }
 
+// In WAL mode only a checkpoint writes the database file.
+int db_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
+  const int rc = pass_write(file, data, amount, offset);
+  if (rc == SQLITE_OK) {
+    start_writeback_after(db_file(file)->writeback, static_cast<std::size_t>(amount));
+  }
+  return rc;
+}
+
+int db_file_control(sqlite3_file* file, int op, void* arg) {
+  if (op != kFileControlWalWritebackOff) return pass_file_control(file, op, arg);
+  DbFile* d = db_file(file);
+  d->wal_in_steps = false;
+  if (d->wal != nullptr) stop_wal_writeback(d->wal);
+  return SQLITE_OK;
+}
+
 int db_close(sqlite3_file* file) {
   DbFile* d = db_file(file);
   if (d->wal != nullptr) d->wal->database = nullptr;
-  return pass_close(file);
+  const int rc = pass_close(file);
+  if (d->writeback.fd >= 0) database_descriptors().close(d->writeback.fd, d->file);
+  d->writeback.fd = -1;
+  return rc;
 }
 
 const sqlite3_io_methods kDbMethods = {
     3,
     db_close,
     pass_read,
-    pass_write,
+    db_write,
     pass_truncate,
     pass_sync,
     pass_file_size,
     db_lock,
     db_unlock,
     pass_check_reserved_lock,
-    pass_file_control,
+    db_file_control,
     pass_sector_size,
     pass_device_characteristics,
     pass_shm_map,
@@ -406,10 +526,15 @@ int open_main_db(sqlite3_filename name, sqlite3_file* file, int flags, int* out_
   d->wrapped.real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + kRealOffset);
   d->wal = nullptr;
   d->lock_level = SQLITE_LOCK_NONE;
+  d->writeback = {-1, 0};
+  d->wal_in_steps = true;
   const int rc = base->xOpen(base, name, d->wrapped.real, flags, out_flags);
   // SQLite calls xClose on a file whose open failed only when pMethods is set: follow the real
   // object's state.
   if (d->wrapped.real->pMethods != nullptr) d->wrapped.file.pMethods = &kDbMethods;
+  if (rc == SQLITE_OK && d->wrapped.file.pMethods != nullptr && name != nullptr) {
+    d->writeback.fd = database_descriptors().open(name, &d->file);
+  }
   return rc;
 }
 
@@ -427,10 +552,12 @@ int open_wal(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flag
   f->write_lock_taken = false;
   f->lost_from = -1;
   f->lost_rc = SQLITE_OK;
+  f->writeback = {-1, 0};
   const int rc = base->xOpen(base, name, f->wrapped.real, flags, out_flags);
   if (f->wrapped.real->pMethods == nullptr) return rc;
   f->wrapped.file.pMethods = &kWalMethods;
   if (rc != SQLITE_OK) return rc;
+  f->writeback.fd = ::open(name, O_RDONLY | O_CLOEXEC);
   // Buffered only with the connection's database file wrapped here (to see its write
   // transactions end) and with "powersafe overwrite" (a device setting, on by default): without
   // it SQLite pads a synchronous commit to a sector boundary and may split the commit frame's
@@ -441,6 +568,7 @@ int open_wal(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flag
   if ((pass_device_characteristics(database) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) == 0) return rc;
   DbFile* d = db_file(database);
   if (d->wal != nullptr) return rc;  // not expected: one WAL per database file object
+  if (!d->wal_in_steps) stop_wal_writeback(f);
   d->wal = f;
   f->database = d;
   f->buffering = true;
@@ -524,5 +652,7 @@ bool install_wal_vfs() {
 }
 
 sqlite3_vfs* wal_vfs() { return installed ? &vfs : nullptr; }
+
+std::uint64_t writeback_steps_started() { return writeback_starts.load(std::memory_order_relaxed); }
 
 }  // namespace wallex

@@ -1,5 +1,6 @@
 // A VFS over SQLite's default one that writes the frames a commit appends to a WAL file with one
-// write call instead of two per frame.
+// write call instead of two per frame, and that has the kernel write a WAL or database file to
+// the device in steps as it is written rather than all at its fsync (below).
 //
 // Why: SQLite 3.40 writes every WAL frame as two pwrite calls, its 24-byte header and then its
 // page. A commit of 40 pages is 80 system calls, each paying the kernel's write path for a 4 KiB
@@ -46,11 +47,25 @@
 // through this VFS.
 //
 // WalVfsTest checks each of these cases on the files as a kill would leave them.
+//
+// Writeback in steps: every kWritebackStepBytes written through a wrapped WAL or main database
+// file object, the VFS asks the kernel to start writing the file's dirty pages to the device
+// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: asynchronous, no cache flush, nothing made durable;
+// fsync stays the only durability point). Why: the disk here has a volatile write cache and no
+// FUA, so every fsync is a flush of the whole device cache, and it waits for everything any file
+// had queued before it. Left to themselves, a projector's 16 MiB of unsynced WAL and a
+// checkpoint's copied pages reach the device all at once at the checkpoint's fsync, and the
+// store's per-batch fdatasync queued behind them took up to ~20 ms; written out as they are
+// produced, each flush carries a few hundred KiB (BENCHMARKS.md, "Writeback in steps"). The VFS
+// holds a read-only descriptor of each such file for it; a database file's descriptors close
+// only with the process's last object of that file (closing any descriptor drops the process's
+// POSIX locks on the file, SQLite's included).
 // Journals and temporary files are the default VFS's own objects, unwrapped; main database files
 // are wrapped only to see the write lock and their own lock.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 struct sqlite3_vfs;
 
@@ -59,11 +74,23 @@ namespace wallex {
 // Bytes a WAL file object holds before it writes them in any case (~250 frames of 4 KiB).
 inline constexpr std::size_t kPendingBytesMax = 1 << 20;
 
+// Bytes written through one file object between two starts of its writeback.
+inline constexpr std::size_t kWritebackStepBytes = 256 * 1024;
+
+// `sqlite3_file_control(db, "main", kFileControlWalWritebackOff, nullptr)`: no writeback in
+// steps for the WAL of this connection (one that fsyncs its WAL after every commit anyway, where
+// the steps would only move the kernel's work from that fsync to the writing thread).
+// SQLITE_NOTFOUND when the connection's database file is not this VFS's.
+inline constexpr int kFileControlWalWritebackOff = 0x57580001;
+
 // Registers the VFS as SQLite's default, over the default it finds (unix); called again, makes it
 // the default again. False when SQLite has no default VFS or the registration failed.
 bool install_wal_vfs();
 
 // The registered VFS (nullptr before install_wal_vfs succeeded), for tests.
 sqlite3_vfs* wal_vfs();
+
+// How many times a file's writeback was started in steps (process-wide), for tests.
+std::uint64_t writeback_steps_started();
 
 }  // namespace wallex
