@@ -484,6 +484,53 @@ TEST_F(WalVfsTest, AConnectionCanTurnTheStepsOffForItsWal) {
   EXPECT_EQ(digest(), "600 180300 1800000 180300");
 }
 
+// As the store does it: right after opening, before the connection has opened its WAL.
+TEST_F(WalVfsTest, StepsTurnedOffBeforeTheWalIsOpenStayOff) {
+  sqlite3* store = open();
+  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalWritebackOff, nullptr), SQLITE_OK);
+  const std::uint64_t before_commit = writeback_steps_started();
+  exec(store, "BEGIN; " + insert(1, 600, 3000) + " COMMIT;");
+  EXPECT_EQ(writeback_steps_started(), before_commit);
+  int descriptors[2] = {-2, -2};
+  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWritebackDescriptors, descriptors),
+            SQLITE_OK);
+  EXPECT_GE(descriptors[0], 0) << "the database file keeps its steps";
+  EXPECT_EQ(descriptors[1], -1);
+  EXPECT_EQ(digest(), "600 180300 1800000 180300");
+  sqlite3_close(store);
+}
+
+// The descriptors of a file, from /proc/self/fd.
+int descriptors_of(const std::string& path) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    if (std::filesystem::read_symlink(entry.path(), error) == path) ++count;
+  }
+  return count;
+}
+
+// The steps use SQLite's own descriptors, found in its file objects: the right files, and not
+// one descriptor more (one of our own would have to be closed, dropping SQLite's POSIX locks).
+TEST_F(WalVfsTest, TheStepsUseSqlitesOwnDescriptors) {
+  exec(writer_, "BEGIN; " + insert(1, 10, 100) + " COMMIT;");
+  EXPECT_EQ(digest(), "10 55 1000 55");  // both connections have opened the WAL
+  int descriptors[2] = {-2, -2};
+  ASSERT_EQ(sqlite3_file_control(writer_, "main", kFileControlWritebackDescriptors, descriptors),
+            SQLITE_OK);
+  struct stat by_fd {};
+  struct stat by_name {};
+  ASSERT_EQ(::fstat(descriptors[0], &by_fd), 0);
+  ASSERT_EQ(::stat(path_.c_str(), &by_name), 0);
+  EXPECT_EQ(by_fd.st_ino, by_name.st_ino);
+  ASSERT_EQ(::fstat(descriptors[1], &by_fd), 0);
+  ASSERT_EQ(::stat(wal_path().c_str(), &by_name), 0);
+  EXPECT_EQ(by_fd.st_ino, by_name.st_ino);
+  const std::string canonical = std::filesystem::canonical(path_).string();
+  EXPECT_EQ(descriptors_of(canonical), 2) << "one for each of the two connections";
+  EXPECT_EQ(descriptors_of(canonical + "-wal"), 2);
+}
+
 // The POSIX locks this process holds on the database file, from /proc/locks ("<n>: POSIX
 // ADVISORY READ <pid> <major>:<minor>:<inode> <start> <end>").
 std::multiset<std::string> posix_locks_on(const std::string& path) {
@@ -504,9 +551,9 @@ std::multiset<std::string> posix_locks_on(const std::string& path) {
   return locks;
 }
 
-// The VFS holds a descriptor of the database file for writeback. Closing a descriptor drops every
-// POSIX lock the process holds on the file: a connection that closes must not take the locks of
-// the connections still open with it (another process would then see the file unused).
+// Closing any descriptor of a file drops every POSIX lock the process holds on it: a connection
+// that closes must not take the locks of the connections still open with it (another process
+// would then see the file unused), whatever the VFS does with descriptors for its steps.
 TEST_F(WalVfsTest, ClosingAConnectionLeavesTheLocksOfTheOthers) {
   exec(writer_, "BEGIN; " + insert(1, 10, 100) + " COMMIT;");
   EXPECT_EQ(digest(), "10 55 1000 55");  // both connections have read the file

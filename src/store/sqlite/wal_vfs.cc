@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <mutex>
-#include <utility>
-#include <vector>
+#include <string>
+
+#include "common/log.h"
 
 namespace wallex {
 namespace {
@@ -33,12 +35,12 @@ struct Wrapped {
   sqlite3_file* real;
 };
 
-// Writeback in steps (wal_vfs.h): a descriptor of the file, of its own (SQLite's is not
-// reachable through its interface), and the bytes written through this object since writeback
-// was last started.
+// Writeback in steps (wal_vfs.h): SQLite's own descriptor of the file, and the bytes written
+// through this object since writeback was last started.
 struct Writeback {
-  int fd;  // -1: none (not opened, or failed to open: the file is then written as it always was)
+  int fd;  // -1: no steps (not found, turned off, or after a failure)
   std::size_t written;
+  int failed_errno;  // the call failed: the object's next sync fails too (0: never)
 };
 
 std::atomic<std::uint64_t> writeback_starts{0};
@@ -49,65 +51,50 @@ void start_writeback_after(Writeback& w, std::size_t bytes) {
   if (w.written < kWritebackStepBytes) return;
   w.written = 0;
   // Asynchronous: returns once the kernel has queued the file's dirty pages for the device. It
-  // makes nothing durable and waits for nothing; a write error it meets is kept for the next
-  // fsync of the file, through any descriptor, as for writeback the kernel starts itself.
+  // makes nothing durable and waits for nothing; an error of the writes it starts is kept for
+  // the next fsync of the file through any descriptor, as for writeback the kernel starts
+  // itself. An error of the call itself is reported by this object's next sync, and ends the
+  // steps for it.
   if (::sync_file_range(w.fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) {
     writeback_starts.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    w.failed_errno = errno;
+    w.fd = -1;
+    log::error(std::string("starting the writeback of a store file failed: ") +
+               std::strerror(w.failed_errno));
   }
 }
 
-// The descriptors of main database files. Closing any descriptor of a file drops every POSIX
-// lock the process holds on it, and SQLite locks the database file (in WAL mode too, where other
-// processes see from a shared lock that the file is in use). So a database file's descriptor is
-// closed only with the last wrapped object of that file (device and inode) in the process, after
-// SQLite has closed its own; until then the descriptors of closed objects wait here. A WAL file
-// carries no POSIX locks (SQLite locks the database and the shared-memory file): its descriptor
-// closes with its object.
-class DatabaseDescriptors {
- public:
-  using Key = std::pair<dev_t, ino_t>;
+// Before a sync of an object whose writeback start failed.
+int writeback_failure(const Writeback& w) {
+  return w.failed_errno != 0 ? SQLITE_IOERR_FSYNC : SQLITE_OK;
+}
 
-  // A descriptor of the database file `path` for one wrapped object, or -1.
-  int open(const char* path, Key* key) {
-    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    struct stat st {};
-    // Not expected to fail on an open descriptor; if it did, the file would be unknown, and the
-    // descriptor stays open rather than risk another object's locks.
-    if (::fstat(fd, &st) != 0) return -1;
-    *key = {st.st_dev, st.st_ino};
-    const std::lock_guard lock(mutex_);
-    ++files_[*key].objects;
-    return fd;
-  }
-
-  // The object the descriptor was opened for is closed (SQLite's descriptor too).
-  void close(int fd, const Key& key) {
-    std::vector<int> to_close;
-    {
-      const std::lock_guard lock(mutex_);
-      auto found = files_.find(key);
-      if (found == files_.end()) return;  // not expected: every descriptor was counted
-      found->second.waiting.push_back(fd);
-      if (--found->second.objects > 0) return;
-      to_close = std::move(found->second.waiting);
-      files_.erase(found);
-    }
-    for (const int waiting : to_close) ::close(waiting);
-  }
-
- private:
-  struct File {
-    int objects = 0;
-    std::vector<int> waiting;  // of closed objects
+// SQLite's descriptor of a file its unix VFS has opened, or -1. SQLite has no interface for it;
+// its unixFile object (os_unix.c) begins with the methods, the VFS, the inode's lock record and
+// then the descriptor, a layout SQLite has kept since 3.7. Taking SQLite's own descriptor (rather
+// than opening one more) matters: closing any descriptor of a file drops every POSIX lock the
+// process holds on it, SQLite's included. The value is used only when it is an open descriptor of
+// the very file `name` names (same device and inode), so a different layout, or a path renamed
+// meanwhile, means a file written without steps, never steps on the wrong file.
+int sqlite_descriptor(const sqlite3_file* real, const char* name) {
+  struct UnixFileHead {
+    const sqlite3_io_methods* methods;
+    sqlite3_vfs* vfs;
+    void* inode;
+    int fd;
   };
-  std::mutex mutex_;
-  std::map<Key, File> files_;
-};
-
-DatabaseDescriptors& database_descriptors() {
-  static auto* descriptors = new DatabaseDescriptors;  // used by objects closed at exit
-  return *descriptors;
+  if (name == nullptr || std::strncmp(base->zName, "unix", 4) != 0 ||
+      static_cast<std::size_t>(base->szOsFile) < sizeof(UnixFileHead)) {
+    return -1;
+  }
+  int fd = -1;
+  std::memcpy(&fd, reinterpret_cast<const char*>(real) + offsetof(UnixFileHead, fd), sizeof fd);
+  struct stat by_fd {};
+  struct stat by_name {};
+  if (fd < 0 || ::fstat(fd, &by_fd) != 0 || ::stat(name, &by_name) != 0) return -1;
+  const bool same = by_fd.st_dev == by_name.st_dev && by_fd.st_ino == by_name.st_ino;
+  return same && S_ISREG(by_fd.st_mode) ? fd : -1;
 }
 
 struct WalFile;
@@ -119,8 +106,7 @@ struct DbFile {
   WalFile* wal;     // the WAL this connection opened for the database, or nullptr
   int lock_level;   // SQLITE_LOCK_NONE ... SQLITE_LOCK_EXCLUSIVE, as last set
   Writeback writeback;
-  DatabaseDescriptors::Key file;  // the device and inode of writeback.fd
-  bool wal_in_steps;              // false after kFileControlWalWritebackOff
+  bool wal_in_steps;  // false after kFileControlWalWritebackOff
 };
 
 // A WAL file.
@@ -307,10 +293,7 @@ int pass_unfetch(sqlite3_file* file, sqlite3_int64 offset, void* page) {
   return real->pMethods->xUnfetch(real, offset, page);
 }
 
-void stop_wal_writeback(WalFile* f) {
-  if (f->writeback.fd >= 0) ::close(f->writeback.fd);
-  f->writeback.fd = -1;
-}
+void stop_wal_writeback(WalFile* f) { f->writeback.fd = -1; }
 
 int wal_close(sqlite3_file* file) {
   WalFile* f = wal(file);
@@ -384,6 +367,7 @@ int wal_truncate(sqlite3_file* file, sqlite3_int64 size) {
 int wal_sync(sqlite3_file* file, int flags) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_sync(f); rc != SQLITE_OK) return rc;
+  if (const int rc = writeback_failure(f->writeback); rc != SQLITE_OK) return rc;
   return f->wrapped.real->pMethods->xSync(f->wrapped.real, flags);
 }
 
@@ -481,21 +465,31 @@ int db_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 off
   return rc;
 }
 
+int db_sync(sqlite3_file* file, int flags) {
+  if (const int rc = writeback_failure(db_file(file)->writeback); rc != SQLITE_OK) return rc;
+  return pass_sync(file, flags);
+}
+
 int db_file_control(sqlite3_file* file, int op, void* arg) {
-  if (op != kFileControlWalWritebackOff) return pass_file_control(file, op, arg);
   DbFile* d = db_file(file);
-  d->wal_in_steps = false;
-  if (d->wal != nullptr) stop_wal_writeback(d->wal);
-  return SQLITE_OK;
+  if (op == kFileControlWalWritebackOff) {
+    d->wal_in_steps = false;
+    if (d->wal != nullptr) stop_wal_writeback(d->wal);
+    return SQLITE_OK;
+  }
+  if (op == kFileControlWritebackDescriptors) {
+    int* out = static_cast<int*>(arg);
+    out[0] = d->writeback.fd;
+    out[1] = d->wal != nullptr ? d->wal->writeback.fd : -1;
+    return SQLITE_OK;
+  }
+  return pass_file_control(file, op, arg);
 }
 
 int db_close(sqlite3_file* file) {
   DbFile* d = db_file(file);
   if (d->wal != nullptr) d->wal->database = nullptr;
-  const int rc = pass_close(file);
-  if (d->writeback.fd >= 0) database_descriptors().close(d->writeback.fd, d->file);
-  d->writeback.fd = -1;
-  return rc;
+  return pass_close(file);
 }
 
 const sqlite3_io_methods kDbMethods = {
@@ -504,7 +498,7 @@ const sqlite3_io_methods kDbMethods = {
     pass_read,
     db_write,
     pass_truncate,
-    pass_sync,
+    db_sync,
     pass_file_size,
     db_lock,
     db_unlock,
@@ -526,14 +520,14 @@ int open_main_db(sqlite3_filename name, sqlite3_file* file, int flags, int* out_
   d->wrapped.real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + kRealOffset);
   d->wal = nullptr;
   d->lock_level = SQLITE_LOCK_NONE;
-  d->writeback = {-1, 0};
+  d->writeback = {-1, 0, 0};
   d->wal_in_steps = true;
   const int rc = base->xOpen(base, name, d->wrapped.real, flags, out_flags);
   // SQLite calls xClose on a file whose open failed only when pMethods is set: follow the real
   // object's state.
   if (d->wrapped.real->pMethods != nullptr) d->wrapped.file.pMethods = &kDbMethods;
-  if (rc == SQLITE_OK && d->wrapped.file.pMethods != nullptr && name != nullptr) {
-    d->writeback.fd = database_descriptors().open(name, &d->file);
+  if (rc == SQLITE_OK && d->wrapped.file.pMethods != nullptr) {
+    d->writeback.fd = sqlite_descriptor(d->wrapped.real, name);
   }
   return rc;
 }
@@ -552,12 +546,12 @@ int open_wal(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flag
   f->write_lock_taken = false;
   f->lost_from = -1;
   f->lost_rc = SQLITE_OK;
-  f->writeback = {-1, 0};
+  f->writeback = {-1, 0, 0};
   const int rc = base->xOpen(base, name, f->wrapped.real, flags, out_flags);
   if (f->wrapped.real->pMethods == nullptr) return rc;
   f->wrapped.file.pMethods = &kWalMethods;
   if (rc != SQLITE_OK) return rc;
-  f->writeback.fd = ::open(name, O_RDONLY | O_CLOEXEC);
+  f->writeback.fd = sqlite_descriptor(f->wrapped.real, name);
   // Buffered only with the connection's database file wrapped here (to see its write
   // transactions end) and with "powersafe overwrite" (a device setting, on by default): without
   // it SQLite pads a synchronous commit to a sector boundary and may split the commit frame's

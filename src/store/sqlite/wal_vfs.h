@@ -56,12 +56,11 @@
 // had queued before it. Left to themselves, a projector's 16 MiB of unsynced WAL and a
 // checkpoint's copied pages reach the device all at once at the checkpoint's fsync, and the
 // store's per-batch fdatasync queued behind them took up to ~20 ms; written out as they are
-// produced, each flush carries a few hundred KiB (BENCHMARKS.md, "Writeback in steps"). The VFS
-// holds a read-only descriptor of each such file for it; a database file's descriptors close
-// only with the process's last object of that file (closing any descriptor drops the process's
-// POSIX locks on the file, SQLite's included).
-// Journals and temporary files are the default VFS's own objects, unwrapped; main database files
-// are wrapped only to see the write lock and their own lock.
+// produced, each flush carries a few hundred KiB (BENCHMARKS.md, "Writeback in steps"). The call
+// goes to SQLite's own descriptor of the file (found in its unix VFS's file object and checked
+// against the file's name; not found, the file is written as before): a descriptor of our own
+// would have to be closed some day, and closing any descriptor of a file drops the process's
+// POSIX locks on it, SQLite's included. An error of the call fails the object's next sync.
 #pragma once
 
 #include <cstddef>
@@ -82,6 +81,9 @@ inline constexpr std::size_t kWritebackStepBytes = 256 * 1024;
 // the steps would only move the kernel's work from that fsync to the writing thread).
 // SQLITE_NOTFOUND when the connection's database file is not this VFS's.
 inline constexpr int kFileControlWalWritebackOff = 0x57580001;
+// `sqlite3_file_control(db, "main", kFileControlWritebackDescriptors, int[2])`: the descriptors
+// the steps use for the database file and its WAL (-1: none), for tests.
+inline constexpr int kFileControlWritebackDescriptors = 0x57580002;
 
 // Registers the VFS as SQLite's default, over the default it finds (unix); called again, makes it
 // the default again. False when SQLite has no default VFS or the registration failed.
