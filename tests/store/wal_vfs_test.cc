@@ -93,6 +93,7 @@ class WalVfsTest : public ::testing::Test {
     sqlite3_close(reader_);
     sqlite3_close(writer_);
     vfs_->xSetSystemCall(vfs_, nullptr, nullptr);  // every call back to the real one
+    set_sync_file_range_for_tests(nullptr);
     std::filesystem::remove_all(dir_);
   }
 
@@ -482,6 +483,28 @@ TEST_F(WalVfsTest, AConnectionCanTurnTheStepsOffForItsWal) {
   EXPECT_EQ(text(writer_, "PRAGMA wal_checkpoint(PASSIVE)"), "0");
   EXPECT_GE(writeback_steps_started() - before_commit, 6U);
   EXPECT_EQ(digest(), "600 180300 1800000 180300");
+}
+
+int fail_with_eio(int, long, long, unsigned int) {
+  errno = EIO;
+  return -1;
+}
+
+// A writeback that cannot even be started is an I/O error of the file: the next sync through
+// the same file object fails (here the checkpoint's sync of the WAL), and the steps end for it.
+TEST_F(WalVfsTest, AFailedWritebackStartFailsTheNextSync) {
+  set_sync_file_range_for_tests(&fail_with_eio);
+  const std::uint64_t before = writeback_steps_started();
+  exec(writer_, "BEGIN; " + insert(1, 600, 3000) + " COMMIT;");  // not synced: NORMAL
+  set_sync_file_range_for_tests(nullptr);
+  EXPECT_EQ(writeback_steps_started(), before);
+  char* message = nullptr;
+  const int rc =
+      sqlite3_exec(writer_, "PRAGMA wal_checkpoint(PASSIVE)", nullptr, nullptr, &message);
+  EXPECT_EQ(rc & 0xff, SQLITE_IOERR) << (message != nullptr ? message : "");
+  EXPECT_EQ(sqlite3_extended_errcode(writer_), SQLITE_IOERR_FSYNC);
+  sqlite3_free(message);
+  EXPECT_EQ(digest(), "600 180300 1800000 180300") << "the commit itself stands";
 }
 
 // As the store does it: right after opening, before the connection has opened its WAL.

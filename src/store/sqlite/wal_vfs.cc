@@ -44,6 +44,10 @@ struct Writeback {
 };
 
 std::atomic<std::uint64_t> writeback_starts{0};
+int real_sync_file_range(int fd, long offset, long bytes, unsigned int flags) {
+  return ::sync_file_range(fd, offset, bytes, flags);
+}
+std::atomic<SyncFileRange> sync_file_range_call{&real_sync_file_range};
 
 void start_writeback_after(Writeback& w, std::size_t bytes) {
   if (w.fd < 0) return;
@@ -55,7 +59,8 @@ void start_writeback_after(Writeback& w, std::size_t bytes) {
   // the next fsync of the file through any descriptor, as for writeback the kernel starts
   // itself. An error of the call itself is reported by this object's next sync, and ends the
   // steps for it.
-  if (::sync_file_range(w.fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) {
+  if (sync_file_range_call.load(std::memory_order_relaxed)(w.fd, 0, 0, SYNC_FILE_RANGE_WRITE) ==
+      0) {
     writeback_starts.fetch_add(1, std::memory_order_relaxed);
   } else {
     w.failed_errno = errno;
@@ -646,6 +651,10 @@ bool install_wal_vfs() {
 }
 
 sqlite3_vfs* wal_vfs() { return installed ? &vfs : nullptr; }
+
+void set_sync_file_range_for_tests(SyncFileRange call) {
+  sync_file_range_call.store(call != nullptr ? call : &real_sync_file_range);
+}
 
 std::uint64_t writeback_steps_started() { return writeback_starts.load(std::memory_order_relaxed); }
 

@@ -95,4 +95,8 @@ sqlite3_vfs* wal_vfs();
 // How many times a file's writeback was started in steps (process-wide), for tests.
 std::uint64_t writeback_steps_started();
 
+// The call that starts a writeback, replaced by tests to fail it; nullptr restores the real one.
+using SyncFileRange = int (*)(int fd, long offset, long bytes, unsigned int flags);
+void set_sync_file_range_for_tests(SyncFileRange call);
+
 }  // namespace wallex
