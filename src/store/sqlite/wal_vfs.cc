@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -306,7 +305,6 @@ int wal_close(sqlite3_file* file) {
   std::free(f->pending);
   f->pending = nullptr;
   if (f->database != nullptr) f->database->wal = nullptr;
-  stop_wal_writeback(f);
   return pass_close(file);
 }
 

@@ -47,6 +47,8 @@
 // through this VFS.
 //
 // WalVfsTest checks each of these cases on the files as a kill would leave them.
+// Journals and temporary files are the default VFS's own objects, unwrapped; main database files
+// are wrapped to see the write lock and their own lock, and for the steps below.
 //
 // Writeback in steps: every kWritebackStepBytes written through a wrapped WAL or main database
 // file object, the VFS asks the kernel to start writing the file's dirty pages to the device
