@@ -2,7 +2,9 @@
 // embedded store.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "projection/rebuild.h"
@@ -395,14 +397,29 @@ TEST_F(VerifyTest, FindsAWrongLedgerAmount) {
 TEST_F(VerifyTest, FindsAMissingAndADoubledEntry) {
   workload(4, 30);
   catch_up();
-  sql("read.db",
-      "DELETE FROM ledger_entries WHERE position = 5;"
+  // The copy at a position the log does not have: with its metadata left to the log (NULL, as
+  // the projector writes it) no reader can complete it, and verify stops there, naming it.
+  const std::string doubled =
       "INSERT INTO ledger_entries (position, wallet_id, wallet_key, version, type, amount_minor,"
       " balance_before_minor, balance_after_minor, description, reference_id, related_wallet_id,"
       " metadata, created_at_ms, reference_hash) SELECT position + 100000, wallet_id, wallet_key,"
       " version, type, amount_minor, balance_before_minor, balance_after_minor, description,"
-      " reference_id, related_wallet_id, metadata, created_at_ms, reference_hash"
-      " FROM ledger_entries WHERE position = 7");
+      " reference_id, related_wallet_id, $metadata, created_at_ms, reference_hash"
+      " FROM ledger_entries WHERE position = 7;";
+  const auto with_metadata = [&](const std::string& metadata) {
+    std::string statement = doubled;
+    statement.replace(statement.find("$metadata"), 9, metadata);
+    return statement;
+  };
+  sql("read.db", with_metadata("metadata"));
+  auto stopped = verify(log(), &read_store());
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_NE(stopped.error().message.find("ledger entry at position 100007: not in the log"),
+            std::string::npos)
+      << stopped.error().message;
+  // With metadata of its own, every difference is listed.
+  sql("read.db", "DELETE FROM ledger_entries WHERE position = 100007;" + with_metadata("'{}'") +
+                     "DELETE FROM ledger_entries WHERE position = 5;");
   const VerifyReport report = verify_now();
   EXPECT_EQ(report.difference_count, 4);
   EXPECT_TRUE(mentions(report, "no entry for the event at position 5"));
@@ -513,7 +530,8 @@ TEST_F(VerifyTest, WithoutAReadSideFails) {
 }
 
 // The per-wallet event copy of a data directory leaves each event's documents to the log beside
-// read.db and reads them back from it by position; a read side of its own keeps them.
+// read.db, and the ledger each entry's metadata, and reads them back from it by position; a read
+// side of its own keeps them.
 class EventCopyDocumentsTest : public ProjectionFixture {
  protected:
   std::int64_t count(const std::string& file, const std::string& query) {
@@ -559,6 +577,44 @@ class EventCopyDocumentsTest : public ProjectionFixture {
       EXPECT_EQ(history.value()[i].data, of_wallet[i]->data_json);
       EXPECT_EQ(history.value()[i].metadata, of_wallet[i]->metadata_json);
     }
+    expect_entries_of_the_log(store, logged.value(), of_wallet);
+  }
+  // The ledger entries: every one in a scan (a range read), one wallet's newest first (one read
+  // each), and a transfer's two by their reference.
+  void expect_entries_of_the_log(ReadStore& store, const std::vector<LoggedEvent>& logged,
+                                 const std::vector<const LoggedEvent*>& of_wallet) {
+    std::map<std::int64_t, const LoggedEvent*> by_position;
+    for (const LoggedEvent& event : logged) by_position[event.position] = &event;
+    const auto expect_metadata = [&](const std::vector<LedgerEntry>& entries) {
+      for (const LedgerEntry& entry : entries) {
+        ASSERT_TRUE(by_position.contains(entry.position)) << entry.position;
+        EXPECT_EQ(entry.metadata, by_position[entry.position]->metadata_json)
+            << "position " << entry.position;
+      }
+    };
+    auto scanned = store.scan_entries(0, 100'000);
+    ASSERT_TRUE(scanned.ok()) << scanned.error().message;
+    // Every event but the wallets' creations has an entry.
+    std::size_t creations = 0;
+    for (const LoggedEvent& event : logged) {
+      if (event.event.type == EventType::kWalletCreated) ++creations;
+    }
+    ASSERT_EQ(scanned.value().size(), logged.size() - creations);
+    expect_metadata(scanned.value());
+    EntryFilter filter;
+    filter.wallet_id = of_wallet.front()->event.wallet_id;
+    filter.limit = 1'000;
+    auto of_one = store.find_entries(filter);
+    ASSERT_TRUE(of_one.ok()) << of_one.error().message;
+    ASSERT_EQ(of_one.value().size(), of_wallet.size() - 1);
+    expect_metadata(of_one.value());
+    const auto transfer = std::find_if(scanned.value().begin(), scanned.value().end(),
+                                       [](const LedgerEntry& e) { return e.related_wallet_id; });
+    ASSERT_NE(transfer, scanned.value().end());
+    auto referenced = store.entries_by_reference(transfer->reference_id, 10);
+    ASSERT_TRUE(referenced.ok()) << referenced.error().message;
+    ASSERT_EQ(referenced.value().size(), 2u);
+    expect_metadata(referenced.value());
   }
 };
 
@@ -569,6 +625,8 @@ TEST_F(EventCopyDocumentsTest, AreReadFromTheLogBesideReadDb) {
   const std::string with_documents =
       "SELECT count(*) FROM wallet_events WHERE data IS NOT NULL OR metadata IS NOT NULL";
   EXPECT_EQ(count("read.db", with_documents), 0);
+  EXPECT_GT(count("read.db", "SELECT count(*) FROM ledger_entries"), 30);
+  EXPECT_EQ(count("read.db", "SELECT count(*) FROM ledger_entries WHERE metadata IS NOT NULL"), 0);
   expect_copies_of_the_log(read_store());
   // A second connection (the server's queries) reads them the same way.
   auto queries = SqliteReadStore::open(dir_, SqliteReadStore::Access::kReadOnly);
@@ -588,6 +646,7 @@ TEST_F(EventCopyDocumentsTest, AReadSideOfItsOwnKeepsThem) {
   EXPECT_EQ(
       count("own.db", "SELECT count(*) FROM wallet_events WHERE data IS NULL OR metadata IS NULL"),
       0);
+  EXPECT_EQ(count("own.db", "SELECT count(*) FROM ledger_entries WHERE metadata IS NULL"), 0);
   expect_copies_of_the_log(*own.value());
 }
 
@@ -603,6 +662,13 @@ TEST_F(EventCopyDocumentsTest, ACopyWithoutItsLogIsAnError) {
   EXPECT_EQ(events.error().kind, StoreErrorKind::kCorrupt);
   EXPECT_NE(events.error().message.find("no log beside it"), std::string::npos)
       << events.error().message;
+  EntryFilter of_w0;
+  of_w0.wallet_id = "w0";
+  auto entries = alone.value()->find_entries(of_w0);
+  ASSERT_FALSE(entries.ok());
+  EXPECT_EQ(entries.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(entries.error().message.find("ledger entry at position"), std::string::npos)
+      << entries.error().message;
   // An event the log lost: its copy cannot be completed either, read in a range (a scan) or
   // alone (the wallet's history).
   sql("wallex.db", "DELETE FROM events WHERE position = 1");

@@ -97,7 +97,7 @@ CREATE TABLE $ledger_entries% (
   description          TEXT,
   reference_id         TEXT    NOT NULL,
   related_wallet_id    TEXT,
-  metadata             TEXT    NOT NULL,
+  metadata             TEXT,
   created_at_ms        INTEGER NOT NULL,
   reference_hash       INTEGER NOT NULL
 );
@@ -423,7 +423,7 @@ Result<LedgerEntry, StoreError> entry_row(const Statement& s) {
   e.description = s.optional_text(7);
   e.reference_id = std::string(s.text(8));
   e.related_wallet_id = s.optional_text(9);
-  e.metadata = std::string(s.text(10));
+  e.metadata = std::string(s.text(10));  // NULL (empty): the log's, as for the event copy
   e.created_at_ms = s.int64(11);
   e.wallet_key = s.int64(12);
   return e;
@@ -737,32 +737,47 @@ struct SqliteReadStore::Impl {
     return Ok{};
   }
 
-  // Gives the rows whose documents were left to the log (read as empty text) the log's: one
-  // range read when their positions are a dense ascending run (a scan), else one read each.
-  Status<StoreError> fill_documents(std::vector<WalletEventRow>& rows) {
-    std::vector<WalletEventRow*> missing;
-    for (WalletEventRow& row : rows) {
-      if (row.data.empty() || row.metadata.empty()) missing.push_back(&row);
+  // What a row of the read side leaves to the log: the event copy both documents, a ledger
+  // entry its metadata. Read from a NULL column, such a document is empty text (no document is).
+  static bool lacks_documents(const WalletEventRow& row) {
+    return row.data.empty() || row.metadata.empty();
+  }
+  static bool lacks_documents(const LedgerEntry& entry) { return entry.metadata.empty(); }
+  // `s` is a row of log_documents or log_document_range: position, data, metadata.
+  static void take_documents(WalletEventRow& row, const Statement& s) {
+    if (row.data.empty()) row.data = std::string(s.text(1));
+    if (row.metadata.empty()) row.metadata = std::string(s.text(2));
+  }
+  static void take_documents(LedgerEntry& entry, const Statement& s) {
+    entry.metadata = std::string(s.text(2));
+  }
+  static const char* row_kind(const WalletEventRow&) { return "wallet event"; }
+  static const char* row_kind(const LedgerEntry&) { return "ledger entry"; }
+
+  // Gives the rows whose documents were left to the log the log's: one range read when their
+  // positions are a dense ascending run (a scan), else one read each.
+  template <typename Row>
+  Status<StoreError> fill_documents(std::vector<Row>& rows) {
+    std::vector<Row*> missing;
+    for (Row& row : rows) {
+      if (lacks_documents(row)) missing.push_back(&row);
     }
     if (missing.empty()) return Ok{};
-    const auto lost = [this](const WalletEventRow& row) {
-      return fail(corrupt("wallet event at position " + std::to_string(row.position) +
-                          ": not in the log " + log_path));
+    const auto lost = [this](const Row& row) {
+      return fail(corrupt(std::string(row_kind(row)) + " at position " +
+                          std::to_string(row.position) + ": not in the log " + log_path));
     };
     if (log_path.empty()) {
-      return fail(corrupt("wallet event at position " + std::to_string(missing.front()->position) +
+      return fail(corrupt(std::string(row_kind(*missing.front())) + " at position " +
+                          std::to_string(missing.front()->position) +
                           ": read.db holds no documents for it and has no log beside it"));
     }
     if (log_db == nullptr) {
       if (auto s = open_log(); !s) return s;
     }
-    const auto fill = [](WalletEventRow& row, const Statement& s) {
-      if (row.data.empty()) row.data = std::string(s.text(1));
-      if (row.metadata.empty()) row.metadata = std::string(s.text(2));
-    };
-    const bool ascending = std::is_sorted(
-        missing.begin(), missing.end(),
-        [](const WalletEventRow* a, const WalletEventRow* b) { return a->position < b->position; });
+    const bool ascending =
+        std::is_sorted(missing.begin(), missing.end(),
+                       [](const Row* a, const Row* b) { return a->position < b->position; });
     const std::int64_t first = missing.front()->position;
     const std::int64_t last = missing.back()->position;
     if (ascending && last - first < 2 * static_cast<std::int64_t>(missing.size())) {
@@ -776,7 +791,7 @@ struct SqliteReadStore::Impl {
         const std::int64_t position = s.int64(0);
         if (position < (*wanted)->position) continue;
         if (position > (*wanted)->position) return lost(**wanted);
-        fill(**wanted, s);
+        take_documents(**wanted, s);
         ++wanted;
       }
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -785,7 +800,7 @@ struct SqliteReadStore::Impl {
       if (wanted != missing.end()) return lost(**wanted);
       return Ok{};
     }
-    for (WalletEventRow* row : missing) {
+    for (Row* row : missing) {
       Statement& s = log_documents;
       ResetOnExit reset(s);
       s.bind(1, row->position);
@@ -794,12 +809,12 @@ struct SqliteReadStore::Impl {
       if (rc != SQLITE_ROW) {
         return fail(sqlite_error(log_db, rc, "reading an event's documents from the log"));
       }
-      fill(*row, s);
+      take_documents(*row, s);
     }
     return Ok{};
   }
-  Result<std::vector<WalletEventRow>, StoreError> with_documents(
-      Result<std::vector<WalletEventRow>, StoreError> rows) {
+  template <typename Row>
+  Result<std::vector<Row>, StoreError> with_documents(Result<std::vector<Row>, StoreError> rows) {
     if (!rows) return rows;
     if (auto s = fill_documents(rows.value()); !s) return fail(s.error());
     return rows;
@@ -1152,7 +1167,11 @@ Status<StoreError> SqliteReadStore::insert_entry(const LedgerEntry& entry) {
   s.bind_optional(8, entry.description);
   s.bind(9, entry.reference_id);
   s.bind_optional(10, entry.related_wallet_id);
-  s.bind(11, entry.metadata);
+  if (impl_->log_path.empty()) {
+    s.bind(11, entry.metadata);
+  } else {
+    s.bind_null(11);  // the log's (Impl::log_path)
+  }
   s.bind(12, entry.created_at_ms);
   s.bind(13, entry.wallet_key);
   s.bind(14, reference_hash(entry.reference_id));
@@ -1178,7 +1197,7 @@ Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::find_entries(
   if (filter.type) s.bind(4, entry_type_name(*filter.type));
   s.bind(5, static_cast<std::int64_t>(filter.limit));
   s.bind(6, static_cast<std::int64_t>(filter.offset));
-  return collect<LedgerEntry>(impl_->db, s, "reading the ledger", entry_row);
+  return impl_->with_documents(collect<LedgerEntry>(impl_->db, s, "reading the ledger", entry_row));
 }
 
 Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::entries_by_reference(
@@ -1187,7 +1206,7 @@ Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::entries_by_referen
   s.bind(1, reference_id);
   s.bind(2, static_cast<std::int64_t>(limit));
   s.bind(3, reference_hash(reference_id));
-  return collect<LedgerEntry>(impl_->db, s, "reading the ledger", entry_row);
+  return impl_->with_documents(collect<LedgerEntry>(impl_->db, s, "reading the ledger", entry_row));
 }
 
 Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::scan_entries(
@@ -1195,7 +1214,8 @@ Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::scan_entries(
   Statement& s = impl_->queries.scan_entries;
   s.bind(1, after_position);
   s.bind(2, static_cast<std::int64_t>(limit));
-  return collect<LedgerEntry>(impl_->db, s, "scanning the ledger", entry_row);
+  return impl_->with_documents(
+      collect<LedgerEntry>(impl_->db, s, "scanning the ledger", entry_row));
 }
 
 // ---------------------------------------------------------------------------------- wallet events

@@ -25,9 +25,10 @@ namespace wallex {
 
 // 2: ledger_entries.reference_hash (the reference index holds hashes). 3: the reference key
 // follows the order of time-ordered transfer ids and of each wallet's versions. 4: the per-wallet
-// event copy's documents may be NULL, read from the log beside read.db instead. A read side of an
-// older version is replaced by an empty one when opened for writing (it is rebuilt from the log).
-inline constexpr int kReadSchemaVersion = 4;
+// event copy's documents may be NULL, read from the log beside read.db instead. 5: so may a ledger
+// entry's metadata. A read side of an older version is replaced by an empty one when opened for
+// writing (it is rebuilt from the log).
+inline constexpr int kReadSchemaVersion = 5;
 
 // The key under which the reference index files a reference id (sqlite_read_store.cc).
 std::int64_t reference_hash(std::string_view reference_id);
