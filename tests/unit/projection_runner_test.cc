@@ -433,7 +433,9 @@ TEST_F(VerifyTest, AReadSideOfAnOlderSchemaIsReplacedAndCaughtUp) {
   catch_up();
   runner_.reset();
   read_.reset();
-  sql("read.db", "PRAGMA user_version = " + std::to_string(kReadSchemaVersion - 1));
+  // Version 3 (4 is moved to 5 in place: EventCopyDocumentsTest.ASchema4ReadSideIsMovedInPlace).
+  static_assert(kReadSchemaVersion == 5);
+  sql("read.db", "PRAGMA user_version = 3");
   // Read-only (queries, verify) refuses it; read-write (the projector, rebuild) starts afresh.
   auto read_only = SqliteReadStore::open(dir_, SqliteReadStore::Access::kReadOnly);
   ASSERT_FALSE(read_only.ok());
@@ -634,6 +636,59 @@ TEST_F(EventCopyDocumentsTest, AreReadFromTheLogBesideReadDb) {
   expect_copies_of_the_log(*queries.value());
 }
 
+// A read.db of schema 4 (the ledger's metadata stored, NOT NULL) keeps its rows and checkpoints:
+// only the constraint goes, and the entries projected from then on leave their metadata to the log.
+TEST_F(EventCopyDocumentsTest, ASchema4ReadSideIsMovedInPlace) {
+  workload(4, 30);
+  catch_up();
+  runner_.reset();
+  read_.reset();
+  const std::int64_t entries = count("read.db", "SELECT count(*) FROM ledger_entries");
+  const std::int64_t checkpoint =
+      count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'");
+  ASSERT_GT(entries, 30);
+  ASSERT_GT(checkpoint, 0);
+  // What version 4 wrote: every entry with the log's metadata, and the column NOT NULL.
+  const std::string log_path = (std::filesystem::path(dir_) / "wallex.db").string();
+  sql("read.db", "ATTACH '" + log_path +
+                     "' AS log; UPDATE ledger_entries SET metadata = (SELECT metadata FROM"
+                     " log.events WHERE events.position = ledger_entries.position); DETACH log;"
+                     " PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = replace(sql,"
+                     " 'metadata             TEXT,', 'metadata             TEXT    NOT NULL,')"
+                     " WHERE name = 'ledger_entries'; PRAGMA writable_schema = OFF;"
+                     " PRAGMA user_version = 4;");
+  EXPECT_EQ(count("read.db",
+                  "SELECT count(*) FROM sqlite_schema WHERE name = 'ledger_entries'"
+                  " AND sql LIKE '%metadata%TEXT%NOT NULL%'"),
+            1);
+  EXPECT_EQ(count("read.db", "SELECT count(*) FROM ledger_entries WHERE metadata IS NULL"), 0);
+
+  ASSERT_TRUE(read_store().checkpoints().ok());  // opens it read-write: the move
+  EXPECT_EQ(count("read.db", "PRAGMA user_version"), kReadSchemaVersion);
+  EXPECT_EQ(count("read.db",
+                  "SELECT count(*) FROM sqlite_schema WHERE name = 'ledger_entries'"
+                  " AND instr(sql, 'metadata             TEXT,') > 0"),
+            1);
+  EXPECT_EQ(count("read.db", "SELECT count(*) FROM ledger_entries"), entries);
+  EXPECT_EQ(count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'"),
+            checkpoint);
+  EXPECT_EQ(count("read.db",
+                  "SELECT count(*) FROM pragma_integrity_check"
+                  " WHERE integrity_check != 'ok'"),
+            0);
+  // New entries store NULL beside the old ones' metadata; every entry reads the log's.
+  workload(4, 30, 11);
+  catch_up();
+  EXPECT_EQ(count("read.db", "SELECT count(*) FROM ledger_entries WHERE metadata IS NOT NULL"),
+            entries);
+  EXPECT_GT(count("read.db", "SELECT count(*) FROM ledger_entries WHERE metadata IS NULL"), 0);
+  expect_copies_of_the_log(read_store());
+  auto report = verify(log(), &read_store());
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_TRUE(report.value().ok())
+      << (report.value().differences.empty() ? "" : report.value().differences.front());
+}
+
 TEST_F(EventCopyDocumentsTest, AReadSideOfItsOwnKeepsThem) {
   workload(4, 30);
   auto own = SqliteReadStore::open_file((std::filesystem::path(dir_) / "own.db").string(),
@@ -677,6 +732,22 @@ TEST_F(EventCopyDocumentsTest, ACopyWithoutItsLogIsAnError) {
     ASSERT_FALSE(lost.ok());
     EXPECT_EQ(lost.error().kind, StoreErrorKind::kCorrupt);
     EXPECT_NE(lost.error().message.find("position 1: not in the log"), std::string::npos)
+        << lost.error().message;
+  }
+  // The same for a ledger entry, in a scan (a range) and in its wallet's ledger (one read).
+  auto first_entry = read_store().scan_entries(0, 1);
+  ASSERT_TRUE(first_entry.ok()) << first_entry.error().message;
+  ASSERT_EQ(first_entry.value().size(), 1u);
+  const LedgerEntry entry = first_entry.value().front();
+  sql("wallex.db", "DELETE FROM events WHERE position = " + std::to_string(entry.position));
+  EntryFilter of_its_wallet;
+  of_its_wallet.wallet_id = entry.wallet_id;
+  for (auto lost : {read_store().scan_entries(0, 10), read_store().find_entries(of_its_wallet)}) {
+    ASSERT_FALSE(lost.ok());
+    EXPECT_EQ(lost.error().kind, StoreErrorKind::kCorrupt);
+    EXPECT_NE(lost.error().message.find("ledger entry at position " +
+                                        std::to_string(entry.position) + ": not in the log"),
+              std::string::npos)
         << lost.error().message;
   }
 }

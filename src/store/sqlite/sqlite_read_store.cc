@@ -687,9 +687,10 @@ struct SqliteReadStore::Impl {
   std::string data_dir;
   bool read_only = false;
   // The embedded store's log (wallex.db beside read.db) when read.db was opened as part of a data
-  // directory that has one: the per-wallet event copy then stores no documents, which are the
-  // log's own, and a query reads them from the log by position (log_db, opened at the first
-  // such read). Empty for a read side of its own (a Kafka-built file): it keeps the documents.
+  // directory that has one: the per-wallet event copy then stores no documents, and the ledger
+  // no entry's metadata, which are the log's own, and a query reads them from the log by
+  // position (log_db, opened at the first such read). Empty for a read side of its own (a
+  // Kafka-built file): it keeps them.
   std::string log_path;
   sqlite3* log_db = nullptr;
   Statement log_documents, log_document_range;
@@ -755,7 +756,8 @@ struct SqliteReadStore::Impl {
   static const char* row_kind(const LedgerEntry&) { return "ledger entry"; }
 
   // Gives the rows whose documents were left to the log the log's: one range read when their
-  // positions are a dense ascending run (a scan), else one read each.
+  // positions are a dense run (a scan, a page of the whole ledger, a transfer's two entries),
+  // else one read each.
   template <typename Row>
   Status<StoreError> fill_documents(std::vector<Row>& rows) {
     std::vector<Row*> missing;
@@ -775,12 +777,12 @@ struct SqliteReadStore::Impl {
     if (log_db == nullptr) {
       if (auto s = open_log(); !s) return s;
     }
-    const bool ascending =
-        std::is_sorted(missing.begin(), missing.end(),
-                       [](const Row* a, const Row* b) { return a->position < b->position; });
+    // In position order, whatever the order of the rows (the ledger's pages come newest first).
+    std::sort(missing.begin(), missing.end(),
+              [](const Row* a, const Row* b) { return a->position < b->position; });
     const std::int64_t first = missing.front()->position;
     const std::int64_t last = missing.back()->position;
-    if (ascending && last - first < 2 * static_cast<std::int64_t>(missing.size())) {
+    if (last - first < 2 * static_cast<std::int64_t>(missing.size())) {
       Statement& s = log_document_range;
       ResetOnExit reset(s);
       s.bind(1, first);
@@ -870,6 +872,37 @@ struct SqliteReadStore::Impl {
     return exec(db, "COMMIT", "creating the read-side schema");
   }
 
+  // Schema 4 to 5 in place: the one difference is that ledger_entries.metadata may be NULL.
+  // Dropping a NOT NULL constraint changes no row, and it is one of the schema edits SQLite's
+  // documentation gives a procedure for (lang_altertable.html, "making other kinds of table
+  // schema changes": the table's text in sqlite_schema rewritten under writable_schema, the
+  // schema version moved on, in one transaction). So the file keeps its rows, checkpoints and a
+  // consumer group's offsets, rather than being replayed from position 0 (or from the start of
+  // a Kafka topic that may no longer hold it). False when the table's text is not the one
+  // version 4 wrote: the caller then replaces the read side as for any older version. Inside
+  // create_or_check_schema's transaction.
+  Result<bool, StoreError> migrate_from_4() {
+    constexpr const char* kOld = "metadata             TEXT    NOT NULL,";
+    constexpr const char* kNew = "metadata             TEXT,";
+    const std::string tables =
+        "type = 'table' AND name IN ('ledger_entries', 'ledger_entries_next')";
+    auto matching = query_int(db, "SELECT count(*) FROM sqlite_schema WHERE " + tables +
+                                      " AND instr(sql, '" + kOld + "') > 0");
+    if (!matching) return fail(matching.error());
+    auto present = query_int(db, "SELECT count(*) FROM sqlite_schema WHERE " + tables);
+    if (!present) return fail(present.error());
+    if (matching.value() == 0 || matching.value() != present.value()) return false;
+    auto schema_version = query_int(db, "PRAGMA schema_version");
+    if (!schema_version) return fail(schema_version.error());
+    const std::string script =
+        "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = replace(sql, '" +
+        std::string(kOld) + "', '" + kNew + "') WHERE " + tables +
+        "; PRAGMA schema_version = " + std::to_string(schema_version.value() + 1) +
+        "; PRAGMA writable_schema = OFF; PRAGMA user_version = 5;";
+    if (auto s = exec(db, script, "moving read-side schema 4 to 5"); !s) return fail(s.error());
+    return true;
+  }
+
   Status<StoreError> check_or_create(const std::string& path) {
     auto application_id = query_int(db, "PRAGMA application_id");
     if (!application_id) return fail(application_id.error());
@@ -884,6 +917,11 @@ struct SqliteReadStore::Impl {
     }
     if (application_id.value() != kReadApplicationId) {
       return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex read side"});
+    }
+    if (user_version.value() == 4 && !read_only) {
+      auto migrated = migrate_from_4();
+      if (!migrated) return fail(migrated.error());
+      if (migrated.value()) return Ok{};
     }
     if (user_version.value() < kReadSchemaVersion && !read_only) {
       // Written by an older Wallex. The read side is derived from the log: start it afresh (the

@@ -26,8 +26,8 @@ namespace wallex {
 // 2: ledger_entries.reference_hash (the reference index holds hashes). 3: the reference key
 // follows the order of time-ordered transfer ids and of each wallet's versions. 4: the per-wallet
 // event copy's documents may be NULL, read from the log beside read.db instead. 5: so may a ledger
-// entry's metadata. A read side of an older version is replaced by an empty one when opened for
-// writing (it is rebuilt from the log).
+// entry's metadata. Opened for writing, a read side of version 4 is moved to 5 in place (no row
+// changes); one of an older version is replaced by an empty one (it is rebuilt from the log).
 inline constexpr int kReadSchemaVersion = 5;
 
 // The key under which the reference index files a reference id (sqlite_read_store.cc).
