@@ -1,5 +1,9 @@
 #include "service/reply_encoding.h"
 
+#include <charconv>
+#include <cstdint>
+#include <vector>
+
 #include "common/time_format.h"
 #include "json/json_writer.h"
 
@@ -34,7 +38,98 @@ void add_description(std::string& out, const std::optional<std::string>& descrip
   }
 }
 
+// "|balance|version|updatedAt" of a wallet, for the stored forms.
+void add_changing(std::string& out, const WalletState& wallet) {
+  out += '|';
+  out += std::to_string(wallet.balance.minor());
+  out += '|';
+  out += std::to_string(wallet.version);
+  out += '|';
+  out += std::to_string(wallet.updated_at_ms);
+}
+
+std::optional<std::int64_t> parse_integer(std::string_view text) {
+  std::int64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
+std::vector<std::string_view> split_fields(std::string_view text) {
+  std::vector<std::string_view> fields;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t bar = text.find('|', start);
+    fields.push_back(text.substr(start, bar == std::string_view::npos ? bar : bar - start));
+    if (bar == std::string_view::npos) return fields;
+    start = bar + 1;
+  }
+}
+
+// The wallet `id` as it was after the stored command: its current state with the values that
+// change taken from fields[0..2] (balance, version, updatedAt).
+std::optional<WalletState> wallet_then(std::string_view id, const WalletLookup& lookup,
+                                       const std::string_view* fields) {
+  const WalletState* now = lookup(id);
+  const auto balance = parse_integer(fields[0]);
+  const auto version = parse_integer(fields[1]);
+  const auto updated_at = parse_integer(fields[2]);
+  if (now == nullptr || !balance || *balance < 0 || !version || !updated_at) return std::nullopt;
+  WalletState then = *now;
+  then.balance = Money::from_minor(*balance);
+  then.version = *version;
+  then.updated_at_ms = *updated_at;
+  return then;
+}
+
 }  // namespace
+
+std::string stored_snapshot(const WalletState& wallet) {
+  std::string out = "s";
+  add_changing(out, wallet);
+  return out;
+}
+
+std::string stored_transfer(const WalletState& from, const WalletState& to,
+                            std::string_view transfer_id) {
+  std::string out = "t";
+  add_changing(out, from);
+  add_changing(out, to);
+  out += '|';
+  out += transfer_id;
+  return out;
+}
+
+std::optional<std::string> replay_body(std::string_view stored, const Command& command,
+                                       const WalletLookup& lookup) {
+  if (stored.empty() || stored.front() == '{') return std::string(stored);
+  const std::vector<std::string_view> fields = split_fields(stored);
+  if (fields.front() == "s" && fields.size() == 4) {
+    const std::string_view id = std::visit(
+        [](const auto& c) -> std::string_view {
+          using T = std::decay_t<decltype(c)>;
+          if constexpr (std::is_same_v<T, TransferMoney>) {
+            return {};
+          } else {
+            return c.wallet_id;
+          }
+        },
+        command);
+    if (id.empty()) return std::nullopt;
+    auto wallet = wallet_then(id, lookup, &fields[1]);
+    if (!wallet) return std::nullopt;
+    return encode_snapshot(*wallet);
+  }
+  if (fields.front() == "t" && fields.size() == 8) {
+    const auto* transfer = std::get_if<TransferMoney>(&command);
+    if (transfer == nullptr || fields[7].empty()) return std::nullopt;
+    auto from = wallet_then(transfer->from_wallet_id, lookup, &fields[1]);
+    auto to = wallet_then(transfer->to_wallet_id, lookup, &fields[4]);
+    if (!from || !to) return std::nullopt;
+    return encode_transfer(*from, *to, fields[7]);
+  }
+  return std::nullopt;
+}
 
 std::string encode_snapshot(const WalletState& wallet) {
   JsonWriter out;

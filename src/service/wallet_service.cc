@@ -479,7 +479,13 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
       request_fingerprint = fingerprint(request.command);
       if (record && record->created_at_ms + options_.idempotency_retention_ms > now) {
         if (record->fingerprint == request_fingerprint) {
-          answer_now(pending, Reply{record->status, record->body, record->position, true});
+          if (auto body = replay_body(record->body, request.command, lookup)) {
+            answer_now(pending, Reply{record->status, std::move(*body), record->position, true});
+          } else {
+            log::error("the stored reply of idempotency key " + key + " cannot be rebuilt");
+            answer_now(pending, error_reply(ErrorCode::kStoreUnavailable,
+                                            "The stored reply of this request cannot be read"));
+          }
         } else {
           answer_now(pending, error_reply(ErrorCode::kIdempotencyKeyReused,
                                           "Idempotency key reused with a different request"));
@@ -494,6 +500,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     }
     auto decision = decide(request.command, lookup, now);
     Reply reply;
+    std::string stored_body;  // the record's form of reply.body (service/reply_encoding.h)
     CommitBatch::Entry entry;
     if (decision) {
       for (const Event& event : decision.value()) {
@@ -504,10 +511,14 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
       }
       reply.status = 201;
       if (const auto* transfer = std::get_if<TransferMoney>(&request.command)) {
-        reply.body = encode_transfer(*lookup(transfer->from_wallet_id),
-                                     *lookup(transfer->to_wallet_id), transfer->transfer_id);
+        const WalletState& from = *lookup(transfer->from_wallet_id);
+        const WalletState& to = *lookup(transfer->to_wallet_id);
+        reply.body = encode_transfer(from, to, transfer->transfer_id);
+        if (request.idempotency_key) stored_body = stored_transfer(from, to, transfer->transfer_id);
       } else {
-        reply.body = encode_snapshot(*lookup(decision.value().front().wallet_id));
+        const WalletState& wallet = *lookup(decision.value().front().wallet_id);
+        reply.body = encode_snapshot(wallet);
+        if (request.idempotency_key) stored_body = stored_snapshot(wallet);
       }
       entry.events = std::move(decision).value();
       entry.metadata = EventMetadata{request.correlation_id, request.idempotency_key};
@@ -515,8 +526,13 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
       reply = error_reply(decision.error().code, decision.error().message);
     }
     if (request.idempotency_key) {
-      entry.idempotency = IdempotencyRecord{*request.idempotency_key, std::move(request_fingerprint),
-                                            reply.status, reply.body, 0, now};
+      if (stored_body.empty()) stored_body = reply.body;
+      entry.idempotency = IdempotencyRecord{*request.idempotency_key,
+                                            std::move(request_fingerprint),
+                                            reply.status,
+                                            std::move(stored_body),
+                                            0,
+                                            now};
       entry.replaces_record_created_at_ms = replaces_record;
       staged_keys.insert(*request.idempotency_key);  // the key lives in `batch` until replies go
     }

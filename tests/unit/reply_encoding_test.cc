@@ -50,5 +50,73 @@ TEST(ReplyEncoding, FingerprintsSeparateEveryField) {
             fingerprint(TransferMoney{"a", "b", one, {}, "t2"}));
 }
 
+// The wallets as a replay finds them: moved on since the stored command (other balance, version
+// and update time), with the ids, owners and creation times that never change.
+class StoredReplyTest : public ::testing::Test {
+ protected:
+  const WalletState from_then{"w-1", "o\"1", Money::from_minor(13050), 3, 1'000, 1'764'107'141'123};
+  const WalletState to_then{"w-2", "owner-2", Money::from_minor(7), 1, 2'000, 1'764'107'141'123};
+  WalletState from_now = moved(from_then);
+  WalletState to_now = moved(to_then);
+  const WalletLookup lookup = [this](std::string_view id) -> const WalletState* {
+    if (id == from_now.id) return &from_now;
+    if (id == to_now.id) return &to_now;
+    return nullptr;
+  };
+  static WalletState moved(WalletState wallet) {
+    wallet.balance = Money::from_minor(wallet.balance.minor() + 99'999);
+    wallet.version += 5;
+    wallet.updated_at_ms += 60'000;
+    return wallet;
+  }
+};
+
+TEST_F(StoredReplyTest, ASnapshotReplaysByteForByteFromItsChangingValues) {
+  const std::string stored = stored_snapshot(from_then);
+  EXPECT_EQ(stored, "s|13050|3|1764107141123");
+  const std::string original = encode_snapshot(from_then);
+  EXPECT_LT(stored.size() * 4, original.size());
+  for (const Command& command : {Command{CreditWallet{"w-1", Money::from_minor(1), {}}},
+                                 Command{DebitWallet{"w-1", Money::from_minor(1), "d"}},
+                                 Command{CreateWallet{"w-1", "o\"1", Money::from_minor(13050)}}}) {
+    EXPECT_EQ(replay_body(stored, command, lookup), original);
+  }
+}
+
+TEST_F(StoredReplyTest, ATransferReplaysByteForByteWithItsId) {
+  const std::string id = "01890a5d-ac96-774b-bcce-b302099a8057";
+  const std::string stored = stored_transfer(from_then, to_then, id);
+  EXPECT_EQ(stored, "t|13050|3|1764107141123|7|1|1764107141123|" + id);
+  const std::string original = encode_transfer(from_then, to_then, id);
+  EXPECT_EQ(
+      replay_body(stored, TransferMoney{"w-1", "w-2", Money::from_minor(5), {}, "other"}, lookup),
+      original);
+}
+
+TEST_F(StoredReplyTest, JsonBodiesReplayAsTheyAre) {
+  // Errors, and every record written before the compact form.
+  for (const std::string& json :
+       {encode_error(ErrorCode::kInsufficientFunds, "no"), encode_snapshot(from_then),
+        encode_transfer(from_then, to_then, "t")}) {
+    EXPECT_EQ(replay_body(json, CreditWallet{"nobody", Money::from_minor(1), {}}, lookup), json);
+  }
+}
+
+TEST_F(StoredReplyTest, WhatCannotBeRebuiltIsNoReply) {
+  const Command credit = CreditWallet{"w-1", Money::from_minor(1), {}};
+  const Command transfer = TransferMoney{"w-1", "w-2", Money::from_minor(5), {}, "x"};
+  for (const std::string_view broken :
+       {"s|1|2", "s|1|2|3|4", "s|a|2|3", "s|-1|2|3", "s||2|3", "x|1|2|3", "t|1|2|3|4|5|6|"}) {
+    EXPECT_FALSE(replay_body(broken, broken.front() == 't' ? transfer : credit, lookup)) << broken;
+  }
+  // A snapshot for a transfer, a transfer for a credit, a wallet that no longer exists.
+  EXPECT_FALSE(replay_body(stored_snapshot(from_then), transfer, lookup));
+  EXPECT_FALSE(replay_body(stored_transfer(from_then, to_then, "x"), credit, lookup));
+  EXPECT_FALSE(replay_body(stored_snapshot(from_then),
+                           CreditWallet{"gone", Money::from_minor(1), {}}, lookup));
+  EXPECT_FALSE(replay_body(stored_transfer(from_then, to_then, "x"),
+                           TransferMoney{"w-1", "gone", Money::from_minor(5), {}, "x"}, lookup));
+}
+
 }  // namespace
 }  // namespace wallex

@@ -330,6 +330,29 @@ TEST_F(WalletServiceTest, IdempotentReplayReturnsTheStoredReply) {
   EXPECT_EQ(submit(DebitWallet{"w", money("5"), "x"}, "k").status, 409);
 }
 
+// The record keeps a snapshot or transfer reply in its compact form (service/reply_encoding.h):
+// a replay after the wallets moved on still answers what the request was answered then.
+TEST_F(WalletServiceTest, AReplayAfterTheWalletsMovedOnAnswersTheOriginalBytes) {
+  const Reply created = submit(CreateWallet{"w", "owner", money("10")}, "c");
+  ASSERT_EQ(created.status, 201);
+  create("other", "0");
+  const Reply credited = submit(CreditWallet{"w", money("5"), "x"}, "k1");
+  ASSERT_EQ(credited.status, 201);
+  const Reply transferred = submit(TransferMoney{"w", "other", money("3"), {}, {}}, "k2");
+  ASSERT_EQ(transferred.status, 201);
+  ASSERT_EQ(submit(CreditWallet{"w", money("100"), {}}).status, 201);
+  ASSERT_EQ(submit(TransferMoney{"other", "w", money("1"), {}, {}}).status, 201);
+  const Reply created_again = submit(CreateWallet{"w", "owner", money("10")}, "c");
+  const Reply credited_again = submit(CreditWallet{"w", money("5"), "x"}, "k1");
+  const Reply transferred_again = submit(TransferMoney{"w", "other", money("3"), {}, {}}, "k2");
+  EXPECT_TRUE(created_again.replayed && credited_again.replayed && transferred_again.replayed);
+  EXPECT_EQ(created_again.body, created.body);
+  EXPECT_EQ(credited_again.body, credited.body);
+  EXPECT_EQ(transferred_again.body, transferred.body);
+  EXPECT_EQ(transferred_again.status, 201);
+  EXPECT_EQ(service_->find_wallet("w")->version, 5);
+}
+
 TEST_F(WalletServiceTest, BusinessFailuresAreReplayedToo) {
   create("w", "10");
   const Reply refused = submit(DebitWallet{"w", money("50"), {}}, "k");
