@@ -37,8 +37,8 @@ std::string stored_transfer(const WalletState& from, const WalletState& to,
                             std::string_view transfer_id);
 // The reply body a stored one stands for, byte for byte what the original request was answered:
 // JSON as it is; a compact form completed from `command` (the replaying request) and `lookup`
-// (the wallets' current states). nullopt when it cannot be (a malformed body, or a wallet that
-// no longer exists: a damaged store).
+// (the wallets' current states, read after the record: WalletService::attempt). nullopt when
+// it cannot be (a malformed body, or a wallet the store no longer has: a damaged store).
 std::optional<std::string> replay_body(std::string_view stored, const Command& command,
                                        const WalletLookup& lookup);
 

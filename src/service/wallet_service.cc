@@ -402,12 +402,6 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     }
     return AttemptOutcome::kFailed;
   };
-  if (shared) {
-    if (auto refreshed = refresh_wallets(commands); !refreshed) {
-      return read_failed(refreshed.error(), "reading the batch's wallets");
-    }
-  }
-
   if (pipelined_) forget_durable();
   // The state before this attempt: of the batches written but not durable yet (pipelined; the
   // map is empty otherwise), else the published one. The syncer inserts into wallets_ (hence the
@@ -459,6 +453,15 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     auto found = store_.find_idempotency_many(keys);
     if (!found) return read_failed(found.error(), "idempotency lookup");
     records = std::move(found).value();
+  }
+  // With other writers, the wallets are read after the keys: a record found above committed
+  // with its wallets, so they are read too, and a replay can rebuild its reply from them
+  // (service/reply_encoding.h). Read before the keys, a create committed elsewhere in between
+  // would leave the key's record without its wallet.
+  if (shared) {
+    if (auto refreshed = refresh_wallets(commands); !refreshed) {
+      return read_failed(refreshed.error(), "reading the batch's wallets");
+    }
   }
   std::size_t next_record = 0;
 

@@ -233,6 +233,22 @@ TEST_F(SqliteStoreTest, ASnapshotAlsoFollowsTheNumberOfChangedWallets) {
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
 }
 
+// 3 only marks that idempotency records may hold compact replies (sqlite_store.h): a store of
+// version 2 keeps every row and is marked at open, so that an older wallex refuses it.
+TEST_F(SqliteStoreTest, AStoreOfSchemaVersion2IsMarkedAs3WithItsRows) {
+  {
+    auto store = open_store(1);
+    ASSERT_NE(store, nullptr);
+    create_and_credit(*store, 3);
+  }
+  sql("PRAGMA user_version = 2");
+  auto store = SqliteStore::open(dir_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_EQ(sql_int("PRAGMA user_version"), 3);
+  EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "3", 3)});
+  EXPECT_EQ(store.value()->last_position().value(), 4);
+}
+
 TEST_F(SqliteStoreTest, AStoreOfSchemaVersion1IsMigratedWithItsRowsAsTheSnapshot) {
   {
     auto store = open_store(1);  // a snapshot with every commit

@@ -4,10 +4,12 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
 
+#include "service/reply_encoding.h"
 #include "store/sqlite/sqlite_read_store.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -41,6 +43,11 @@ class ControlledStore final : public EventStore {
   void fail_next_lookup(StoreErrorKind kind) {
     std::lock_guard lock(mutex_);
     fail_next_lookup_ = kind;
+  }
+  // Runs once, at the start of the next key lookup (another instance committing just then).
+  void before_next_lookup(std::function<void()> action) {
+    std::lock_guard lock(mutex_);
+    before_next_lookup_ = std::move(action);
   }
   int commits() const {
     std::lock_guard lock(mutex_);
@@ -79,6 +86,12 @@ class ControlledStore final : public EventStore {
   }
   Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> find_idempotency_many(
       const std::vector<std::string>& keys) override {
+    std::function<void()> before;
+    {
+      std::lock_guard lock(mutex_);
+      before.swap(before_next_lookup_);
+    }
+    if (before) before();
     {
       std::lock_guard lock(mutex_);
       if (fail_next_lookup_) {
@@ -166,6 +179,7 @@ class ControlledStore final : public EventStore {
   Gate commit_gate_;
   Gate sync_gate_;
   int commits_ = 0;
+  std::function<void()> before_next_lookup_;
   std::optional<StoreErrorKind> fail_next_lookup_;
   std::optional<StoreErrorKind> fail_next_;
   int fail_count_ = 0;
@@ -335,13 +349,20 @@ TEST_F(WalletServiceTest, IdempotentReplayReturnsTheStoredReply) {
 TEST_F(WalletServiceTest, AReplayAfterTheWalletsMovedOnAnswersTheOriginalBytes) {
   const Reply created = submit(CreateWallet{"w", "owner", money("10")}, "c");
   ASSERT_EQ(created.status, 201);
+  clock_.advance_ms(1'000);
   create("other", "0");
+  clock_.advance_ms(1'000);
   const Reply credited = submit(CreditWallet{"w", money("5"), "x"}, "k1");
   ASSERT_EQ(credited.status, 201);
+  clock_.advance_ms(1'000);
   const Reply transferred = submit(TransferMoney{"w", "other", money("3"), {}, {}}, "k2");
   ASSERT_EQ(transferred.status, 201);
+  clock_.advance_ms(1'000);
   ASSERT_EQ(submit(CreditWallet{"w", money("100"), {}}).status, 201);
+  clock_.advance_ms(1'000);
   ASSERT_EQ(submit(TransferMoney{"other", "w", money("1"), {}, {}}).status, 201);
+  clock_.advance_ms(1'000);
+  start();  // the records and wallets as the store gives them back
   const Reply created_again = submit(CreateWallet{"w", "owner", money("10")}, "c");
   const Reply credited_again = submit(CreditWallet{"w", money("5"), "x"}, "k1");
   const Reply transferred_again = submit(TransferMoney{"w", "other", money("3"), {}, {}}, "k2");
@@ -508,6 +529,36 @@ TEST_F(WalletServiceTest, OnASharedStoreACommandThatAlwaysConflictsGets503AfterT
   controlled_->fail_next_commits(StoreErrorKind::kConflict, 0);
   EXPECT_EQ(service_->find_wallet("w")->balance, money("3"));
   EXPECT_EQ(on_disk("w"), service_->find_wallet("w"));
+  EXPECT_EQ(fatal_calls_.load(), 0);
+}
+
+// Another instance commits a create and its key's record just before this one looks the key up:
+// the record is found, and the wallet its compact reply is rebuilt from is read after it.
+TEST_F(WalletServiceTest, OnASharedStoreARecordCommittedElsewhereJustBeforeTheLookupReplays) {
+  controlled_->set_shared(true);
+  const CreateWallet command{"w2", "owner", money("0")};
+  const WalletState created{"w2", "owner", money("0"), 0, clock_.now_ms(), clock_.now_ms()};
+  controlled_->before_next_lookup([&] {
+    CommitBatch batch;
+    CommitBatch::Entry entry;
+    Event event;
+    event.type = EventType::kWalletCreated;
+    event.wallet_id = "w2";
+    event.occurred_at_ms = created.created_at_ms;
+    event.owner_id = "owner";
+    entry.events.push_back(event);
+    entry.metadata = EventMetadata{"elsewhere", "k"};
+    entry.idempotency =
+        IdempotencyRecord{"k", fingerprint(Command{command}), 201, stored_snapshot(created),
+                          0,   created.created_at_ms};
+    batch.entries.push_back(std::move(entry));
+    batch.wallets.push_back(WalletWrite{created, -1});
+    ASSERT_TRUE(sqlite_->commit(batch).ok());
+  });
+  const Reply reply = submit(command, "k");
+  EXPECT_EQ(reply.status, 201) << reply.body;
+  EXPECT_TRUE(reply.replayed);
+  EXPECT_EQ(reply.body, encode_snapshot(created));
   EXPECT_EQ(fatal_calls_.load(), 0);
 }
 

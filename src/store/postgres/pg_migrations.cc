@@ -221,10 +221,20 @@ CREATE TABLE relay_published (
 INSERT INTO relay_published (only_row, position, saved_at_ms) VALUES (true, 0, 0);
 )sql";
 
+// Migration 3: an idempotency record may keep a snapshot or transfer reply in its compact form
+// (service/reply_encoding.h), which an instance of an older wallex would answer as it is. No row
+// changes; the migration's number is what makes older binaries refuse the database.
+constexpr const char* kCompactReplies = R"sql(
+COMMENT ON COLUMN idempotency_keys.body IS
+  'The reply: JSON, or for a snapshot or transfer reply the compact form of service/reply_encoding.h';
+)sql";
+
 const std::vector<PgMigration> kMigrations = {
     {1, "write side: events, wallets, idempotency_keys, log_head, wallex_commit()", kWriteSide},
     {2, "read side: read_wallets, ledger, wallet_events, checkpoints; relay_published", kReadSide},
-    // The next migration is appended here: {3, "...", kSomething},
+    {3, "idempotency replies in compact form (no data change; older wallex refuses it)",
+     kCompactReplies},
+    // The next migration is appended here: {4, "...", kSomething},
 };
 
 // The advisory lock every migrator takes first ('WALXMIGR').

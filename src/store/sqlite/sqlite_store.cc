@@ -447,6 +447,14 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
       return fail(s.error());
     }
   }
+  if (user_version.value() < kSqliteSchemaVersion) {
+    // 2 to 3: nothing but the number (sqlite_store.h).
+    const std::string script =
+        "PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion) + ";";
+    if (auto s = impl->exec(script.c_str(), "moving " + path + " to schema version 3"); !s) {
+      return fail(s.error());
+    }
+  }
   impl->options = options;
   if (auto s = impl->prepare_all(); !s) return fail(s.error());
   // The checkpoint connection fsyncs the database file before the WAL may be reused

@@ -17,8 +17,10 @@
 namespace wallex {
 
 // 2: the write_model table (the wallets table became a snapshot; a file of version 1 is migrated
-// at open).
-inline constexpr int kSqliteSchemaVersion = 2;
+// at open). 3: idempotency records may keep a reply in its compact form (service/reply_encoding.h),
+// which a wallex of version 2 would answer as it is: no data changes, a file of version 2 is
+// moved to 3 at open, so that older binaries refuse it.
+inline constexpr int kSqliteSchemaVersion = 3;
 
 class SqliteStore final : public EventStore {
  public:
