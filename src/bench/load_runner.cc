@@ -14,7 +14,9 @@
 #include <condition_variable>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -106,6 +108,32 @@ class Schedule {
   std::atomic<std::uint64_t> next_{0};
 };
 
+// The bytes read from a connection. Unlike a std::string it grows without zero-filling the room
+// each read may use (16 KiB a reply: that fill was ~4% of the generator's time).
+class ReceiveBuffer {
+ public:
+  // Room for `bytes` more after the contents, which are kept.
+  char* room(std::size_t bytes) {
+    if (capacity_ - size_ < bytes) {
+      const std::size_t capacity = std::max(size_ + bytes, capacity_ * 2);
+      auto grown = std::make_unique_for_overwrite<char[]>(capacity);
+      if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+      data_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    return data_.get() + size_;
+  }
+  void commit(std::size_t bytes) { size_ += bytes; }
+  std::string_view view() const { return {data_.get(), size_}; }
+  std::size_t size() const { return size_; }
+  void clear() { size_ = 0; }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
 struct SharedCounters {
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> completed{0};
@@ -146,7 +174,7 @@ class ClientLoop {
     std::uint32_t interest = 0;  // epoll events currently registered
     std::string out;
     std::size_t out_sent = 0;
-    std::string in;
+    ReceiveBuffer in;
     std::uint64_t index = 0;
     std::int64_t origin_ns = 0;    // latency is measured from here
     std::int64_t deadline_ns = 0;  // the request fails with a timeout after this
@@ -336,21 +364,18 @@ void ClientLoop::on_readable(std::size_t id) {
   Connection& c = connections_[id];
   bool closed = false;
   while (true) {
-    const std::size_t old_size = c.in.size();
-    c.in.resize(old_size + kReadChunkBytes);
-    const ssize_t n = ::recv(c.fd, c.in.data() + old_size, kReadChunkBytes, 0);
+    const ssize_t n = ::recv(c.fd, c.in.room(kReadChunkBytes), kReadChunkBytes, 0);
     if (n > 0) {
-      c.in.resize(old_size + static_cast<std::size_t>(n));
+      c.in.commit(static_cast<std::size_t>(n));
       if (static_cast<std::size_t>(n) < kReadChunkBytes) break;
       continue;
     }
-    c.in.resize(old_size);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     closed = true;  // EOF or a socket error
     break;
   }
-  const ParsedResponse parsed = parse_http_response(c.in);
+  const ParsedResponse parsed = parse_http_response(c.in.view());
   if (parsed.state == ParseState::kMalformed)
     return fail_request(id, TransportFailure::kMalformedResponse);
   if (parsed.state == ParseState::kIncomplete) {
