@@ -51,7 +51,7 @@ class SqliteReadStore final : public ReadStore, public ConsumerStateStore {
   Status<StoreError> begin_write() override;
   Status<StoreError> commit() override;
   void rollback() override;
-  Status<StoreError> flush_writes() override;  // writes are never buffered: nothing to do
+  Status<StoreError> flush_writes() override;  // writes the key rows of the open write, sorted
   Status<StoreError> begin_read() override;
   void end_read() override;
 
