@@ -33,6 +33,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
@@ -127,6 +128,10 @@ class ProjectionRunner {
   // The batch being applied, kept between batches (EventLog::read_events_into): at most
   // batch_events_max events, 352 bytes each besides their strings.
   std::vector<LoggedEvent> batch_;
+  // A dense number for every wallet the runner has seen (LoggedEvent::wallet_slot): one hash
+  // lookup an event here instead of one in each projector's cache. Grows with the wallets, as
+  // the writer's state does.
+  std::unordered_map<std::string, std::int64_t> wallet_slots_;
   std::function<void()> on_progress_;
   std::atomic<std::int64_t> head_{0};
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -43,9 +44,9 @@ class Projector {
 };
 
 // The per-wallet states a projector works on, with the ones changed since the last flush. A
-// wallet is found by its id, or, when the event carries a dense wallet_slot (a rebuild numbers
-// its wallets once, on its reader thread), by that index into a vector: one array access instead
-// of a hash lookup per event and projector.
+// wallet is found by its id, or, when the event carries a dense wallet_slot (a rebuild's reader
+// thread and the ProjectionRunner number the wallets once for all projectors), by that index
+// into a vector: one array access instead of a hash lookup per event and projector.
 template <typename State>
 class StateCache {
  public:
@@ -59,10 +60,10 @@ class StateCache {
     if (event.wallet_slot >= 0) {
       const auto index = static_cast<std::size_t>(event.wallet_slot);
       if (index >= by_slot_.size()) by_slot_.resize(std::max(index + 1, by_slot_.size() * 2));
-      Slot& slot = by_slot_[index];
-      if (slot.wallet_id.empty()) return nullptr;
-      // Slots are numbered by id (rebuild's reader), so the ids are equal; comparing the lengths
-      // catches a numbering mix-up without chasing the characters of every id.
+      if (by_slot_[index] == nullptr) return nullptr;
+      Slot& slot = *by_slot_[index];
+      // Slots are numbered by id (whoever numbered them), so the ids are equal; comparing the
+      // lengths catches a numbering mix-up without chasing the characters of every id.
       WALLEX_CHECK(slot.wallet_id.size() == event.event.wallet_id.size());
       return &slot;
     }
@@ -73,7 +74,12 @@ class StateCache {
     Slot* slot = nullptr;
     if (event.wallet_slot >= 0) {
       find(event);  // sizes the vector
-      slot = &by_slot_[static_cast<std::size_t>(event.wallet_slot)];
+      std::unique_ptr<Slot>& owned = by_slot_[static_cast<std::size_t>(event.wallet_slot)];
+      if (owned == nullptr) {
+        owned = std::make_unique<Slot>();
+        ++slots_used_;
+      }
+      slot = owned.get();
       slot->wallet_id = event.event.wallet_id;
     } else {
       slot = &by_id_[event.event.wallet_id];
@@ -98,9 +104,9 @@ class StateCache {
     std::sort(dirty_ids_.begin(), dirty_ids_.end());
     for (const std::string& id : dirty_ids_) dirty.push_back(&by_id_.at(id));
     std::sort(dirty_slots_.begin(), dirty_slots_.end(), [this](std::size_t a, std::size_t b) {
-      return by_slot_[a].wallet_id < by_slot_[b].wallet_id;
+      return by_slot_[a]->wallet_id < by_slot_[b]->wallet_id;
     });
-    for (const std::size_t index : dirty_slots_) dirty.push_back(&by_slot_[index]);
+    for (const std::size_t index : dirty_slots_) dirty.push_back(by_slot_[index].get());
     for (Slot* slot : dirty) {
       if (auto written = write(*slot->state); !written) return written;
       slot->dirty = false;
@@ -109,17 +115,21 @@ class StateCache {
     dirty_slots_.clear();
     return Ok{};
   }
-  std::size_t size() const { return by_id_.size(); }
+  std::size_t size() const { return by_id_.size() + slots_used_; }
   void clear() {
     by_id_.clear();
     by_slot_.clear();
+    slots_used_ = 0;
     dirty_ids_.clear();
     dirty_slots_.clear();
   }
 
  private:
   std::unordered_map<std::string, Slot> by_id_;
-  std::vector<Slot> by_slot_;
+  // Pointers: the numbers cover every wallet the numbering saw, the cache only the wallets in
+  // use since its last clear(), so an unused number costs 8 bytes rather than a Slot.
+  std::vector<std::unique_ptr<Slot>> by_slot_;
+  std::size_t slots_used_ = 0;  // non-null entries of by_slot_
   std::vector<std::string> dirty_ids_;
   std::vector<std::size_t> dirty_slots_;
 };
