@@ -282,6 +282,11 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
     }
     break;
   }
+  if (wallet_slots_.size() > options_.wallet_slots_max) {
+    // Committed: every cache is clean, so forgetting them loses nothing but their contents.
+    wallet_slots_.clear();
+    for (auto& slot : slots_) slot->projector->reset();
+  }
   outcomes.insert(outcomes.end(), failed.begin(), failed.end());
 
   const std::int64_t head = head_.load();

@@ -57,6 +57,10 @@ struct RunnerOptions {
   // On stop() the thread first applies what the log still holds, for at most this long (the
   // writer has stopped by then), so a cleanly stopped server leaves its projections at the head.
   int drain_on_stop_ms = 5'000;
+  // The runner numbers the wallets it sees for the projectors' caches (LoggedEvent::wallet_slot);
+  // beyond this many it starts the numbering afresh after a commit (the caches, clean then, are
+  // dropped with it), so its memory stays bounded as the caches' own is (cached_wallets_max).
+  std::size_t wallet_slots_max = 200'000;
   int failures_before_stuck = 3;
   int retry_delay_first_ms = 100;
   int retry_delay_max_ms = 5'000;
@@ -128,9 +132,9 @@ class ProjectionRunner {
   // The batch being applied, kept between batches (EventLog::read_events_into): at most
   // batch_events_max events, 352 bytes each besides their strings.
   std::vector<LoggedEvent> batch_;
-  // A dense number for every wallet the runner has seen (LoggedEvent::wallet_slot): one hash
-  // lookup an event here instead of one in each projector's cache. Grows with the wallets, as
-  // the writer's state does.
+  // A dense number for each wallet seen since the numbering last started (LoggedEvent::
+  // wallet_slot): one hash lookup an event here instead of one in each projector's cache. At
+  // most RunnerOptions::wallet_slots_max between batches.
   std::unordered_map<std::string, std::int64_t> wallet_slots_;
   std::function<void()> on_progress_;
   std::atomic<std::int64_t> head_{0};

@@ -54,8 +54,10 @@ struct StoredEvent {
 struct LoggedEvent : StoredEvent {
   std::string data_json;
   std::string metadata_json;
-  // Set by a rebuild only: a dense number of the event's wallet, the same for all its events
-  // (projectors then keep their states in arrays instead of hash maps). -1 otherwise.
+  // Set by whoever hands events to projectors (a rebuild's reader, the ProjectionRunner): a
+  // dense number of the event's wallet, the same for all its events while that numbering lasts
+  // (projectors then keep their states in arrays instead of hash maps). -1 otherwise (as read
+  // from a log or a feed).
   std::int64_t wallet_slot = -1;
   bool operator==(const LoggedEvent&) const = default;
 };

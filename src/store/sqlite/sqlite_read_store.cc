@@ -836,42 +836,41 @@ struct SqliteReadStore::Impl {
     std::thread sorter([this] { std::sort(pending_event_keys.begin(), pending_event_keys.end()); });
     std::sort(pending_ledger_keys.begin(), pending_ledger_keys.end());
     sorter.join();
-    if (auto s = write_sorted_keys(pending_ledger_keys, next->insert_ledger_keys_bulk,
-                                   next->insert_ledger_key);
-        !s) {
-      return s;
-    }
-    return write_sorted_keys(pending_event_keys, next->insert_wallet_event_keys_bulk,
-                             next->insert_wallet_event_key);
+    return write_key_sets(*next, pending_ledger_keys, pending_event_keys);
   }
 
   // The live writes' key rows, sorted, into the live key tables (inside the open write).
   Status<StoreError> write_live_keys() {
     std::sort(live_ledger_keys.begin(), live_ledger_keys.end());
     std::sort(live_event_keys.begin(), live_event_keys.end());
-    if (auto s = write_sorted_keys(live_ledger_keys, live.insert_ledger_keys_bulk,
-                                   live.insert_ledger_key);
+    return write_key_sets(live, live_ledger_keys, live_event_keys);
+  }
+
+  Status<StoreError> write_key_sets(WriteStatements& into, std::vector<KeyRow>& ledger,
+                                    std::vector<KeyRow>& events) {
+    if (auto s = write_sorted_keys(ledger, into.insert_ledger_keys_bulk, into.insert_ledger_key,
+                                   "writing ledger key rows");
         !s) {
       return s;
     }
-    return write_sorted_keys(live_event_keys, live.insert_wallet_event_keys_bulk,
-                             live.insert_wallet_event_key);
+    return write_sorted_keys(events, into.insert_wallet_event_keys_bulk,
+                             into.insert_wallet_event_key, "writing wallet event key rows");
   }
 
   // Sorted rows, kKeyRowsPerInsert a statement, then one by one; `rows` is emptied once written.
   Status<StoreError> write_sorted_keys(std::vector<KeyRow>& rows, Statement& bulk,
-                                       Statement& single) {
+                                       Statement& single, std::string_view what) {
     std::size_t i = 0;
     for (; i + kKeyRowsPerInsert <= rows.size(); i += kKeyRowsPerInsert) {
       int parameter = 1;
       for (std::size_t j = i; j < i + kKeyRowsPerInsert; ++j) {
         for (const std::int64_t value : rows[j]) bulk.bind(parameter++, value);
       }
-      if (auto s = run(db, bulk, "writing key rows"); !s) return s;
+      if (auto s = run(db, bulk, what); !s) return s;
     }
     for (; i < rows.size(); ++i) {
       for (int column = 0; column < 3; ++column) single.bind(column + 1, rows[i][column]);
-      if (auto s = run(db, single, "writing key rows"); !s) return s;
+      if (auto s = run(db, single, what); !s) return s;
     }
     rows.clear();
     return Ok{};
@@ -1112,6 +1111,10 @@ void SqliteReadStore::rollback() {
   // After some errors SQLite has already rolled back; a failing ROLLBACK changes nothing.
   if (sqlite3_get_autocommit(impl_->db) == 0) (void)run(impl_->db, impl_->rollback, "rollback");
 }
+// The key rows are the only buffered writes. A Kafka consumer-group projector does not call
+// this: its rows go in at commit(), so a key row that conflicts (possible only in a read.db that
+// is inconsistent already: the row it indexes would conflict first) fails the batch as a store
+// failure rather than as its message's.
 Status<StoreError> SqliteReadStore::flush_writes() { return impl_->write_live_keys(); }
 
 Status<StoreError> SqliteReadStore::begin_read() {
