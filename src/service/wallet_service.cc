@@ -549,6 +549,8 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
 
   std::int64_t last_position = 0;
   std::vector<LoggedEvent> logged;  // for on_durable_events
+  // The batch's wallets after it, taken from the commit once written: what gets published.
+  std::vector<WalletState> written;
   if (!commit.entries.empty()) {
     commit.wallets.reserve(staged.size());
     for (const auto& [id, wallet] : staged) {
@@ -577,6 +579,8 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
       if (a.entry) a.reply.position = committed.value().entry_positions[*a.entry];
     }
     if (commit.keep_documents) logged = logged_events(commit, committed.value());
+    written.reserve(commit.wallets.size());
+    for (WalletWrite& write : commit.wallets) written.push_back(std::move(write.state));
   }
   const bool wrote = !commit.entries.empty();
 
@@ -593,7 +597,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     written_seq_.store(ticket.seq);
     ticket.wrote = wrote;
     ticket.last_position = last_position;
-    ticket.wallets = staged;
+    ticket.wallets = std::move(written);
     ticket.events = std::move(logged);
     for (auto& [id, wallet] : staged) {
       unsynced_wallets_.insert_or_assign(id, std::pair(std::move(wallet), ticket.seq));
@@ -612,7 +616,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
 
   if (wrote) {
     if (!logged.empty()) options_.on_durable_events(std::move(logged));
-    publish(staged, last_position);
+    publish(written, last_position);
   }
   for (Awaiting& a : awaiting) (*a.done)(std::move(a.reply));
   return AttemptOutcome::kDone;
@@ -641,10 +645,17 @@ std::vector<LoggedEvent> WalletService::logged_events(CommitBatch& commit, Commi
   return logged;
 }
 
-void WalletService::publish(WalletMap& wallets, std::int64_t last_position) {
+void WalletService::publish(std::vector<WalletState>& wallets, std::int64_t last_position) {
   {
     std::unique_lock lock(wallets_mutex_);
-    for (auto& [id, wallet] : wallets) wallets_.insert_or_assign(id, std::move(wallet));
+    for (WalletState& wallet : wallets) {
+      if (const auto it = wallets_.find(wallet.id); it != wallets_.end()) {
+        it->second = std::move(wallet);
+      } else {
+        std::string id = wallet.id;
+        wallets_.emplace(std::move(id), std::move(wallet));
+      }
+    }
   }
   last_position_.store(last_position);
   commits_.fetch_add(1);

@@ -179,7 +179,7 @@ class WalletService {
   // Replaces the published state of every wallet `commands` touch with the stored one.
   Status<StoreError> refresh_wallets(std::span<Pending*> commands);
   // Makes a durable commit visible: its wallets (moved out of `wallets`), the log head, on_commit.
-  void publish(WalletMap& wallets, std::int64_t last_position);
+  void publish(std::vector<WalletState>& wallets, std::int64_t last_position);
   // The events of a written batch with the documents the store wrote, moved out of `commit` and
   // `result` (neither is used after the write); empty when the store kept no documents.
   static std::vector<LoggedEvent> logged_events(CommitBatch& commit, CommitResult& result);
@@ -196,7 +196,7 @@ class WalletService {
     std::uint64_t seq = 0;
     bool wrote = false;  // false: only answers decided on state that is not durable yet
     std::int64_t last_position = 0;
-    WalletMap wallets;  // published once durable
+    std::vector<WalletState> wallets;  // published once durable
     std::vector<LoggedEvent> events;  // for on_durable_events, once durable
     std::vector<Answer> answers;
   };
