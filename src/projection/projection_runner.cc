@@ -163,11 +163,7 @@ Result<std::size_t, StoreError> ProjectionRunner::run_once() {
     for (Slot* slot : due) record_failure(*slot, "reading the log: " + read.error().message);
     return fail(read.error());
   }
-  for (LoggedEvent& event : batch_) {
-    const auto [slot, added] = wallet_slots_.try_emplace(
-        event.event.wallet_id, static_cast<std::int64_t>(wallet_slots_.size()));
-    event.wallet_slot = slot->second;
-  }
+  wallet_slots_.number(batch_);
   const std::vector<LoggedEvent>& events = batch_;
   if (events.empty()) {
     auto head = log_.last_position();

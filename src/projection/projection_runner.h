@@ -33,7 +33,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
@@ -135,7 +134,7 @@ class ProjectionRunner {
   // A dense number for each wallet seen since the numbering last started (LoggedEvent::
   // wallet_slot): one hash lookup an event here instead of one in each projector's cache. At
   // most RunnerOptions::wallet_slots_max between batches.
-  std::unordered_map<std::string, std::int64_t> wallet_slots_;
+  WalletNumbering wallet_slots_;
   std::function<void()> on_progress_;
   std::atomic<std::int64_t> head_{0};
 

@@ -43,6 +43,24 @@ class Projector {
   virtual void reset() = 0;
 };
 
+// Dense numbers for wallets (LoggedEvent::wallet_slot), in the order they are first seen; the
+// same wallet keeps its number until clear().
+class WalletNumbering {
+ public:
+  void number(std::vector<LoggedEvent>& events) {
+    for (LoggedEvent& event : events) {
+      const auto [entry, added] =
+          numbers_.try_emplace(event.event.wallet_id, static_cast<std::int64_t>(numbers_.size()));
+      event.wallet_slot = entry->second;
+    }
+  }
+  std::size_t size() const { return numbers_.size(); }
+  void clear() { numbers_.clear(); }
+
+ private:
+  std::unordered_map<std::string, std::int64_t> numbers_;
+};
+
 // The per-wallet states a projector works on, with the ones changed since the last flush. A
 // wallet is found by its id, or, when the event carries a dense wallet_slot (a rebuild's reader
 // thread and the ProjectionRunner number the wallets once for all projectors), by that index

@@ -5,7 +5,6 @@
 #include <deque>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
 
 #include "projection/projectors.h"
 
@@ -80,11 +79,7 @@ class LogReader {
         done_ = true;
       } else {
         after = read.value().back().position;
-        for (LoggedEvent& event : read.value()) {
-          const auto [slot, added] = wallet_slots_.try_emplace(
-              event.event.wallet_id, static_cast<std::int64_t>(wallet_slots_.size()));
-          event.wallet_slot = slot->second;
-        }
+        wallet_slots_.number(read.value());
         batches_.push_back(std::move(read).value());
       }
       changed_.notify_all();
@@ -99,7 +94,7 @@ class LogReader {
   std::condition_variable changed_;
   std::deque<std::vector<LoggedEvent>> batches_;
   std::deque<std::vector<LoggedEvent>> spent_;  // consumed batches the reader thread frees
-  std::unordered_map<std::string, std::int64_t> wallet_slots_;  // reader thread only
+  WalletNumbering wallet_slots_;                // reader thread only
   std::optional<StoreError> error_;
   bool done_ = false;
   bool stopping_ = false;

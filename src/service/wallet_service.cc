@@ -648,14 +648,8 @@ std::vector<LoggedEvent> WalletService::logged_events(CommitBatch& commit, Commi
 void WalletService::publish(std::vector<WalletState>& wallets, std::int64_t last_position) {
   {
     std::unique_lock lock(wallets_mutex_);
-    for (WalletState& wallet : wallets) {
-      if (const auto it = wallets_.find(wallet.id); it != wallets_.end()) {
-        it->second = std::move(wallet);
-      } else {
-        std::string id = wallet.id;
-        wallets_.emplace(std::move(id), std::move(wallet));
-      }
-    }
+    // A new element's key is copied from wallet.id before the state is moved (pair order).
+    for (WalletState& wallet : wallets) wallets_.insert_or_assign(wallet.id, std::move(wallet));
   }
   last_position_.store(last_position);
   commits_.fetch_add(1);
