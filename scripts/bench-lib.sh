@@ -5,12 +5,14 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# wait_for_server <url> <pid> <log> <name>: until GET <url>/health answers; exits the script
-# with the server's log when the process dies first.
+# wait_for_server <url> <pid> <log> <name>: until the server's log says it listens and GET
+# <url>/health answers (the port was only free a moment ago: another server may have taken it);
+# exits the script with the server's log when the process dies first.
 wait_for_server() {
   local url=$1 server_pid=$2 log=$3 name=$4
   for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "$url/health" 2>/dev/null && return 0
+    grep -q "wallex serving on" "$log" 2>/dev/null &&
+      curl -fsS -o /dev/null "$url/health" 2>/dev/null && return 0
     kill -0 "$server_pid" 2>/dev/null || { echo "$name: the server did not start" >&2; cat "$log" >&2; exit 1; }
     sleep 0.1
   done

@@ -186,6 +186,7 @@ class WallexServer:
             marker = f"\n===== {time.strftime('%H:%M:%S')} start: {' '.join(cmd)}\n".encode()
             err.write(marker)
             err.flush()
+            self._start_offset = err.tell()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         _live_servers.add(self)
         self._wait_healthy()
@@ -197,6 +198,13 @@ class WallexServer:
             rc = self.proc.poll()
             if rc is not None:
                 raise ServerError(f"wallex exited with code {rc} during startup\n{self.stderr_tail()}")
+            # The port was free a moment ago, not reserved: until this process says it listens
+            # on it, a 200 may come from another server that took the port meanwhile (another
+            # suite's, run at the same time), and the tests would talk to that one.
+            if not self._says_it_listens():
+                last_error = "no 'wallex serving on' line in stderr yet"
+                time.sleep(0.05)
+                continue
             try:
                 status, _, _ = self.request("GET", "/health", timeout=2.0)
                 if status == 200:
@@ -208,6 +216,12 @@ class WallexServer:
         self.kill9()
         raise ServerError(f"wallex not healthy after {STARTUP_TIMEOUT_S}s ({last_error})\n"
                           f"{self.stderr_tail()}")
+
+    def _says_it_listens(self):
+        with open(self.stderr_path, "rb") as err:
+            err.seek(self._start_offset)
+            text = err.read().decode(errors="replace")
+        return f"wallex serving on {self.host}:{self.port}" in text
 
     def stop(self):
         """Graceful stop: SIGTERM, wait up to 10 s, assert exit code 0."""
