@@ -190,7 +190,9 @@ names = ["wallex-http", "wallex-writer", "wallex-sync", "wallex-project", "walle
          "wallex-readckpt"]
 print()
 print("CPU per request in µs (all phases of a run: create, operations, read-back; medians)")
-print(f"{'scenario':<14} {'server':>7} {'client':>7}  " + " ".join(f"{n[7:]:>8}" for n in names))
+print(f"{'scenario':<14} {'server':>7} {'client':>7}  " + " ".join(f"{n[7:]:>8}" for n in names)
+      + f" {'by CPU':>7}")
+ceiling_cpu = None
 for name, _ in rows:
     measured = [m for m in (cpu_per_request(name, rep) for rep in range(1, repeats + 1)) if m]
     if not measured:
@@ -199,7 +201,12 @@ for name, _ in rows:
     server = med(sum(t.values()) for t, _ in measured)
     client = med(c for _, c in measured)
     per_thread = " ".join(f"{med(t.get(n, 0.0) for t, _ in measured):>8.1f}" for n in names)
-    print(f"{name:<14} {server:>7.1f} {client:>7.1f}  {per_thread}")
+    if name == "ceiling":
+        ceiling_cpu = server + client
+    by_cpu = f"{ceiling_cpu / (server + client):>7.0%}" if ceiling_cpu and server + client > 0 else ""
+    print(f"{name:<14} {server:>7.1f} {client:>7.1f}  {per_thread} {by_cpu}")
+print("by CPU = the ceiling's CPU per request (server + client) / the scenario's: the ratio to the")
+print("ceiling a box whose cores were equally busy in both would show; a guide, not the target")
 PY
 echo "bench: results in $results"
 exit "$failed"
