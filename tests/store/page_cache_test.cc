@@ -82,6 +82,37 @@ TEST_F(PageCacheMethodsTest, ATruncateDropsExactlyThePagesAtOrBeyondItsLimit) {
   EXPECT_EQ(methods().xPagecount(cache_), 77);
 }
 
+// The wrapper scans only up to the last word of its bitmap that may hold a mark, and a truncate
+// lowers that bound: pages marked after it, far beyond the end or just past it, are still found.
+TEST_F(PageCacheMethodsTest, PagesMarkedAfterATruncateAreDroppedByTheNext) {
+  load(1, 100);
+  sqlite3_pcache_page* page = methods().xFetch(cache_, 50, 0);
+  ASSERT_NE(page, nullptr);
+  methods().xRekey(cache_, page, 50, 262'145);
+  methods().xUnpin(cache_, page, 0);
+  methods().xTruncate(cache_, 90);
+  EXPECT_FALSE(holds(262'145));
+  EXPECT_EQ(methods().xPagecount(cache_), 88);
+
+  load(262'145, 262'145);
+  load(5'000, 5'000);
+  load(90, 93);
+  EXPECT_EQ(methods().xPagecount(cache_), 94);
+  methods().xTruncate(cache_, 92);
+  for (unsigned key : {92u, 93u, 5'000u, 262'145u}) EXPECT_FALSE(holds(key)) << key;
+  EXPECT_TRUE(holds(91));
+  EXPECT_EQ(methods().xPagecount(cache_), 90);
+
+  // A truncate that leaves no mark in its first word, then new pages in a word beyond it.
+  methods().xTruncate(cache_, 64);
+  EXPECT_EQ(methods().xPagecount(cache_), 62);
+  load(200, 201);
+  methods().xTruncate(cache_, 201);
+  EXPECT_TRUE(holds(200));
+  EXPECT_FALSE(holds(201));
+  EXPECT_EQ(methods().xPagecount(cache_), 63);
+}
+
 TEST_F(PageCacheMethodsTest, ATruncateOfManyPagesIsLeftToTheCacheBeneath) {
   load(1, 500);
   methods().xTruncate(cache_, 1);  // a reset: 500 pages beyond the limit

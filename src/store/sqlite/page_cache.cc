@@ -26,7 +26,11 @@ constexpr std::size_t kLookupsMax = 64;
 struct Cache {
   sqlite3_pcache* base;
   std::vector<std::uint64_t> marked;  // bit k: pcache1 may hold page k
-  bool untracked = false;             // held a page number beyond kTrackedKeysMax
+  // Words at and beyond this are all zero. The bitmap grows to cover the pending byte page
+  // (262,145) as soon as SQLite parks a page there, so scanning and clearing up to
+  // marked.size() at every commit's truncate would touch 4,000 words and more each time.
+  std::size_t used_words = 0;
+  bool untracked = false;  // held a page number beyond kTrackedKeysMax
 
   void mark(unsigned key) {
     if (key >= kTrackedKeysMax) {
@@ -43,6 +47,7 @@ struct Cache {
       }
     }
     marked[word] |= std::uint64_t{1} << (key % 64);
+    used_words = std::max(used_words, word + 1);
   }
 
   void unmark(unsigned key) {
@@ -53,7 +58,7 @@ struct Cache {
   // The marked page numbers >= limit into `out`; false when there are more than `max`.
   bool marked_from(unsigned limit, std::size_t max, std::vector<unsigned>& out) const {
     out.clear();
-    for (std::size_t word = limit / 64; word < marked.size(); ++word) {
+    for (std::size_t word = limit / 64; word < used_words; ++word) {
       std::uint64_t bits = marked[word];
       if (word == limit / 64) bits &= ~std::uint64_t{0} << (limit % 64);
       while (bits != 0) {
@@ -68,9 +73,11 @@ struct Cache {
 
   void unmark_from(unsigned limit) {
     const std::size_t first = limit / 64;
-    if (first >= marked.size()) return;
+    if (first >= used_words) return;
     marked[first] &= ~(~std::uint64_t{0} << (limit % 64));
-    std::fill(marked.begin() + static_cast<std::ptrdiff_t>(first) + 1, marked.end(), 0);
+    std::fill(marked.begin() + static_cast<std::ptrdiff_t>(first) + 1,
+              marked.begin() + static_cast<std::ptrdiff_t>(used_words), 0);
+    used_words = marked[first] != 0 ? first + 1 : first;
   }
 };
 
