@@ -80,6 +80,28 @@ TEST_F(WalCheckpointerTest, ItsThreadCopiesTheWalIntoTheDatabaseOnceEnoughFrames
   sqlite3_wal_hook(writer_, nullptr, nullptr);
 }
 
+TEST_F(WalCheckpointerTest, OnceWokenTheThreadWaitsForTheWalToGrowByTheRewakeFrames) {
+  WalCheckpointer::Options o = options(/*start=*/100, /*inline_frames=*/1'000'000);
+  o.frames_to_rewake = 400;
+  WalCheckpointer checkpointer(std::move(o));
+  ASSERT_TRUE(checkpointer.start().ok());
+  checkpointer.attach(writer_);
+  write_rows(40);  // ~120 frames: past the start, one wake-up
+  ASSERT_TRUE(database_grows_within(std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its checkpoint ends
+  const std::uintmax_t after_first = database_bytes();
+  write_rows(60);  // ~180 frames more: every commit is past the start, none wakes it
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(database_bytes(), after_first);
+  write_rows(200);  // ~600 more: woken again
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (database_bytes() == after_first && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GT(database_bytes(), after_first);
+  sqlite3_wal_hook(writer_, nullptr, nullptr);
+}
+
 TEST_F(WalCheckpointerTest, ReplacesSqlitesAutomaticCheckpointsInsideCommits) {
   // SQLite's default would checkpoint inside the commit that passes 1,000 frames.
   WalCheckpointer checkpointer(options(/*start=*/1'000'000, /*inline_frames=*/1'000'000));
@@ -116,6 +138,26 @@ TEST_F(WalCheckpointerTest, SettleLetsTheNextTransactionStartTheWalOverOnceItIsL
   EXPECT_GT(database_bytes(), baseline_bytes_);
   write_rows(1);
   // The commit after settle() wrote its frames at the start of the WAL.
+  int wal_frames = -1, checkpointed = -1;
+  ASSERT_EQ(sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+                                      &checkpointed),
+            SQLITE_OK);
+  EXPECT_GT(wal_frames, 0);
+  EXPECT_LT(wal_frames, 10);
+  sqlite3_wal_hook(writer_, nullptr, nullptr);
+}
+
+TEST_F(WalCheckpointerTest, SettleWithoutWaitingStillStartsTheWalOverWhenTheThreadIsIdle) {
+  WalCheckpointer::Options o = options(/*start=*/1'000'000, /*inline_frames=*/1'000'000);
+  o.frames_to_settle = 200;
+  o.settle_waits = false;
+  WalCheckpointer checkpointer(std::move(o));
+  ASSERT_TRUE(checkpointer.start().ok());
+  checkpointer.attach(writer_);
+  write_rows(100);
+  EXPECT_EQ(checkpointer.settle(writer_), SQLITE_OK);
+  EXPECT_GT(database_bytes(), baseline_bytes_);
+  write_rows(1);
   int wal_frames = -1, checkpointed = -1;
   ASSERT_EQ(sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
                                       &checkpointed),

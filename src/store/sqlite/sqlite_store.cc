@@ -75,6 +75,16 @@ PRAGMA user_version = 2;
 
 using Statement = SqliteStatement;
 
+// wallex.db's WAL (WalCheckpointer: the thread starts at 4,000 frames). The writer commits again
+// before each background checkpoint ends, so the WAL seldom finds the moment to start over by
+// itself, and every commit past 4,000 frames woke a checkpoint of its few frames (a wake-up and
+// two fsyncs each). The thread is now woken once per 500 new frames, and past 16,000 frames
+// (64 MiB, journal_size_limit) the writer copies what is left itself before its next commit,
+// when the thread is idle: a pause of a few milliseconds, after which the WAL starts over
+// (BENCHMARKS.md, "Checkpoint wake-ups of wallex.db").
+constexpr int kCheckpointFramesToSettle = 16'000;
+constexpr int kCheckpointFramesToRewake = 500;
+
 // Set once the store has seen an I/O failure or damage, by the writer or the checkpointer. From
 // then on nothing writes to the files again: commits are refused, no checkpoint runs, and the
 // connections close without the checkpoint SQLite would otherwise run at close. A failed fsync
@@ -465,6 +475,9 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
       .path = path,
       .thread_name = "wallex-checkpt",
       .synchronous = "FULL",
+      .frames_to_settle = kCheckpointFramesToSettle,
+      .settle_waits = false,
+      .frames_to_rewake = kCheckpointFramesToRewake,
       .failed = [&failure] { return failure.failed.load(); },
       .on_error =
           [&failure](int code, const std::string& message) {
@@ -738,6 +751,13 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   next_version.reserve(batch.wallets.size());
   for (const WalletWrite& write : batch.wallets) {
     next_version.emplace(write.state.id, write.expected_version + 1);
+  }
+  if (const int rc = impl.checkpointer->settle(impl.db); rc != SQLITE_OK) {
+    // A failed write or fsync of the files is fatal, as in any commit; anything else (a full
+    // disk) leaves the WAL longer, and the commit goes on.
+    StoreError error = impl.latch(sqlite_error(impl.db, rc, "checkpoint before a commit"));
+    if (impl.failure.failed.load()) return fail(std::move(error));
+    log::warn(error.message);
   }
   if (auto s = impl.run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
   CommitResult result;

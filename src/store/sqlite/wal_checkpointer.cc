@@ -63,7 +63,10 @@ void WalCheckpointer::attach(sqlite3* writer) { sqlite3_wal_hook(writer, on_wal_
 
 void WalCheckpointer::on_commit(int wal_frames) {
   wal_frames_.store(wal_frames, std::memory_order_relaxed);
+  if (wal_frames < woken_at_frames_) woken_at_frames_ = 0;  // the WAL started over
   if (wal_frames < options_.frames_to_start) return;
+  if (woken_at_frames_ > 0 && wal_frames - woken_at_frames_ < options_.frames_to_rewake) return;
+  woken_at_frames_ = wal_frames;
   {
     std::lock_guard lock(mutex_);
     pending_ = true;
@@ -71,20 +74,29 @@ void WalCheckpointer::on_commit(int wal_frames) {
   wake_.notify_one();
 }
 
-void WalCheckpointer::settle(sqlite3* writer) {
+int WalCheckpointer::settle(sqlite3* writer) {
   if (options_.frames_to_settle <= 0 ||
       wal_frames_.load(std::memory_order_relaxed) < options_.frames_to_settle || failed()) {
-    return;
+    return SQLITE_OK;
   }
   // Bounded: a checkpoint that hangs on the disk must not hold the writer forever.
   constexpr auto kWaitMax = std::chrono::seconds(5);
   {
     std::unique_lock lock(mutex_);
+    const bool busy = pending_ || running_;
+    // Catching the moment the thread is idle costs the writer only the frames of its last few
+    // commits; up to twice the threshold it is worth waiting for.
+    if (busy && !options_.settle_waits &&
+        wal_frames_.load(std::memory_order_relaxed) < 2 * options_.frames_to_settle) {
+      return SQLITE_OK;
+    }
     idle_.wait_for(lock, kWaitMax, [this] { return (!pending_ && !running_) || stopping_; });
   }
   // What the background checkpoint has not copied yet; SQLITE_BUSY (it started again) is fine.
-  sqlite3_wal_checkpoint_v2(writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  const int rc =
+      sqlite3_wal_checkpoint_v2(writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   wal_frames_.store(0, std::memory_order_relaxed);
+  return rc == SQLITE_BUSY ? SQLITE_OK : rc;
 }
 
 void WalCheckpointer::run() {

@@ -50,6 +50,14 @@ class WalCheckpointer {
     // the WAL holds this many frames, settle() waits for the background checkpoint and copies
     // what is left itself: a short pause of the writer instead of an ever longer WAL.
     int frames_to_settle = 0;
+    // False: settle() leaves the WAL to a later transaction when a background checkpoint is
+    // under way, until the WAL is twice frames_to_settle.
+    bool settle_waits = true;
+    // Once the thread has been woken, the next wake-up waits until the WAL grew by this many
+    // frames more (0: every commit past frames_to_start wakes it). Without it, a WAL that cannot
+    // start over (the writer commits again before each checkpoint ends) costs a wake-up and two
+    // fsyncs for every commit's few frames; a writer that calls settle() bounds it instead.
+    int frames_to_rewake = 0;
     // True once the store has failed: no checkpoint runs, and the connection closes without the
     // checkpoint SQLite would run at close. May be empty (never failed).
     std::function<bool()> failed;
@@ -72,8 +80,9 @@ class WalCheckpointer {
   // From the WAL hook: wakes the thread when the WAL has grown enough.
   void on_commit(int wal_frames);
   // Called by the owner of the writing connection before it begins a transaction, on that
-  // connection: see Options::frames_to_settle.
-  void settle(sqlite3* writer);
+  // connection: see Options::frames_to_settle. Returns the result of its checkpoint (SQLITE_OK
+  // when it ran none; SQLITE_BUSY, the background checkpoint started again, is harmless).
+  int settle(sqlite3* writer);
 
  private:
   void run();
@@ -89,6 +98,7 @@ class WalCheckpointer {
   bool stopping_ = false;
   std::condition_variable idle_;    // pending_ and running_ both went false
   std::atomic<int> wal_frames_{0};  // after the writer's last commit
+  int woken_at_frames_ = 0;         // the WAL's size at the last wake-up (the writer's thread)
 };
 
 }  // namespace wallex
