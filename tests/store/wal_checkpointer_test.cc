@@ -87,12 +87,20 @@ TEST_F(WalCheckpointerTest, OnceWokenTheThreadWaitsForTheWalToGrowByTheRewakeFra
   ASSERT_TRUE(checkpointer.start().ok());
   checkpointer.attach(writer_);
   write_rows(40);  // ~120 frames: past the start, one wake-up
+  // A reader keeps the WAL from starting over (which would start the count again) should the
+  // checkpoint copy every frame before the next commit begins.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM rows", nullptr, nullptr, nullptr),
+            SQLITE_OK);
   ASSERT_TRUE(database_grows_within(std::chrono::seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its checkpoint ends
   const std::uintmax_t after_first = database_bytes();
   write_rows(60);  // ~180 frames more: every commit is past the start, none wakes it
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(database_bytes(), after_first);
+  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(reader);
   write_rows(200);  // ~600 more: woken again
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (database_bytes() == after_first && std::chrono::steady_clock::now() < deadline) {
@@ -164,6 +172,35 @@ TEST_F(WalCheckpointerTest, SettleWithoutWaitingStillStartsTheWalOverWhenTheThre
             SQLITE_OK);
   EXPECT_GT(wal_frames, 0);
   EXPECT_LT(wal_frames, 10);
+  sqlite3_wal_hook(writer_, nullptr, nullptr);
+}
+
+TEST_F(WalCheckpointerTest, AfterASettleThatCouldNotStartTheWalOverTheNextWaitsForGrowth) {
+  WalCheckpointer::Options o = options(/*start=*/1'000'000, /*inline_frames=*/1'000'000);
+  o.frames_to_settle = 200;
+  o.frames_to_rewake = 100;
+  o.settle_waits = false;
+  WalCheckpointer checkpointer(std::move(o));
+  ASSERT_TRUE(checkpointer.start().ok());
+  checkpointer.attach(writer_);
+  write_rows(100);
+  // A reader on the WAL's frames as they are now: what comes after them cannot be copied.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM rows", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  write_rows(10);
+  EXPECT_EQ(checkpointer.settle(writer_), SQLITE_OK);
+  const std::uintmax_t after_settle = database_bytes();
+  EXPECT_GT(after_settle, baseline_bytes_);
+  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(reader);
+  write_rows(1);  // the WAL goes on: its last frames were not copied when this began
+  EXPECT_EQ(checkpointer.settle(writer_), SQLITE_OK);
+  EXPECT_EQ(database_bytes(), after_settle);  // a few frames more: not settled again
+  write_rows(40);  // ~120 frames more
+  EXPECT_EQ(checkpointer.settle(writer_), SQLITE_OK);
+  EXPECT_GT(database_bytes(), after_settle);
   sqlite3_wal_hook(writer_, nullptr, nullptr);
 }
 

@@ -64,6 +64,7 @@ void WalCheckpointer::attach(sqlite3* writer) { sqlite3_wal_hook(writer, on_wal_
 void WalCheckpointer::on_commit(int wal_frames) {
   wal_frames_.store(wal_frames, std::memory_order_relaxed);
   if (wal_frames < woken_at_frames_) woken_at_frames_ = 0;  // the WAL started over
+  if (wal_frames < settled_at_frames_) settled_at_frames_ = 0;
   if (wal_frames < options_.frames_to_start) return;
   if (woken_at_frames_ > 0 && wal_frames - woken_at_frames_ < options_.frames_to_rewake) return;
   woken_at_frames_ = wal_frames;
@@ -75,8 +76,13 @@ void WalCheckpointer::on_commit(int wal_frames) {
 }
 
 int WalCheckpointer::settle(sqlite3* writer) {
-  if (options_.frames_to_settle <= 0 ||
-      wal_frames_.load(std::memory_order_relaxed) < options_.frames_to_settle || failed()) {
+  const int frames = wal_frames_.load(std::memory_order_relaxed);
+  if (options_.frames_to_settle <= 0 || frames < options_.frames_to_settle || failed()) {
+    return SQLITE_OK;
+  }
+  // A WAL that did not start over after the last settle (a reader still on its frames) is
+  // settled again only once it has grown by frames_to_rewake, not before every transaction.
+  if (settled_at_frames_ > 0 && frames - settled_at_frames_ < options_.frames_to_rewake) {
     return SQLITE_OK;
   }
   // Bounded: a checkpoint that hangs on the disk must not hold the writer forever.
@@ -84,10 +90,9 @@ int WalCheckpointer::settle(sqlite3* writer) {
   {
     std::unique_lock lock(mutex_);
     const bool busy = pending_ || running_;
-    // Catching the moment the thread is idle costs the writer only the frames of its last few
-    // commits; up to twice the threshold it is worth waiting for.
-    if (busy && !options_.settle_waits &&
-        wal_frames_.load(std::memory_order_relaxed) < 2 * options_.frames_to_settle) {
+    // When the thread is idle, what is left to copy is the frames of the last few commits; until
+    // the WAL reaches twice the threshold the writer waits for such a moment, not for the thread.
+    if (busy && !options_.settle_waits && frames < 2 * options_.frames_to_settle) {
       return SQLITE_OK;
     }
     idle_.wait_for(lock, kWaitMax, [this] { return (!pending_ && !running_) || stopping_; });
@@ -96,6 +101,7 @@ int WalCheckpointer::settle(sqlite3* writer) {
   const int rc =
       sqlite3_wal_checkpoint_v2(writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   wal_frames_.store(0, std::memory_order_relaxed);
+  settled_at_frames_ = frames;
   return rc == SQLITE_BUSY ? SQLITE_OK : rc;
 }
 

@@ -57,6 +57,7 @@ class WalCheckpointer {
     // frames more (0: every commit past frames_to_start wakes it). Without it, a WAL that cannot
     // start over (the writer commits again before each checkpoint ends) costs a wake-up and two
     // fsyncs for every commit's few frames; a writer that calls settle() bounds it instead.
+    // settle() too, after a settle that did not start the WAL over, waits for this much growth.
     int frames_to_rewake = 0;
     // True once the store has failed: no checkpoint runs, and the connection closes without the
     // checkpoint SQLite would run at close. May be empty (never failed).
@@ -99,6 +100,7 @@ class WalCheckpointer {
   std::condition_variable idle_;    // pending_ and running_ both went false
   std::atomic<int> wal_frames_{0};  // after the writer's last commit
   int woken_at_frames_ = 0;         // the WAL's size at the last wake-up (the writer's thread)
+  int settled_at_frames_ = 0;       // the WAL's size at the last settle() (the writer's thread)
 };
 
 }  // namespace wallex
