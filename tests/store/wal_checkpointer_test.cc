@@ -53,6 +53,29 @@ class WalCheckpointerTest : public ::testing::Test {
     }
     return database_bytes() > baseline_bytes_;
   }
+  // The last commit wrote its frames at the start of the WAL (checked by a passive checkpoint,
+  // which copies them).
+  void expect_wal_started_over() {
+    int wal_frames = -1, checkpointed = -1;
+    ASSERT_EQ(sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+                                        &checkpointed),
+              SQLITE_OK);
+    EXPECT_GT(wal_frames, 0);
+    EXPECT_LT(wal_frames, 10);
+  }
+  // A reader in a transaction on the WAL as it is now: the frames after it cannot be copied, and
+  // the WAL cannot start over, until end_reader().
+  sqlite3* begin_reader() const {
+    sqlite3* reader = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM rows", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    return reader;
+  }
+  static void end_reader(sqlite3* reader) {
+    EXPECT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(reader);
+  }
   WalCheckpointer::Options options(int start, int inline_frames) const {
     WalCheckpointer::Options o;
     o.path = path_;
@@ -89,18 +112,14 @@ TEST_F(WalCheckpointerTest, OnceWokenTheThreadWaitsForTheWalToGrowByTheRewakeFra
   write_rows(40);  // ~120 frames: past the start, one wake-up
   // A reader keeps the WAL from starting over (which would start the count again) should the
   // checkpoint copy every frame before the next commit begins.
-  sqlite3* reader = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM rows", nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  sqlite3* reader = begin_reader();
   ASSERT_TRUE(database_grows_within(std::chrono::seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its checkpoint ends
   const std::uintmax_t after_first = database_bytes();
   write_rows(60);  // ~180 frames more: every commit is past the start, none wakes it
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(database_bytes(), after_first);
-  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(reader);
+  end_reader(reader);
   write_rows(200);  // ~600 more: woken again
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (database_bytes() == after_first && std::chrono::steady_clock::now() < deadline) {
@@ -146,12 +165,7 @@ TEST_F(WalCheckpointerTest, SettleLetsTheNextTransactionStartTheWalOverOnceItIsL
   EXPECT_GT(database_bytes(), baseline_bytes_);
   write_rows(1);
   // The commit after settle() wrote its frames at the start of the WAL.
-  int wal_frames = -1, checkpointed = -1;
-  ASSERT_EQ(sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
-                                      &checkpointed),
-            SQLITE_OK);
-  EXPECT_GT(wal_frames, 0);
-  EXPECT_LT(wal_frames, 10);
+  expect_wal_started_over();
   sqlite3_wal_hook(writer_, nullptr, nullptr);
 }
 
@@ -166,12 +180,7 @@ TEST_F(WalCheckpointerTest, SettleWithoutWaitingStillStartsTheWalOverWhenTheThre
   EXPECT_EQ(checkpointer.settle(writer_), SQLITE_OK);
   EXPECT_GT(database_bytes(), baseline_bytes_);
   write_rows(1);
-  int wal_frames = -1, checkpointed = -1;
-  ASSERT_EQ(sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
-                                      &checkpointed),
-            SQLITE_OK);
-  EXPECT_GT(wal_frames, 0);
-  EXPECT_LT(wal_frames, 10);
+  expect_wal_started_over();
   sqlite3_wal_hook(writer_, nullptr, nullptr);
 }
 
@@ -185,16 +194,12 @@ TEST_F(WalCheckpointerTest, AfterASettleThatCouldNotStartTheWalOverTheNextWaitsF
   checkpointer.attach(writer_);
   write_rows(100);
   // A reader on the WAL's frames as they are now: what comes after them cannot be copied.
-  sqlite3* reader = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM rows", nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  sqlite3* reader = begin_reader();
   write_rows(10);
   EXPECT_EQ(checkpointer.settle(writer_), SQLITE_OK);
   const std::uintmax_t after_settle = database_bytes();
   EXPECT_GT(after_settle, baseline_bytes_);
-  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(reader);
+  end_reader(reader);
   write_rows(1);  // the WAL goes on: its last frames were not copied when this began
   EXPECT_EQ(checkpointer.settle(writer_), SQLITE_OK);
   EXPECT_EQ(database_bytes(), after_settle);  // a few frames more: not settled again
