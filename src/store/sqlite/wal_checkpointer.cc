@@ -127,6 +127,7 @@ void WalCheckpointer::run() {
     }
     lock.lock();
     running_ = false;
+    runs_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -78,6 +79,8 @@ class WalCheckpointer {
   void attach(sqlite3* writer);
 
   int frames_to_checkpoint_inline() const { return options_.frames_to_checkpoint_inline; }
+  // Background checkpoints run so far (for tests).
+  std::uint64_t runs() const { return runs_.load(std::memory_order_relaxed); }
   // From the WAL hook: wakes the thread when the WAL has grown enough.
   void on_commit(int wal_frames);
   // Called by the owner of the writing connection before it begins a transaction, on that
@@ -101,6 +104,7 @@ class WalCheckpointer {
   std::atomic<int> wal_frames_{0};  // after the writer's last commit
   int woken_at_frames_ = 0;         // the WAL's size at the last wake-up (the writer's thread)
   int settled_at_frames_ = 0;       // the WAL's size at the last settle() (the writer's thread)
+  std::atomic<std::uint64_t> runs_{0};
 };
 
 }  // namespace wallex
