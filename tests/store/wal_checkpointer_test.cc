@@ -44,14 +44,19 @@ class WalCheckpointerTest : public ::testing::Test {
     for (int i = 0; i < rows; ++i) exec("INSERT INTO rows (data) VALUES (zeroblob(4096))");
   }
   std::uintmax_t database_bytes() const { return std::filesystem::file_size(path_); }
-  // The database file grew past its baseline within the time limit.
-  bool database_grows_within(std::chrono::milliseconds limit) const {
+  // `holds` became true within the time limit (polled every 5 ms).
+  template <typename Predicate>
+  static bool within(std::chrono::milliseconds limit, Predicate holds) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (database_bytes() > baseline_bytes_) return true;
+      if (holds()) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    return database_bytes() > baseline_bytes_;
+    return holds();
+  }
+  // The database file grew past its baseline within the time limit.
+  bool database_grows_within(std::chrono::milliseconds limit) const {
+    return within(limit, [this] { return database_bytes() > baseline_bytes_; });
   }
   // The last commit wrote its frames at the start of the WAL (checked by a passive checkpoint,
   // which copies them).
@@ -75,6 +80,13 @@ class WalCheckpointerTest : public ::testing::Test {
   static void end_reader(sqlite3* reader) {
     EXPECT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(reader);
+  }
+  // The thread is never woken (start and inline bounds out of reach): only settle() copies,
+  // from 200 frames.
+  WalCheckpointer::Options settle_options() const {
+    WalCheckpointer::Options o = options(/*start=*/1'000'000, /*inline_frames=*/1'000'000);
+    o.frames_to_settle = 200;
+    return o;
   }
   WalCheckpointer::Options options(int start, int inline_frames) const {
     WalCheckpointer::Options o;
@@ -110,11 +122,7 @@ TEST_F(WalCheckpointerTest, OnceWokenTheThreadWaitsForTheWalToGrowByTheRewakeFra
   ASSERT_TRUE(checkpointer.start().ok());
   checkpointer.attach(writer_);
   const auto runs_reach = [&](std::uint64_t runs) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (checkpointer.runs() < runs && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return checkpointer.runs() >= runs;
+    return within(std::chrono::seconds(10), [&] { return checkpointer.runs() >= runs; });
   };
   write_rows(40);  // ~120 frames: past the start, one wake-up
   // The WAL cannot start over (which would start the count again) while this reader is on it.
@@ -153,10 +161,7 @@ TEST_F(WalCheckpointerTest, TheWriterCheckpointsItselfWhenTheWalGrowsFarBeyondTh
 }
 
 TEST_F(WalCheckpointerTest, SettleLetsTheNextTransactionStartTheWalOverOnceItIsLong) {
-  // The thread is never woken: only settle() copies.
-  WalCheckpointer::Options o = options(/*start=*/1'000'000, /*inline_frames=*/1'000'000);
-  o.frames_to_settle = 200;
-  WalCheckpointer checkpointer(std::move(o));
+  WalCheckpointer checkpointer(settle_options());
   ASSERT_TRUE(checkpointer.start().ok());
   checkpointer.attach(writer_);
   write_rows(20);  // ~60 frames: below the threshold, settle() leaves the WAL alone
@@ -172,8 +177,7 @@ TEST_F(WalCheckpointerTest, SettleLetsTheNextTransactionStartTheWalOverOnceItIsL
 }
 
 TEST_F(WalCheckpointerTest, SettleWithoutWaitingStillStartsTheWalOverWhenTheThreadIsIdle) {
-  WalCheckpointer::Options o = options(/*start=*/1'000'000, /*inline_frames=*/1'000'000);
-  o.frames_to_settle = 200;
+  WalCheckpointer::Options o = settle_options();
   o.settle_waits = false;
   WalCheckpointer checkpointer(std::move(o));
   ASSERT_TRUE(checkpointer.start().ok());
@@ -187,8 +191,7 @@ TEST_F(WalCheckpointerTest, SettleWithoutWaitingStillStartsTheWalOverWhenTheThre
 }
 
 TEST_F(WalCheckpointerTest, AfterASettleThatCouldNotStartTheWalOverTheNextWaitsForGrowth) {
-  WalCheckpointer::Options o = options(/*start=*/1'000'000, /*inline_frames=*/1'000'000);
-  o.frames_to_settle = 200;
+  WalCheckpointer::Options o = settle_options();
   o.frames_to_rewake = 100;
   o.settle_waits = false;
   WalCheckpointer checkpointer(std::move(o));
