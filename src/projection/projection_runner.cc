@@ -72,11 +72,13 @@ void ProjectionRunner::raise_head(std::int64_t position) {
 
 void ProjectionRunner::notify_head(std::int64_t last_position) {
   raise_head(last_position);
+  bool wake = false;
   {
     std::lock_guard lock(wake_mutex_);
+    wake = idle_ && !woken_;
     woken_ = true;
   }
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
 }
 
 std::int64_t ProjectionRunner::checkpoint(ProjectorId id) const {
@@ -366,7 +368,10 @@ void ProjectionRunner::run() {
     // Caught up: gather what the writer commits meanwhile (a query waiting cuts this short).
     if (events > 0) {
       wake_.wait_until(lock, started + std::chrono::milliseconds(options_.batch_interval_ms),
-                       [this] { return stopping_ || urgent_; });
+                       [this] {
+                         wait_checks_.fetch_add(1, std::memory_order_relaxed);
+                         return stopping_ || urgent_;
+                       });
       if (stopping_) {
         lock.unlock();
         return drain();
@@ -381,7 +386,12 @@ void ProjectionRunner::run() {
         if (slot->failures > 0) until = std::min(until, slot->retry_at);
       }
     }
-    wake_.wait_until(lock, until, [this] { return stopping_ || woken_ || urgent_; });
+    idle_ = true;
+    wake_.wait_until(lock, until, [this] {
+      wait_checks_.fetch_add(1, std::memory_order_relaxed);
+      return stopping_ || woken_ || urgent_;
+    });
+    idle_ = false;
     woken_ = false;
     urgent_ = false;
     if (stopping_) {

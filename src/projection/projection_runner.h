@@ -99,6 +99,9 @@ class ProjectionRunner {
   void notify_waiting();
   std::int64_t checkpoint(ProjectorId id) const;
   std::vector<ProjectorStatus> statuses() const;
+  // How often the thread's waits looked at their condition: once on entering a wait and once
+  // per wake-up (tests: a commit while it gathers must not wake it).
+  std::uint64_t wait_checks() const { return wait_checks_.load(std::memory_order_relaxed); }
 
   // One batch (see above). Returns how many events were read; 0 when every due projector is
   // caught up. A failure of one projector is recorded in its status, not returned.
@@ -145,6 +148,11 @@ class ProjectionRunner {
   bool woken_ = false;
   bool urgent_ = false;
   bool stopping_ = false;
+  // The thread sleeps until there is news (not gathering, not applying): only then does
+  // notify_head() wake it. Woken by every commit, it took a context switch in and out per group
+  // commit only to see that it was still gathering.
+  bool idle_ = false;
+  std::atomic<std::uint64_t> wait_checks_{0};
   std::thread thread_;
 };
 

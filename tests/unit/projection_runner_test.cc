@@ -260,6 +260,47 @@ TEST_F(RunnerTest, LagIsReportedInPositionsAndTime) {
   EXPECT_EQ(s.ms_behind, 0);
 }
 
+// Commits come far more often than the thread's batches. notify_head() wakes a thread that
+// sleeps until there is news; while it gathers after a batch, a commit must not wake it (it
+// woke, saw it was still gathering and slept again: a context switch in and out per commit).
+TEST_F(RunnerTest, CommitsWhileItGathersDoNotWakeTheThread) {
+  create("a", "1");
+  RunnerOptions options;
+  options.poll_interval_ms = 60'000;  // only notify_head() wakes it within the test
+  options.batch_interval_ms = 3'000;
+  ProjectionRunner& r = runner(options);
+  auto applied_within = [&r](std::int64_t position, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (r.checkpoint(ProjectorId::kReadModel) < position) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  };
+  r.start();
+  // Asleep until there is news: one notify_head() and the events are applied at once.
+  std::int64_t head = log().last_position().value();
+  r.notify_head(head);
+  ASSERT_TRUE(applied_within(head, std::chrono::milliseconds(2'000)));
+
+  // Now it gathers for 3 s after that batch: thirty commits, each announced.
+  const auto gathering_since = std::chrono::steady_clock::now();
+  const std::uint64_t checks_before = r.wait_checks();
+  for (int i = 0; i < 30; ++i) {
+    head = credit("a", "1");
+    r.notify_head(head);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const std::uint64_t checks = r.wait_checks() - checks_before;
+  ASSERT_LT(std::chrono::steady_clock::now() - gathering_since, std::chrono::milliseconds(2'500))
+      << "the commits took longer than the gathering; the count below would mean nothing";
+  EXPECT_LE(checks, 2u) << "woken by commits while gathering";
+  EXPECT_LT(r.checkpoint(ProjectorId::kReadModel), head);
+  // At the end of the gathering, one batch takes them all.
+  EXPECT_TRUE(applied_within(head, std::chrono::milliseconds(6'000)));
+  r.stop();
+}
+
 TEST_F(RunnerTest, ACheckpointMovedUnderneathIsFollowed) {
   workload(3, 10);
   catch_up();
