@@ -6,6 +6,7 @@ Run: WALLEX_BIN=/path/to/wallex python3 -m unittest -v test_e2e   (from tests/e2
 import http.client
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -13,7 +14,7 @@ from decimal import Decimal
 
 import e2e_support as sup
 from e2e_support import D, Raw, uid, new_key
-from wallex_server import WallexServer, build_request, read_response
+from wallex_server import WallexServer, build_request, free_port, read_response
 
 
 # ====================================================================== health, headers
@@ -1015,6 +1016,28 @@ class DurabilityTests(sup.ServerTestCase):
         self.check_snapshot(r.json["toWallet"], balance="1", version=1)
         self.assert_error(self.create_wallet(b, expect=409), 409, "WALLET_ALREADY_EXISTS")
         self.assert_error(self.debit(c, 1000, expect=400), 400, "INSUFFICIENT_FUNDS")
+
+    def test_a_second_server_on_the_same_data_directory_is_refused(self):
+        # Two servers on one embedded store would each decide against their own memory and could
+        # spend a wallet's money twice: the second is refused at start (wallex.lock), and the
+        # first goes on. A PostgreSQL store is shared by design: there a second server starts.
+        state = self.populate()
+        if self.server.store_url:
+            second = WallexServer(sup.BIN, data_dir=self.server.data_dir,
+                                  store_url=self.server.store_url)
+            try:
+                self.assertEqual(second.request("GET", "/health", None, {})[0], 200)
+            finally:
+                second.stop()
+                second.cleanup()
+        else:
+            second = subprocess.run(
+                [sup.BIN, "serve", "--port", str(free_port()), "--data-dir", self.server.data_dir],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+            self.assertEqual(second.returncode, 1, second.stderr)
+            self.assertIn("one wallex serve per data directory", second.stderr)
+        self.assert_state(state)
+        self.assertEqual(self.credit(list(state)[0], 1).status, 201)
 
     def test_sigint_is_a_graceful_shutdown(self):
         state = self.populate()

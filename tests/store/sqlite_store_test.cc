@@ -114,6 +114,23 @@ TEST_F(SqliteStoreTest, RefusesAStoreWrittenByANewerSchema) {
   EXPECT_NE(store.error().message.find("schema version 99"), std::string::npos);
 }
 
+// Two stores on the same files would each decide against their own memory (the wallets changed
+// since the snapshot) and could both append the same version of a wallet.
+TEST_F(SqliteStoreTest, OneStorePerDataDirectoryAtATime) {
+  {
+    auto first = SqliteStore::open(dir_);
+    ASSERT_TRUE(first.ok()) << first.error().message;
+    auto second = SqliteStore::open(dir_);
+    ASSERT_FALSE(second.ok());
+    EXPECT_NE(second.error().message.find("one wallex serve per data directory"), std::string::npos)
+        << second.error().message;
+    EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(dir_) / "wallex.lock"));
+  }
+  // Closed: the next one opens.
+  auto again = SqliteStore::open(dir_);
+  EXPECT_TRUE(again.ok()) << again.error().message;
+}
+
 TEST_F(SqliteStoreTest, RefusesAForeignDatabase) {
   sql("CREATE TABLE something_else (x)");
   auto store = SqliteStore::open(dir_);

@@ -1,6 +1,7 @@
 #include "service/wallet_service.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <condition_variable>
 #include <filesystem>
@@ -232,11 +233,29 @@ class WalletServiceTest : public ::testing::Test {
   void create(const std::string& id, std::string_view initial) {
     ASSERT_EQ(submit(CreateWallet{id, "owner", money(initial)}).status, 201);
   }
+  // A fresh store instance on a consistent copy of the files (VACUUM INTO, in one read
+  // transaction): the running service holds the data directory's lock, so a second store
+  // cannot open it.
+  std::unique_ptr<SqliteStore> fresh_copy() {
+    const std::string copy_dir = dir_ + "/copy";
+    std::filesystem::remove_all(copy_dir);
+    std::filesystem::create_directories(copy_dir);
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ + "/wallex.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    const std::string vacuum = "VACUUM INTO '" + copy_dir + "/wallex.db'";
+    EXPECT_EQ(sqlite3_exec(db, vacuum.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+    auto store = SqliteStore::open(copy_dir);
+    EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
+    return store ? std::move(store).value() : nullptr;
+  }
   // The persisted write model row of a wallet, read through a fresh store instance.
   std::optional<WalletState> on_disk(const std::string& id) {
-    auto store = SqliteStore::open(dir_);
-    EXPECT_TRUE(store.ok());
-    for (const WalletState& w : store.value()->load_wallets().value()) {
+    auto store = fresh_copy();
+    if (!store) return std::nullopt;
+    for (const WalletState& w : store->load_wallets().value()) {
       if (w.id == id) return w;
     }
     return std::nullopt;
@@ -419,8 +438,8 @@ TEST_F(WalletServiceTest, ExpiredKeysExecuteAgainAndArePurged) {
   clock_.advance_ms(2000);
   // Probed through a separate connection: the writer owns sqlite_'s.
   const auto key_on_disk = [this] {
-    auto store = SqliteStore::open(dir_);
-    return store.value()->find_idempotency("k").value().has_value();
+    auto store = fresh_copy();
+    return store != nullptr && store->find_idempotency("k").value().has_value();
   };
   for (int i = 0; i < 200 && key_on_disk(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

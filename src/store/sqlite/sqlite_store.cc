@@ -3,11 +3,13 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <unordered_map>
@@ -113,9 +115,39 @@ struct FailureLatch {
   }
 };
 
+// One writer per data directory. Two stores open on the same files would each decide against
+// their own memory (the wallets changed since the snapshot, the head of the log) and could both
+// append version n+1 of a wallet: its money spent twice. The lock is the kernel's (flock on
+// wallex.lock), held while the store is open and released even when the process is killed.
+class DataDirLock {
+ public:
+  DataDirLock() = default;
+  DataDirLock(const DataDirLock&) = delete;
+  DataDirLock& operator=(const DataDirLock&) = delete;
+  ~DataDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  Status<StoreError> acquire(const std::string& data_dir) {
+    const std::string path = (std::filesystem::path(data_dir) / "wallex.lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) return fail(system_error("cannot open " + path, errno));
+    if (flock(fd_, LOCK_EX | LOCK_NB) == 0) return Ok{};
+    const int error = errno;
+    if (error != EWOULDBLOCK) return fail(system_error("cannot lock " + path, error));
+    return fail(StoreError{StoreErrorKind::kOther,
+                           "another process has the store in " + data_dir +
+                               " open (wallex.lock is locked): one wallex serve per data directory"});
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace
 
 struct SqliteStore::Impl {
+  DataDirLock lock;  // declared first: released after both connections are closed
   FailureLatch failure;                        // outlives both connections
   std::unique_ptr<WalCheckpointer> checkpointer;  // declared first: destroyed after the writer's db
   sqlite3* db = nullptr;
@@ -403,6 +435,8 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
     return fail(StoreError{StoreErrorKind::kIo, "cannot create data directory " + data_dir + ": " +
                                                     ec.message()});
   }
+  auto impl = std::make_unique<Impl>();
+  if (auto locked = impl->lock.acquire(data_dir); !locked) return fail(locked.error());
   const std::string path = (std::filesystem::path(data_dir) / "wallex.db").string();
   if (!std::filesystem::exists(path)) {
     if (std::filesystem::exists(path + "-wal")) {
@@ -413,7 +447,6 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
     }
     if (auto created = create_store_file(data_dir, path); !created) return fail(created.error());
   }
-  auto impl = std::make_unique<Impl>();
   int rc = open_sqlite(path.c_str(), &impl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
   if (rc != SQLITE_OK) return fail(sqlite_error(impl->db, rc, "opening " + path));
   sqlite3_extended_result_codes(impl->db, 1);
