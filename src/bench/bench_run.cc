@@ -19,6 +19,7 @@ constexpr std::size_t kRunIdLengthMax = 100;  // leaves room for "-w<index>" wit
 struct ThreadState {
   PhaseStats stats;
   EffectRecorder recorder;
+  ReplyDecoder decoder;
   std::vector<std::string> problems;
 };
 
@@ -117,10 +118,11 @@ class CreatePhase final : public PhaseSource {
                 std::int64_t latency_us) override {
     const auto wallet = static_cast<std::uint32_t>(index);
     if (!is_success(OperationType::kCreate, reply.status)) {
-      count(thread, OperationType::kCreate, reply, latency_us, error_code_of(reply.body));
+      count(thread, OperationType::kCreate, reply, latency_us,
+            state(thread).decoder.error_code(reply.body));
       return;
     }
-    auto snapshot = decode_wallet_snapshot(reply.body);
+    auto snapshot = state(thread).decoder.wallet_snapshot(reply.body);
     std::string problem;
     if (!snapshot) {
       problem = snapshot.error();
@@ -199,7 +201,7 @@ class OperationPhase final : public PhaseSource {
                 std::int64_t latency_us) override {
     const Operation op = workload_.operation(index);
     if (!is_success(op.type, reply.status)) {
-      count(thread, op.type, reply, latency_us, error_code_of(reply.body));
+      count(thread, op.type, reply, latency_us, state(thread).decoder.error_code(reply.body));
       return;
     }
     std::string problem = record_effect(thread, op, reply);
@@ -229,7 +231,7 @@ class OperationPhase final : public PhaseSource {
       case OperationType::kCredit:
       case OperationType::kDebit:
       case OperationType::kRead: {
-        auto snapshot = decode_wallet_snapshot(reply.body);
+        auto snapshot = state(thread).decoder.wallet_snapshot(reply.body);
         if (!snapshot) return snapshot.error();
         if (snapshot.value().id != wallet_id(options_.run_id, op.wallet)) {
           return "reply names wallet " + snapshot.value().id;
@@ -241,7 +243,7 @@ class OperationPhase final : public PhaseSource {
         return "";
       }
       case OperationType::kTransfer: {
-        auto transfer = decode_transfer_reply(reply.body);
+        auto transfer = state(thread).decoder.transfer_reply(reply.body);
         if (!transfer) return transfer.error();
         if (transfer.value().from.id != wallet_id(options_.run_id, op.wallet) ||
             transfer.value().to.id != wallet_id(options_.run_id, op.other_wallet)) {
@@ -277,13 +279,13 @@ class ReadBackPhase final : public PhaseSource {
     const auto wallet = static_cast<std::uint32_t>(index);
     const std::string name = "read wallet #" + std::to_string(wallet) + ": ";
     if (!is_success(OperationType::kRead, reply.status)) {
-      const std::string code = error_code_of(reply.body);
+      const std::string code = state(thread).decoder.error_code(reply.body);
       state(thread).problems.push_back(name + "status " + std::to_string(reply.status) + " " +
                                        code);
       count(thread, OperationType::kRead, reply, latency_us, code);
       return;
     }
-    auto snapshot = decode_wallet_snapshot(reply.body);
+    auto snapshot = state(thread).decoder.wallet_snapshot(reply.body);
     std::string problem = snapshot ? "" : snapshot.error();
     if (snapshot && snapshot.value().id != wallet_id(options_.run_id, wallet)) {
       problem = "reply names wallet " + snapshot.value().id;

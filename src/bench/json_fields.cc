@@ -5,15 +5,18 @@ namespace wallex::bench {
 // Recursive descent over the text; `path` holds the dotted path of the value being read.
 class JsonFieldsReader {
  public:
-  explicit JsonFieldsReader(std::string_view text) : text_(text) {}
+  JsonFieldsReader(std::string_view text, JsonFields& fields) : text_(text), fields_(fields) {
+    fields_.size_ = 0;
+  }
 
-  Result<JsonFields, std::string> read() {
-    std::string path;
+  Status<std::string> read() {
+    std::string& path = fields_.path_;
+    path.clear();
     skip_space();
-    if (!value(path, 0)) return fail(error_);
+    if (!value(path, 0)) return stop_reading(error_);
     skip_space();
-    if (pos_ != text_.size()) return fail(at("trailing characters"));
-    return std::move(fields_);
+    if (pos_ != text_.size()) return stop_reading(at("trailing characters"));
+    return Ok{};
   }
 
  private:
@@ -42,8 +45,21 @@ class JsonFieldsReader {
     pos_ += word.size();
     return true;
   }
-  void add(const std::string& path, JsonScalarKind kind, std::string text) {
-    fields_.scalars_.push_back(JsonScalar{path, kind, std::move(text)});
+  Status<std::string> stop_reading(std::string why) {
+    fields_.size_ = 0;
+    return fail(std::move(why));
+  }
+  // The next scalar, its buffers reused when an earlier text had as many.
+  JsonScalar& next_scalar(const std::string& path, JsonScalarKind kind) {
+    if (fields_.size_ == fields_.scalars_.size()) fields_.scalars_.emplace_back();
+    JsonScalar& scalar = fields_.scalars_[fields_.size_++];
+    scalar.path.assign(path);
+    scalar.kind = kind;
+    scalar.text.clear();
+    return scalar;
+  }
+  void add(const std::string& path, JsonScalarKind kind, std::string_view text) {
+    next_scalar(path, kind).text.assign(text);
   }
 
   bool value(std::string& path, int depth) {
@@ -53,10 +69,8 @@ class JsonFieldsReader {
     if (c == '{') return object(path, depth);
     if (c == '[') return array(path, depth);
     if (c == '"') {
-      std::string decoded;
-      if (!string(decoded)) return false;
-      add(path, JsonScalarKind::kString, std::move(decoded));
-      return true;
+      // Decoded straight into the scalar; a failure discards every scalar anyway.
+      return string(next_scalar(path, JsonScalarKind::kString).text);
     }
     if (c == 't' || c == 'f') {
       const bool truth = c == 't';
@@ -79,14 +93,12 @@ class JsonFieldsReader {
     const std::size_t base = path.size();
     while (true) {
       skip_space();
-      std::string key;
       if (pos_ >= text_.size() || text_[pos_] != '"') return stop("expected a key");
-      if (!string(key)) return false;
+      if (base > 0) path += '.';
+      if (!string(path)) return false;  // the key, decoded onto the path
       skip_space();
       if (!consume(':')) return stop("expected ':'");
       skip_space();
-      if (base > 0) path += '.';
-      path += key;
       if (!value(path, depth + 1)) return false;
       path.resize(base);
       skip_space();
@@ -229,23 +241,41 @@ class JsonFieldsReader {
       if (!consume('+')) consume('-');
       if (!digits()) return stop("bad exponent");
     }
-    add(path, JsonScalarKind::kNumber, std::string(text_.substr(start, pos_ - start)));
+    add(path, JsonScalarKind::kNumber, text_.substr(start, pos_ - start));
     return true;
   }
 
   std::string_view text_;
   std::size_t pos_ = 0;
   std::string error_;
-  JsonFields fields_;
+  JsonFields& fields_;
 };
 
 Result<JsonFields, std::string> JsonFields::parse(std::string_view text) {
-  return JsonFieldsReader(text).read();
+  JsonFields fields;
+  if (auto parsed = fields.parse_into(text); !parsed) return fail(parsed.error());
+  return fields;
+}
+
+Status<std::string> JsonFields::parse_into(std::string_view text) {
+  return JsonFieldsReader(text, *this).read();
 }
 
 const JsonScalar* JsonFields::find(std::string_view path) const {
-  for (const JsonScalar& scalar : scalars_) {
+  for (const JsonScalar& scalar : scalars()) {
     if (scalar.path == path) return &scalar;
+  }
+  return nullptr;
+}
+
+const JsonScalar* JsonFields::find(std::string_view prefix, std::string_view key) const {
+  if (prefix.empty()) return find(key);
+  for (const JsonScalar& scalar : scalars()) {
+    const std::string_view path = scalar.path;
+    if (path.size() == prefix.size() + 1 + key.size() && path.starts_with(prefix) &&
+        path[prefix.size()] == '.' && path.ends_with(key)) {
+      return &scalar;
+    }
   }
   return nullptr;
 }

@@ -9,6 +9,7 @@
 // Strict RFC 8259 grammar; nesting deeper than kJsonDepthMax is refused.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,13 +32,21 @@ class JsonFields {
  public:
   // Fails with a short description of where the text stops being JSON.
   static Result<JsonFields, std::string> parse(std::string_view text);
+  // The same into this object, whose scalars' string buffers are reused: a load generator
+  // decodes every reply, and a fresh object costs two allocations per scalar. On failure the
+  // object holds no scalars.
+  Status<std::string> parse_into(std::string_view text);
 
   const JsonScalar* find(std::string_view path) const;
-  const std::vector<JsonScalar>& scalars() const { return scalars_; }
+  // The scalar at "<prefix>.<key>", or at "<key>" when the prefix is empty.
+  const JsonScalar* find(std::string_view prefix, std::string_view key) const;
+  std::span<const JsonScalar> scalars() const { return {scalars_.data(), size_}; }
 
  private:
   friend class JsonFieldsReader;
-  std::vector<JsonScalar> scalars_;
+  std::vector<JsonScalar> scalars_;  // the first size_ are this text's; the rest spare buffers
+  std::size_t size_ = 0;
+  std::string path_;  // the reader's path while it parses, kept for its buffer
 };
 
 }  // namespace wallex::bench

@@ -72,8 +72,9 @@ VerificationModel::VerificationModel(std::vector<Money> requested_initial_balanc
 void VerificationModel::absorb(const EffectRecorder& recorder) {
   for (const Observation& o : recorder.observations()) {
     WALLEX_CHECK(o.wallet < requested_initial_.size());
-    observations_.push_back(o);
   }
+  observations_.insert(observations_.end(), recorder.observations().begin(),
+                       recorder.observations().end());
   for (std::uint32_t wallet : recorder.uncertain_wallets()) {
     WALLEX_CHECK(wallet < uncertain_.size());
     uncertain_[wallet] = true;

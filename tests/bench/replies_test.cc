@@ -43,6 +43,52 @@ TEST(JsonFields, RejectsInvalidJson) {
   EXPECT_FALSE(JsonFields::parse(deep).ok());
 }
 
+TEST(JsonFields, ParsesAgainIntoTheSameObject) {
+  JsonFields fields;
+  ASSERT_TRUE(fields.parse_into(R"({"a":"long enough to leave the small-string buffer","b":[1,2,3]})")
+                  .ok());
+  EXPECT_EQ(fields.scalars().size(), 4u);
+  // Fewer scalars the second time: none of the first text's may remain.
+  ASSERT_TRUE(fields.parse_into(R"({"b":"x"})").ok());
+  ASSERT_EQ(fields.scalars().size(), 1u);
+  EXPECT_EQ(fields.scalars()[0].path, "b");
+  EXPECT_EQ(fields.scalars()[0].text, "x");
+  EXPECT_EQ(fields.find("a"), nullptr);
+  EXPECT_EQ(fields.find("b.0"), nullptr);
+  // A failed parse leaves nothing to find, even what it read before the error.
+  EXPECT_FALSE(fields.parse_into(R"({"c":1,"d":})").ok());
+  EXPECT_TRUE(fields.scalars().empty());
+  EXPECT_EQ(fields.find("c"), nullptr);
+  ASSERT_TRUE(fields.parse_into(R"({"n":{"k":-2.5e1}})").ok());
+  ASSERT_NE(fields.find("n", "k"), nullptr);
+  EXPECT_EQ(fields.find("n", "k")->text, "-2.5e1");
+  EXPECT_EQ(fields.find("", "n.k"), fields.find("n.k"));
+  EXPECT_EQ(fields.find("n", "kk"), nullptr);
+  EXPECT_EQ(fields.find("nn", "k"), nullptr);
+}
+
+TEST(Replies, OneDecoderForEveryKindOfReply) {
+  ReplyDecoder decoder;
+  const std::string transfer = R"({"fromWallet":)" + std::string(kSnapshot) +
+                               R"(,"toWallet":{"id":"w2","ownerId":"o1","balance":0.3,"version":1,)"
+                               R"("createdAt":"a","updatedAt":"b"},"transferId":"t-1"})";
+  for (int round = 0; round < 2; ++round) {
+    auto reply = decoder.transfer_reply(transfer);
+    ASSERT_TRUE(reply.ok()) << reply.error();
+    EXPECT_EQ(reply.value().from.balance, Money::from_minor(13'050));
+    EXPECT_EQ(reply.value().to.id, "w2");
+    // A snapshot after a transfer reply: the transfer's nested keys must not count.
+    auto snapshot = decoder.wallet_snapshot(kSnapshot);
+    ASSERT_TRUE(snapshot.ok()) << snapshot.error();
+    EXPECT_EQ(snapshot.value().version, 3);
+    EXPECT_FALSE(decoder.transfer_reply(kSnapshot).ok());
+    EXPECT_FALSE(decoder.wallet_snapshot("{").ok());
+    EXPECT_EQ(decoder.error_code(R"({"statusCode":404,"code":"WALLET_NOT_FOUND"})"),
+              "WALLET_NOT_FOUND");
+    EXPECT_EQ(decoder.error_code(R"({"statusCode":404})"), "");
+  }
+}
+
 TEST(Replies, DecodesWalletSnapshot) {
   auto snapshot = decode_wallet_snapshot(kSnapshot);
   ASSERT_TRUE(snapshot.ok()) << snapshot.error();
