@@ -2,14 +2,15 @@
 # The benchmark behind `make bench` (which builds first; this script builds nothing).
 #
 # Starts build/release/bin/wallex on a free loopback port with a fresh data directory, then,
-# BENCH_REPEATS times interleaved (the disk is noisy, so every figure is compared with a
-# ceiling measured minutes apart at most):
-#   ceiling      GET /health, closed loop, BENCH_WORKERS connections, BENCH_DURATION s
+# BENCH_REPEATS times interleaved:
 #   original     1000 wallets, 20,000 operations, 20 connections (the NestJS project's test)
 #   credit, debit, transfer         closed loop, BENCH_WORKERS connections, BENCH_DURATION s
 #   transfer-hot                    the same with one wallet in every transfer
 # and finally an open-loop transfer run at 70% of the median transfer throughput, where the
-# p99 counts queueing (latency from each request's intended send time).
+# p99 counts queueing (latency from each request's intended send time). Before the first of
+# these runs and after each one, the ceiling: GET /health, closed loop, BENCH_WORKERS
+# connections, BENCH_DURATION s. The box's speed moves within a minute, so each run is compared
+# with the mean of the two ceilings measured just before and just after it.
 # Every run verifies every wallet it touched; any failure makes the script exit non-zero.
 # Prints one table of medians and one of CPU per request (each server thread's, from /proc, and
 # the client's); the JSON of every run stays in build/bench/<time>/.
@@ -68,7 +69,8 @@ run() {
   local name=$1 rep=$2
   shift 2
   local out="$results/$name-$rep"
-  printf 'bench: %-13s run %d: ' "$name" "$rep"
+  echo "$name $rep" >>"$results/sequence"
+  printf 'bench: %-13s run %s: ' "$name" "$rep"
   thread_ticks "$pid" >"$out.cpu-before"
   read_client_us
   local client_before=$client_us
@@ -87,13 +89,23 @@ run() {
 }
 
 timed=(--duration "$duration" --workers "$workers")
+ceilings=0
+ceiling() {
+  ceilings=$((ceilings + 1))
+  run ceiling "$ceilings" --scenario health "${timed[@]}"
+}
+ceiling
 for rep in $(seq 1 "$repeats"); do
-  run ceiling "$rep" --scenario health "${timed[@]}"
   run original "$rep" --scenario original --wallets 1000 --operations 20000 --workers 20
+  ceiling
   run credit "$rep" --scenario credit "${timed[@]}"
+  ceiling
   run debit "$rep" --scenario debit "${timed[@]}"
+  ceiling
   run transfer "$rep" --scenario transfer "${timed[@]}"
+  ceiling
   run transfer-hot "$rep" --scenario transfer --distribution hot "${timed[@]}"
+  ceiling
 done
 
 peak=$(python3 - "$results" "$repeats" <<'PY'
@@ -111,6 +123,7 @@ PY
 rate=$(python3 -c "import sys; print(max(1, round(0.7 * float(sys.argv[1]))))" "$peak")
 for rep in $(seq 1 "$repeats"); do
   run open-loop-70 "$rep" --scenario transfer --rate "$rate" --duration "$duration" --workers "$open_loop_workers"
+  ceiling
 done
 
 kill -TERM "$pid"
@@ -135,18 +148,35 @@ def ops(report):
 rows = [("ceiling", "GET /health"), ("original", "1000 wallets / 20k ops / 20 conn"),
         ("credit", "closed loop"), ("debit", "closed loop"), ("transfer", "closed loop, uniform"),
         ("transfer-hot", "closed loop, one hot wallet"), ("open-loop-70", f"transfer at {rate}/s")]
+# The runs in the order they ran; each run's ceiling is the mean of the GET /health runs next to
+# it (just before and just after; one of them if the other is missing or failed).
+sequence = [tuple(line.split()) for line in open(f"{results}/sequence") if line.strip()]
+def run_ids(name):
+    return [run_id for n, run_id in sequence if n == name]
+def ceiling_next_to(index):
+    found = []
+    for step in (-1, 1):
+        i = index + step
+        while 0 <= i < len(sequence) and sequence[i][0] != "ceiling":
+            i += step
+        if 0 <= i < len(sequence):
+            c = load("ceiling", sequence[i][1])
+            if c and ops(c) > 0:
+                found.append(ops(c))
+    return sum(found) / len(found) if found else None
 print()
 print(f"{'scenario':<14} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs ceiling':>10}  {'runs':>4}  notes")
 for name, note in rows:
-    reports = [r for r in (load(name, rep) for rep in range(1, repeats + 1)) if r is not None]
+    reports = [r for r in (load(name, run_id) for run_id in run_ids(name)) if r is not None]
     if not reports:
         print(f"{name:<14} {'-':>9}  no result")
         continue
-    ratios = []
-    for rep in range(1, repeats + 1):
-        r, c = load(name, rep), load("ceiling", rep)
-        if r and c and ops(c) > 0:
-            ratios.append(ops(r) / ops(c))
+    ratios = [1.0] if name == "ceiling" else []
+    for index, (n, run_id) in enumerate(sequence if name != "ceiling" else []):
+        r = load(n, run_id) if n == name else None
+        ceiling = ceiling_next_to(index) if r else None
+        if ceiling:
+            ratios.append(ops(r) / ceiling)
     all_lat = [r["phases"]["operations"]["latencyUs"]["all"] for r in reports]
     med = statistics.median
     passed = sum(1 for r in reports if r["passed"])
@@ -159,7 +189,8 @@ for name, note in rows:
     print(f"{name:<14} {med(ops(r) for r in reports):>9.0f} {med(l['p50'] for l in all_lat)/1000:>8.2f} "
           f"{med(l['p99'] for l in all_lat)/1000:>8.2f} {med(ratios) if ratios else 0:>10.0%}  {passed}/{len(reports)}  {extra}")
 print()
-print("medians of interleaved runs; 'runs' = runs that passed verification; vs ceiling = ops/s / same-round GET /health ops/s")
+print("medians of interleaved runs; 'runs' = runs that passed verification; vs ceiling = ops/s / the mean")
+print("of the GET /health runs just before and just after it (the ceiling's row: every GET /health run)")
 
 # CPU per request, from the threads' own counters: unlike ops/s it hardly depends on what else
 # the box is doing, so it is the figure to compare between builds.
@@ -194,7 +225,7 @@ print(f"{'scenario':<14} {'server':>7} {'client':>7}  " + " ".join(f"{n[7:]:>8}"
       + f" {'by CPU':>7}")
 ceiling_cpu = None
 for name, _ in rows:
-    measured = [m for m in (cpu_per_request(name, rep) for rep in range(1, repeats + 1)) if m]
+    measured = [m for m in (cpu_per_request(name, run_id) for run_id in run_ids(name)) if m]
     if not measured:
         continue
     med = statistics.median
