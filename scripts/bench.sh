@@ -171,12 +171,15 @@ for name, note in rows:
     if not reports:
         print(f"{name:<14} {'-':>9}  no result")
         continue
-    ratios = [1.0] if name == "ceiling" else []
-    for index, (n, run_id) in enumerate(sequence if name != "ceiling" else []):
-        r = load(n, run_id) if n == name else None
-        ceiling = ceiling_next_to(index) if r else None
-        if ceiling:
-            ratios.append(ops(r) / ceiling)
+    if name == "ceiling":
+        ratios = [1.0]
+    else:
+        ratios = []
+        for index, (n, run_id) in enumerate(sequence):
+            r = load(n, run_id) if n == name else None
+            ceiling = ceiling_next_to(index) if r else None
+            if ceiling:
+                ratios.append(ops(r) / ceiling)
     all_lat = [r["phases"]["operations"]["latencyUs"]["all"] for r in reports]
     med = statistics.median
     passed = sum(1 for r in reports if r["passed"])

@@ -269,15 +269,19 @@ const JsonScalar* JsonFields::find(std::string_view path) const {
 }
 
 const JsonScalar* JsonFields::find(std::string_view prefix, std::string_view key) const {
-  if (prefix.empty()) return find(key);
   for (const JsonScalar& scalar : scalars()) {
-    const std::string_view path = scalar.path;
-    if (path.size() == prefix.size() + 1 + key.size() && path.starts_with(prefix) &&
-        path[prefix.size()] == '.' && path.ends_with(key)) {
-      return &scalar;
-    }
+    if (path_below(scalar.path, prefix) == key) return &scalar;
   }
   return nullptr;
+}
+
+std::optional<std::string_view> JsonFields::path_below(std::string_view path,
+                                                       std::string_view prefix) {
+  if (prefix.empty()) return path;
+  if (path.size() <= prefix.size() || !path.starts_with(prefix) || path[prefix.size()] != '.') {
+    return std::nullopt;
+  }
+  return path.substr(prefix.size() + 1);
 }
 
 }  // namespace wallex::bench

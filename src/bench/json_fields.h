@@ -9,6 +9,7 @@
 // Strict RFC 8259 grammar; nesting deeper than kJsonDepthMax is refused.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,6 +41,10 @@ class JsonFields {
   const JsonScalar* find(std::string_view path) const;
   // The scalar at "<prefix>.<key>", or at "<key>" when the prefix is empty.
   const JsonScalar* find(std::string_view prefix, std::string_view key) const;
+  // The part of `path` below `prefix` ("b.c" for "a.b.c" under "a"), all of it for an empty
+  // prefix, nullopt when the path is not below the prefix.
+  static std::optional<std::string_view> path_below(std::string_view path,
+                                                    std::string_view prefix);
   std::span<const JsonScalar> scalars() const { return {scalars_.data(), size_}; }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <optional>
 
 namespace wallex::bench {
 namespace {
@@ -19,13 +20,9 @@ Result<WalletSnapshot, std::string> snapshot_at(const JsonFields& fields, std::s
   // Exactly the six keys, each a scalar: anything else breaks the contract.
   std::size_t keys_seen = 0;
   for (const JsonScalar& scalar : fields.scalars()) {
-    std::string_view path = scalar.path;
-    if (!prefix.empty()) {
-      if (!path.starts_with(prefix) || path.size() <= prefix.size() || path[prefix.size()] != '.') {
-        continue;
-      }
-      path.remove_prefix(prefix.size() + 1);
-    }
+    const std::optional<std::string_view> below = JsonFields::path_below(scalar.path, prefix);
+    if (!below) continue;
+    const std::string_view path = *below;
     bool known = false;
     for (std::string_view key : kSnapshotKeys) known = known || key == path;
     if (!known) {
