@@ -43,8 +43,7 @@ class JsonFields {
   const JsonScalar* find(std::string_view prefix, std::string_view key) const;
   // The part of `path` below `prefix` ("b.c" for "a.b.c" under "a"), all of it for an empty
   // prefix, nullopt when the path is not below the prefix.
-  static std::optional<std::string_view> path_below(std::string_view path,
-                                                    std::string_view prefix);
+  static std::optional<std::string_view> path_below(std::string_view path, std::string_view prefix);
   std::span<const JsonScalar> scalars() const { return {scalars_.data(), size_}; }
 
  private:
