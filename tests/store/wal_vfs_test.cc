@@ -6,6 +6,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
@@ -25,6 +26,7 @@ struct WriteCalls {
   int calls = 0;
   std::int64_t bytes = 0;
   bool fail = false;  // with ENOSPC, writing nothing
+  bool fail_zeros = false;  // the same, for writes of zeros only (a preallocating WAL's)
 };
 WriteCalls writes;
 
@@ -43,16 +45,22 @@ ssize_t fail_with_full_disk() {
   errno = ENOSPC;
   return count(-1);
 }
+bool fails(const void* data, size_t size) {
+  if (writes.fail) return true;
+  if (!writes.fail_zeros || size == 0) return false;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  return std::all_of(bytes, bytes + size, [](unsigned char b) { return b == 0; });
+}
 ssize_t counted_pwrite(int fd, const void* data, size_t size, off_t offset) {
-  if (writes.fail) return fail_with_full_disk();
+  if (fails(data, size)) return fail_with_full_disk();
   return count(real_pwrite(fd, data, size, offset));
 }
 ssize_t counted_pwrite64(int fd, const void* data, size_t size, off_t offset) {
-  if (writes.fail) return fail_with_full_disk();
+  if (fails(data, size)) return fail_with_full_disk();
   return count(real_pwrite64(fd, data, size, offset));
 }
 ssize_t counted_write(int fd, const void* data, size_t size) {
-  if (writes.fail) return fail_with_full_disk();
+  if (fails(data, size)) return fail_with_full_disk();
   return count(real_write(fd, data, size));
 }
 
@@ -591,6 +599,92 @@ TEST_F(WalVfsTest, ClosingAConnectionLeavesTheLocksOfTheOthers) {
   EXPECT_EQ(posix_locks_on(path_), held);
   exec(writer_, "BEGIN; " + insert(11, 20, 100) + " COMMIT;");
   EXPECT_EQ(text(writer_, "SELECT count(*) FROM t"), "20");
+}
+
+std::int64_t wal_size(const std::string& path) {
+  return static_cast<std::int64_t>(std::filesystem::file_size(path));
+}
+
+// The end of the frames in the WAL: its header and every frame SQLite counts in it.
+std::int64_t frames_end(sqlite3* db) {
+  int log = -1;
+  int copied = -1;
+  EXPECT_EQ(sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &copied),
+            SQLITE_OK);
+  return 32 + static_cast<std::int64_t>(log) * (24 + 4096);
+}
+
+constexpr auto kStep = static_cast<std::int64_t>(kWalPreallocateStepBytes);
+
+// Preallocation: the WAL's size changes once per step of zeros, not with every commit, and a
+// WAL with zeros beyond its frames recovers exactly its commits (SQLite stops at the first
+// frame that is not one of the header's), as a kill would leave it and after a reopen.
+TEST_F(WalVfsTest, APreallocatingWalGrowsInStepsAndRecoversItsCommits) {
+  sqlite3* store = open();
+  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
+  std::set<std::int64_t> sizes;
+  for (int i = 0; i < 60; ++i) {
+    exec(store, "BEGIN; " + insert(i * 4 + 1, i * 4 + 4, 3000) + " COMMIT;");
+    const std::int64_t size = wal_size(wal_path());
+    EXPECT_EQ(size % kStep, 0) << "commit " << i;
+    sizes.insert(size);
+  }
+  const std::int64_t end = frames_end(store);
+  EXPECT_GE(end, 240 * 4096) << "every row is a page of its own";
+  EXPECT_GT(wal_size(wal_path()), end);
+  EXPECT_LE(static_cast<std::int64_t>(sizes.size()), end / kStep + 1)
+      << "the file grew with every commit";
+  const std::string expected = "240 28920 720000 28920";
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(on_disk_digest(), expected + " ok");
+  close_without_checkpoint(store);
+  EXPECT_EQ(sqlite3_close(store), SQLITE_OK);
+  close_without_checkpoint(reader_);
+  close_without_checkpoint(writer_);
+  EXPECT_EQ(sqlite3_close(reader_), SQLITE_OK);
+  EXPECT_EQ(sqlite3_close(writer_), SQLITE_OK);
+  writer_ = open();
+  reader_ = open();
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+}
+
+// The zeros start at the file's end as it is when they are written: frames another connection
+// appended beyond the zeros this one wrote earlier are never overwritten.
+TEST_F(WalVfsTest, ZerosNeverLandOnAnotherConnectionsFrames) {
+  sqlite3* store = open();
+  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
+  exec(store, "BEGIN; " + insert(1, 4, 3000) + " COMMIT;");
+  const std::int64_t prepared = wal_size(wal_path());
+  exec(writer_, "BEGIN; " + insert(5, 300, 3000) + " COMMIT;");  // past the zeros
+  ASSERT_GT(frames_end(writer_), prepared);
+  exec(store, "BEGIN; " + insert(301, 304, 3000) + " COMMIT;");
+  EXPECT_GT(wal_size(wal_path()), frames_end(store));
+  const std::string expected = "304 46360 912000 46360";
+  EXPECT_EQ(digest(), expected);
+  EXPECT_EQ(on_disk_digest(), expected + " ok");
+  sqlite3_close(store);
+}
+
+// A write of zeros that fails is the failure of the write that needed it: the commit fails, the
+// database stays as it was, and the next commit with space back succeeds.
+TEST_F(WalVfsTest, AFailedWriteOfZerosFailsTheCommit) {
+  sqlite3* store = open();
+  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
+  exec(store, "BEGIN; " + insert(1, 4, 3000) + " COMMIT;");
+  const std::int64_t prepared = wal_size(wal_path());
+  exec(store, "BEGIN; " + insert(5, 200, 3000));  // beyond the zeros written so far
+  writes.fail_zeros = true;
+  const int rc = sqlite3_exec(store, "COMMIT", nullptr, nullptr, nullptr);
+  writes.fail_zeros = false;
+  EXPECT_EQ(rc, SQLITE_FULL) << sqlite3_errmsg(store);
+  if (sqlite3_get_autocommit(store) == 0) exec(store, "ROLLBACK");
+  EXPECT_EQ(digest(), "4 10 12000 10");
+  exec(store, "BEGIN; " + insert(5, 200, 3000) + " COMMIT;");
+  EXPECT_GT(wal_size(wal_path()), prepared);
+  EXPECT_EQ(digest(), "200 20100 600000 20100");
+  EXPECT_EQ(on_disk_digest(), "200 20100 600000 20100 ok");
+  sqlite3_close(store);
 }
 
 }  // namespace

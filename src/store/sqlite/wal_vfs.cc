@@ -111,6 +111,7 @@ struct DbFile {
   int lock_level;   // SQLITE_LOCK_NONE ... SQLITE_LOCK_EXCLUSIVE, as last set
   Writeback writeback;
   bool wal_in_steps;  // false after kFileControlWalWritebackOff
+  bool wal_preallocates;  // true after kFileControlWalPreallocate
 };
 
 // A WAL file.
@@ -129,6 +130,10 @@ struct WalFile {
   sqlite3_int64 lost_from;
   int lost_rc;
   Writeback writeback;
+  // Preallocation (wal_vfs.h): on or off, and the end of the zeros last written (a write that
+  // ends beyond it looks at the file's size again; after a truncate, at most the new size).
+  bool preallocates;
+  sqlite3_int64 prepared_end;
 };
 
 constexpr std::size_t round_up(std::size_t size) {
@@ -145,8 +150,33 @@ sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<Wrapped*>(fi
 // reports the rest as a full disk), so the pending bytes go out in pieces no larger than this.
 constexpr std::size_t kWriteBytesMax = 64 * 1024;
 
+const char kZeros[kWriteBytesMax] = {};
+
+// Preallocation (wal_vfs.h): before a write that ends at `end`, beyond the zeros written so far.
+// Called only for SQLite's frame writes, which it makes holding the WAL write lock, so the size
+// read here is the end of every frame any connection has written.
+int extend_with_zeros(WalFile* f, sqlite3_int64 end) {
+  sqlite3_file* real = f->wrapped.real;
+  sqlite3_int64 size = 0;
+  if (const int rc = real->pMethods->xFileSize(real, &size); rc != SQLITE_OK) return rc;
+  const auto step = static_cast<sqlite3_int64>(kWalPreallocateStepBytes);
+  const sqlite3_int64 target = ((end + step - 1) / step + 1) * step;
+  for (sqlite3_int64 at = size; at < target;) {
+    const auto piece = static_cast<int>(std::min<sqlite3_int64>(kWriteBytesMax, target - at));
+    if (const int rc = real->pMethods->xWrite(real, kZeros, piece, at); rc != SQLITE_OK) return rc;
+    start_writeback_after(f->writeback, static_cast<std::size_t>(piece));
+    at += piece;
+  }
+  f->prepared_end = std::max(size, target);
+  return SQLITE_OK;
+}
+
 // Every write to the real WAL file goes through here.
 int write_wal(WalFile* f, const void* data, std::size_t amount, sqlite3_int64 offset) {
+  const sqlite3_int64 end = offset + static_cast<sqlite3_int64>(amount);
+  if (f->preallocates && end > f->prepared_end) {
+    if (const int rc = extend_with_zeros(f, end); rc != SQLITE_OK) return rc;
+  }
   const int rc =
       f->wrapped.real->pMethods->xWrite(f->wrapped.real, data, static_cast<int>(amount), offset);
   if (rc == SQLITE_OK) start_writeback_after(f->writeback, amount);
@@ -364,6 +394,7 @@ int wal_truncate(sqlite3_file* file, sqlite3_int64 size) {
   WalFile* f = wal(file);
   if (const int rc = flush_before_sync(f); rc != SQLITE_OK) return rc;
   f->high_water = std::min(f->high_water, size);
+  f->prepared_end = std::min(f->prepared_end, size);
   return f->wrapped.real->pMethods->xTruncate(f->wrapped.real, size);
 }
 
@@ -480,6 +511,11 @@ int db_file_control(sqlite3_file* file, int op, void* arg) {
     if (d->wal != nullptr) stop_wal_writeback(d->wal);
     return SQLITE_OK;
   }
+  if (op == kFileControlWalPreallocate) {
+    d->wal_preallocates = true;
+    if (d->wal != nullptr) d->wal->preallocates = true;
+    return SQLITE_OK;
+  }
   if (op == kFileControlWritebackDescriptors) {
     int* out = static_cast<int*>(arg);
     out[0] = d->writeback.fd;
@@ -525,6 +561,7 @@ int open_main_db(sqlite3_filename name, sqlite3_file* file, int flags, int* out_
   d->lock_level = SQLITE_LOCK_NONE;
   d->writeback = {-1, 0, 0};
   d->wal_in_steps = true;
+  d->wal_preallocates = false;
   const int rc = base->xOpen(base, name, d->wrapped.real, flags, out_flags);
   // SQLite calls xClose on a file whose open failed only when pMethods is set: follow the real
   // object's state.
@@ -550,6 +587,8 @@ int open_wal(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flag
   f->lost_from = -1;
   f->lost_rc = SQLITE_OK;
   f->writeback = {-1, 0, 0};
+  f->preallocates = false;
+  f->prepared_end = 0;
   const int rc = base->xOpen(base, name, f->wrapped.real, flags, out_flags);
   if (f->wrapped.real->pMethods == nullptr) return rc;
   f->wrapped.file.pMethods = &kWalMethods;
@@ -566,6 +605,7 @@ int open_wal(sqlite3_filename name, sqlite3_file* file, int flags, int* out_flag
   DbFile* d = db_file(database);
   if (d->wal != nullptr) return rc;  // not expected: one WAL per database file object
   if (!d->wal_in_steps) stop_wal_writeback(f);
+  f->preallocates = d->wal_preallocates;
   d->wal = f;
   f->database = d;
   f->buffering = true;
