@@ -152,18 +152,25 @@ constexpr std::size_t kWriteBytesMax = 64 * 1024;
 
 const char kZeros[kWriteBytesMax] = {};
 
-// Preallocation (wal_vfs.h): before a write that ends at `end`, beyond the zeros written so far.
-// Called only for SQLite's frame writes, which it makes holding the WAL write lock, so the size
-// read here is the end of every frame any connection has written.
+// Preallocation (wal_vfs.h): before a write that ends at `end`, within a step of the end of the
+// zeros written so far. Every write to a WAL (its frames, its header, the dead frames flushed at
+// the end of a transaction) is made under the WAL write lock, or the file's exclusive lock in
+// exclusive locking mode, so the size read here is the end of everything any connection wrote,
+// and the zeros land beyond it. A full disk leaves the write that needed them to its own fate
+// (it may fit where the zeros did not); any other failure is that write's failure.
 int extend_with_zeros(WalFile* f, sqlite3_int64 end) {
   sqlite3_file* real = f->wrapped.real;
   sqlite3_int64 size = 0;
   if (const int rc = real->pMethods->xFileSize(real, &size); rc != SQLITE_OK) return rc;
   const auto step = static_cast<sqlite3_int64>(kWalPreallocateStepBytes);
-  const sqlite3_int64 target = ((end + step - 1) / step + 1) * step;
+  const sqlite3_int64 target = (end + step + step - 1) / step * step;
   for (sqlite3_int64 at = size; at < target;) {
     const auto piece = static_cast<int>(std::min<sqlite3_int64>(kWriteBytesMax, target - at));
-    if (const int rc = real->pMethods->xWrite(real, kZeros, piece, at); rc != SQLITE_OK) return rc;
+    if (const int rc = real->pMethods->xWrite(real, kZeros, piece, at); rc != SQLITE_OK) {
+      if ((rc & 0xff) != SQLITE_FULL) return rc;
+      f->prepared_end = end;  // the next write beyond this one tries again
+      return SQLITE_OK;
+    }
     start_writeback_after(f->writeback, static_cast<std::size_t>(piece));
     at += piece;
   }
@@ -174,7 +181,8 @@ int extend_with_zeros(WalFile* f, sqlite3_int64 end) {
 // Every write to the real WAL file goes through here.
 int write_wal(WalFile* f, const void* data, std::size_t amount, sqlite3_int64 offset) {
   const sqlite3_int64 end = offset + static_cast<sqlite3_int64>(amount);
-  if (f->preallocates && end > f->prepared_end) {
+  if (f->preallocates &&
+      end + static_cast<sqlite3_int64>(kWalPreallocateStepBytes) > f->prepared_end) {
     if (const int rc = extend_with_zeros(f, end); rc != SQLITE_OK) return rc;
   }
   const int rc =

@@ -68,17 +68,19 @@
 // file that grew must also write the inode with its new size, one more synchronous write to the
 // device before the cache flush; measured on this machine's ext4 (no journal) an fdatasync after
 // a 12 KiB append took 176-234 µs (p50), after the same write into zeros written earlier 128-164
-// µs (BENCHMARKS.md, "The WAL's growth"). SQLite appends to the WAL until the WAL starts over, and a
-// store's WAL grows to its 64 MiB limit after every start. So, before a write would reach the
-// file's end, the VFS writes zeros from the end (as the file is now, read under the WAL write
-// lock SQLite holds while it writes frames: zeros never land on anyone's frames) to a multiple of
-// kWalPreallocateStepBytes at least that far beyond the write; the fdatasync after it writes the
-// new size once per step, not once per commit. Zeros are not a frame SQLite could take for one
-// (its frames carry the header's salt and checksums): recovery stops at the first of them, as it
-// stops at the stale frames a WAL that started over leaves beyond its last commit. A write of
-// zeros that fails is the failure of the write that needed it. Written zeros rather than
-// fallocate(): an allocated but unwritten range costs the same metadata write when it is first
-// written (measured: 240-260 µs, worse than appending).
+// µs (BENCHMARKS.md, "The WAL's growth"). SQLite appends to the WAL until the WAL starts over, and
+// a store's WAL grows to its 64 MiB limit after every start. So, when a write comes within
+// kWalPreallocateStepBytes of the end of the zeros written so far, the VFS writes zeros from the
+// file's end (its size read again then, under the lock SQLite holds while it writes to a WAL:
+// zeros never land on anyone's frames) to the next multiple of that step at least a step beyond
+// the write: one step of zeros at a time, and the fdatasync after it writes the new size once per
+// step, not once per commit. Zeros are not a frame SQLite could take for one (its frames carry
+// the header's salt and checksums): recovery stops at the first of them, as it stops at the stale
+// frames a WAL that started over leaves beyond its last commit. A write of zeros that fails with
+// an I/O error is the failure of the write that needed it; one that finds the disk full leaves
+// that write to its own fate (it may still fit) and is tried again at the next write past it.
+// Written zeros rather than fallocate(): an allocated but unwritten range costs the same metadata
+// write when it is first written (measured: 240-260 µs, worse than appending).
 #pragma once
 
 #include <cstddef>
@@ -107,9 +109,8 @@ inline constexpr int kFileControlWalPreallocate = 0x57580003;
 // the steps use for the database file and its WAL (-1: none), for tests.
 inline constexpr int kFileControlWritebackDescriptors = 0x57580002;
 
-// A preallocating WAL (kFileControlWalPreallocate) is extended with zeros, to a multiple of this
-// many bytes at least this far beyond the write that needs it, before SQLite's frames reach its
-// end.
+// A preallocating WAL (kFileControlWalPreallocate) is kept at least this many bytes of zeros
+// ahead of its writes, extended this many at a time.
 inline constexpr std::size_t kWalPreallocateStepBytes = 256 * 1024;
 
 // Registers the VFS as SQLite's default, over the default it finds (unix); called again, makes it
