@@ -75,6 +75,14 @@ void replace_call(sqlite3_vfs* vfs, const char* name, Function& real, Function c
             SQLITE_OK);
 }
 
+// The frames in the WAL after a connection's last commit, from its WAL hook (which also keeps
+// SQLite's automatic checkpoints off that connection: a checkpoint would copy the frames into the
+// database file, and the checks below must read them from the WAL).
+int count_frames(void* frames, sqlite3*, const char*, int count) {
+  *static_cast<int*>(frames) = count;
+  return SQLITE_OK;
+}
+
 class WalVfsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -168,6 +176,29 @@ class WalVfsTest : public ::testing::Test {
 
   std::string wal_path() const { return path_ + "-wal"; }
 
+  // A connection whose WAL preallocates, as the store's does; `frames` follows its commits. With
+  // first_rows, it commits rows 1..first_rows first (the WAL's header and its first zeros).
+  sqlite3* open_preallocating(int& frames, int first_rows = 0) {
+    sqlite3* db = open();
+    sqlite3_wal_hook(db, count_frames, &frames);
+    EXPECT_EQ(sqlite3_file_control(db, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
+    if (first_rows > 0) exec(db, "BEGIN; " + insert(1, first_rows, 3000) + " COMMIT;");
+    return db;
+  }
+
+  // Both connections closed without a checkpoint and opened again (the WAL is recovered from
+  // the file), then the table checked through them.
+  void expect_after_reopen(const std::string& expected) {
+    close_without_checkpoint(reader_);
+    close_without_checkpoint(writer_);
+    EXPECT_EQ(sqlite3_close(reader_), SQLITE_OK);
+    EXPECT_EQ(sqlite3_close(writer_), SQLITE_OK);
+    writer_ = open();
+    reader_ = open();
+    EXPECT_EQ(digest(), expected);
+    EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+  }
+
   static constexpr const char* kDigest =
       "SELECT count(*) || ' ' || coalesce(sum(id), 0) || ' ' || "
       "coalesce(sum(length(payload)), 0) || ' ' || "
@@ -212,15 +243,7 @@ TEST_F(WalVfsTest, SpilledRewrittenAndRolledBackFramesLeaveExactlyTheCommittedRo
   EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
   EXPECT_EQ(on_disk_digest(), expected + " ok");
   EXPECT_GT(std::filesystem::file_size(wal_path()), kPendingBytesMax);
-
-  close_without_checkpoint(reader_);
-  close_without_checkpoint(writer_);
-  EXPECT_EQ(sqlite3_close(reader_), SQLITE_OK);
-  EXPECT_EQ(sqlite3_close(writer_), SQLITE_OK);
-  writer_ = open();
-  reader_ = open();
-  EXPECT_EQ(digest(), expected);
-  EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+  expect_after_reopen(expected);
 }
 
 // After a checkpoint that empties the WAL, the next commit writes the WAL's header again at
@@ -607,14 +630,6 @@ std::int64_t wal_size(const std::string& path) {
   return static_cast<std::int64_t>(std::filesystem::file_size(path));
 }
 
-// The frames in the WAL after a connection's last commit, from its WAL hook (which also keeps
-// SQLite's automatic checkpoints off that connection: a checkpoint would copy the frames into the
-// database file, and the checks below must read them from the WAL).
-int count_frames(void* frames, sqlite3*, const char*, int count) {
-  *static_cast<int*>(frames) = count;
-  return SQLITE_OK;
-}
-
 constexpr auto kStep = static_cast<std::int64_t>(kWalPreallocateStepBytes);
 constexpr std::int64_t frames_end(int frames) { return 32 + std::int64_t{frames} * (24 + 4096); }
 
@@ -623,10 +638,8 @@ constexpr std::int64_t frames_end(int frames) { return 32 + std::int64_t{frames}
 // frame that is not one of the header's), as a kill would leave it and after a reopen. Nothing
 // is checkpointed: the rows are in the WAL's frames only.
 TEST_F(WalVfsTest, APreallocatingWalGrowsInStepsAndRecoversItsCommits) {
-  sqlite3* store = open();
   int frames = 0;
-  sqlite3_wal_hook(store, count_frames, &frames);
-  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
+  sqlite3* store = open_preallocating(frames);
   std::set<std::int64_t> sizes;
   for (int i = 0; i < 60; ++i) {
     exec(store, "BEGIN; " + insert(i * 4 + 1, i * 4 + 4, 3000) + " COMMIT;");
@@ -646,24 +659,14 @@ TEST_F(WalVfsTest, APreallocatingWalGrowsInStepsAndRecoversItsCommits) {
   EXPECT_EQ(on_disk_digest(), expected + " ok");
   close_without_checkpoint(store);
   EXPECT_EQ(sqlite3_close(store), SQLITE_OK);
-  close_without_checkpoint(reader_);
-  close_without_checkpoint(writer_);
-  EXPECT_EQ(sqlite3_close(reader_), SQLITE_OK);
-  EXPECT_EQ(sqlite3_close(writer_), SQLITE_OK);
-  writer_ = open();
-  reader_ = open();
-  EXPECT_EQ(digest(), expected);
-  EXPECT_EQ(text(reader_, "PRAGMA integrity_check"), "ok");
+  expect_after_reopen(expected);
 }
 
 // The zeros start at the file's end as it is when they are written: the frames another
 // connection appended beyond the zeros this one wrote earlier are never overwritten.
 TEST_F(WalVfsTest, ZerosNeverLandOnAnotherConnectionsFrames) {
-  sqlite3* store = open();
   int frames = 0;
-  sqlite3_wal_hook(store, count_frames, &frames);
-  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
-  exec(store, "BEGIN; " + insert(1, 4, 3000) + " COMMIT;");
+  sqlite3* store = open_preallocating(frames, /*first_rows=*/4);
   const std::int64_t prepared = wal_size(wal_path());
   exec(writer_, "BEGIN; " + insert(5, 300, 3000) + " COMMIT;");  // not preallocating
   const std::int64_t theirs = wal_size(wal_path());
@@ -681,11 +684,8 @@ TEST_F(WalVfsTest, ZerosNeverLandOnAnotherConnectionsFrames) {
 // A write of zeros that fails with an I/O error is the failure of the write that needed it: the
 // commit fails, the database stays as it was, and the next commit succeeds.
 TEST_F(WalVfsTest, AnIoErrorWritingZerosFailsTheCommit) {
-  sqlite3* store = open();
   int frames = 0;
-  sqlite3_wal_hook(store, count_frames, &frames);
-  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
-  exec(store, "BEGIN; " + insert(1, 4, 3000) + " COMMIT;");
+  sqlite3* store = open_preallocating(frames, /*first_rows=*/4);
   const std::int64_t prepared = wal_size(wal_path());
   exec(store, "BEGIN; " + insert(5, 200, 3000));  // beyond the zeros written so far
   writes.zeros_errno = EIO;
@@ -704,11 +704,8 @@ TEST_F(WalVfsTest, AnIoErrorWritingZerosFailsTheCommit) {
 // A full disk for the zeros leaves the commit to its own writes, which may still fit: the WAL
 // grows as it would without preallocation.
 TEST_F(WalVfsTest, AFullDiskForTheZerosLeavesTheCommitToItsOwnWrites) {
-  sqlite3* store = open();
   int frames = 0;
-  sqlite3_wal_hook(store, count_frames, &frames);
-  ASSERT_EQ(sqlite3_file_control(store, "main", kFileControlWalPreallocate, nullptr), SQLITE_OK);
-  exec(store, "BEGIN; " + insert(1, 4, 3000) + " COMMIT;");
+  sqlite3* store = open_preallocating(frames, /*first_rows=*/4);
   writes.zeros_errno = ENOSPC;
   exec(store, "BEGIN; " + insert(5, 200, 3000) + " COMMIT;");
   exec(store, "BEGIN; " + insert(201, 204, 3000) + " COMMIT;");
