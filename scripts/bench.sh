@@ -6,6 +6,8 @@
 #   original     1000 wallets, 20,000 operations, 20 connections (the NestJS project's test)
 #   credit, debit, transfer         closed loop, BENCH_WORKERS connections, BENCH_DURATION s
 #   transfer-hot                    the same with one wallet in every transfer
+#   credit-uuid                     credit with a random (version 4 UUID) Idempotency-Key per
+#                                   operation instead of the ordered <run>-op-<n> of the others
 # and finally an open-loop transfer run at 70% of the median transfer throughput, where the
 # p99 counts queueing (latency from each request's intended send time). Before the first of
 # these runs and after each one, the ceiling: GET /health, closed loop, BENCH_WORKERS
@@ -106,6 +108,8 @@ for rep in $(seq 1 "$repeats"); do
   ceiling
   run transfer-hot "$rep" --scenario transfer --distribution hot "${timed[@]}"
   ceiling
+  run credit-uuid "$rep" --scenario credit --idempotency-keys random "${timed[@]}"
+  ceiling
 done
 
 peak=$(python3 - "$results" "$repeats" <<'PY'
@@ -147,7 +151,9 @@ def ops(report):
     return float(report["phases"]["operations"]["requestsPerSecond"])
 rows = [("ceiling", "GET /health"), ("original", "1000 wallets / 20k ops / 20 conn"),
         ("credit", "closed loop"), ("debit", "closed loop"), ("transfer", "closed loop, uniform"),
-        ("transfer-hot", "closed loop, one hot wallet"), ("open-loop-70", f"transfer at {rate}/s")]
+        ("transfer-hot", "closed loop, one hot wallet"),
+        ("credit-uuid", "closed loop, a random UUID Idempotency-Key each"),
+        ("open-loop-70", f"transfer at {rate}/s")]
 # The runs in the order they ran; each run's ceiling is the mean of the GET /health runs next to
 # it (just before and just after; one of them if the other is missing or failed).
 sequence = [tuple(line.split()) for line in open(f"{results}/sequence") if line.strip()]

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   std::string initial_balance;
   std::string json_path;
   std::string run_id;
+  std::string key_style = "ordered";
   bool no_verify = false;
   bool quiet = false;
   BenchOptions options;
@@ -74,6 +75,11 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "Also write the report as JSON to this file");
   app.add_option("--run-id", run_id,
                  "Prefix of wallet ids and idempotency keys (default: bench-<seed>-<ms>-<pid>)");
+  app.add_option("--idempotency-keys", key_style,
+                 "ordered: <run-id>-op-<n>, like the original's load test; random: a version 4 "
+                 "UUID per operation, as from a UUID library")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ordered", "random"}));
   app.add_flag("--no-verify", no_verify, "Skip reading the wallets back and verifying them");
   app.add_flag("--quiet", quiet, "No progress lines on stderr");
   CLI11_PARSE(app, argc, argv);
@@ -105,6 +111,7 @@ int main(int argc, char** argv) {
     }
     options.workload.initial_balance = money.value();
   }
+  options.idempotency_keys = key_style == "random" ? KeyStyle::kRandom : KeyStyle::kOrdered;
   options.verify = !no_verify;
   options.progress = !quiet;
   options.run_id = run_id.empty() ? make_run_id(options.workload.seed) : run_id;

@@ -6,6 +6,7 @@
 
 #include "bench/http_request.h"
 #include "bench/load_runner.h"
+#include "bench/random.h"
 #include "bench/replies.h"
 #include "domain/ids.h"
 #include "json/json_writer.h"
@@ -159,7 +160,7 @@ class OperationPhase final : public PhaseSource {
 
   void write_request(std::uint64_t index, std::string& out) override {
     const Operation op = workload_.operation(index);
-    const std::string key = options_.run_id + "-op-" + std::to_string(index);
+    const std::string key = operation_key(options_, index);
     JsonWriter body;
     switch (op.type) {
       case OperationType::kCredit:
@@ -352,6 +353,29 @@ LoadPlan closed_loop(const BenchOptions& options, std::uint64_t requests) {
 
 std::string wallet_id(const std::string& run_id, std::uint32_t index) {
   return run_id + "-w" + std::to_string(index);
+}
+
+std::string operation_key(const BenchOptions& options, std::uint64_t index) {
+  if (options.idempotency_keys == KeyStyle::kOrdered) {
+    return options.run_id + "-op-" + std::to_string(index);
+  }
+  // FNV-1a of the run id picks the stream family, the index the stream: 122 random bits.
+  std::uint64_t run_hash = 14695981039346656037ULL;
+  for (const char c : options.run_id) {
+    run_hash = (run_hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  }
+  SplitMix64 random = SplitMix64::for_stream(run_hash, index);
+  const std::uint64_t high = (random.next() & ~0xF000ULL) | 0x4000ULL;       // version 4
+  const std::uint64_t low = (random.next() & ~(3ULL << 62)) | (2ULL << 62);  // variant 10
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string key(36, '-');
+  std::size_t at = 0;
+  for (int nibble = 0; nibble < 32; ++nibble) {
+    if (at == 8 || at == 13 || at == 18 || at == 23) ++at;
+    const std::uint64_t half = nibble < 16 ? high : low;
+    key[at++] = kHex[(half >> (60 - 4 * (nibble % 16))) & 0xF];
+  }
+  return key;
 }
 
 std::optional<std::string> bench_options_problem(const BenchOptions& options) {

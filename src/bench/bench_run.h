@@ -24,6 +24,12 @@
 
 namespace wallex::bench {
 
+// The Idempotency-Key of each operation. kOrdered: "<run id>-op-<index>", in the spirit of the
+// original's load test ("idem-<epoch ms>-<random>"): keys of one run share a prefix and arrive
+// nearly in order. kRandom: a version 4 UUID drawn from (run id, index), as a client that makes
+// its keys with a UUID library would send; each lands on a random page of the key index.
+enum class KeyStyle { kOrdered, kRandom };
+
 struct BenchOptions {
   Endpoint endpoint;
   WorkloadOptions workload;
@@ -36,6 +42,7 @@ struct BenchOptions {
   bool verify = true;
   bool progress = true;
   std::string run_id;  // 1–100 characters of [A-Za-z0-9._:@-]
+  KeyStyle idempotency_keys = KeyStyle::kOrdered;
 };
 
 // Why the options cannot make a run, or nullopt.
@@ -66,5 +73,9 @@ BenchReport run_bench(const BenchOptions& options);
 
 // The wallet id of wallet `index` in the run `run_id`.
 std::string wallet_id(const std::string& run_id, std::uint32_t index);
+
+// The Idempotency-Key of operation `index` of the run (options.idempotency_keys): the same on
+// every call, different for every index and, with overwhelming probability, every run id.
+std::string operation_key(const BenchOptions& options, std::uint64_t index);
 
 }  // namespace wallex::bench
