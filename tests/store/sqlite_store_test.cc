@@ -1,10 +1,12 @@
+#include "store/sqlite/sqlite_store.h"
+
 #include <sqlite3.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
-#include "store/sqlite/sqlite_store.h"
+#include "store/sqlite/idempotency_records.h"
 #include "store_suite.h"
 
 namespace wallex::testing {
@@ -34,21 +36,28 @@ class SqliteHarness final : public StoreHarness {
 };
 
 StoreFactory sqlite_factory(std::string name, std::int64_t snapshot_events_max,
-                            std::size_t snapshot_wallets_max) {
+                            std::size_t snapshot_wallets_max,
+                            std::size_t idempotency_merge_records = 65'536,
+                            std::size_t idempotency_merge_chunk = 1'024) {
   SqliteStore::OpenOptions options;
   options.snapshot_events_max = snapshot_events_max;
   options.snapshot_wallets_max = snapshot_wallets_max;
+  options.idempotency_merge_records = idempotency_merge_records;
+  options.idempotency_merge_chunk = idempotency_merge_chunk;
   return StoreFactory{std::move(name),
                       [options] { return std::make_unique<SqliteHarness>(options); }};
 }
 
-// The whole suite three times: the default snapshot thresholds (never reached by its batches:
-// every reopen replays the write model from the log), a snapshot with every commit, and
-// snapshots every few events or wallets (some state in the table, the rest replayed).
+// The whole suite four times: the default snapshot thresholds (never reached by its batches:
+// every reopen replays the write model from the log), a snapshot with every commit, snapshots
+// every few events or wallets (some state in the table, the rest replayed), and idempotency
+// records merged into their index two at a time, one entry a commit (idempotency_records.h).
 INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite,
                          ::testing::Values(sqlite_factory("sqlite", 65'536, 4'096),
                                            sqlite_factory("sqliteSnapshotEachCommit", 1, 0),
-                                           sqlite_factory("sqliteSmallSnapshots", 3, 2)),
+                                           sqlite_factory("sqliteSmallSnapshots", 3, 2),
+                                           sqlite_factory("sqliteSmallIndexMerges", 65'536, 4'096,
+                                                          2, 1)),
                          [](const auto& param_info) { return param_info.param.name; });
 
 class SqliteStoreTest : public ::testing::Test {
@@ -84,6 +93,59 @@ class SqliteStoreTest : public ::testing::Test {
     auto store = SqliteStore::open(dir_, options);
     EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
     return store ? std::move(store).value() : nullptr;
+  }
+  // A store whose idempotency records are merged into their index after `records` records, `chunk`
+  // entries a commit.
+  std::unique_ptr<SqliteStore> open_with_merges(std::size_t records, std::size_t chunk) {
+    SqliteStore::OpenOptions options;
+    options.idempotency_merge_records = records;
+    options.idempotency_merge_chunk = chunk;
+    auto store = SqliteStore::open(dir_, options);
+    EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
+    return store ? std::move(store).value() : nullptr;
+  }
+  // Version 3 kept the idempotency records in one table keyed by the key.
+  void to_schema_3_layout() {
+    sql("CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+        " status INTEGER NOT NULL, body TEXT NOT NULL, position INTEGER NOT NULL,"
+        " created_at_ms INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);"
+        "INSERT INTO idempotency_keys SELECT key, fingerprint, status, body, position, "
+        "created_at_ms"
+        " FROM idempotency_records;"
+        "DROP TABLE idempotency_records; DROP TABLE idempotency_index;"
+        "DROP TABLE idempotency_index_state; PRAGMA user_version = 3");
+  }
+  static IdempotencyRecord record(const std::string& key, TimestampMs created_at_ms) {
+    return IdempotencyRecord{key, "fp:" + key, 201, "{\"key\":\"" + key + "\"}", 0, created_at_ms};
+  }
+  // One commit of idempotency records only.
+  static void record_keys(EventStore& store, const std::vector<std::string>& keys,
+                          TimestampMs created_at_ms) {
+    CommitBatch batch;
+    for (const std::string& key : keys) {
+      CommitBatch::Entry e;
+      e.idempotency = record(key, created_at_ms);
+      batch.entries.push_back(e);
+    }
+    auto committed = store.commit(batch);
+    ASSERT_TRUE(committed.ok()) << committed.error().message;
+  }
+  static bool found(EventStore& store, const std::string& key) {
+    auto record = store.find_idempotency(key);
+    EXPECT_TRUE(record.ok()) << record.error().message;
+    return record.ok() && record.value().has_value() && record.value()->key == key;
+  }
+  // Records up to the index's mark without their entry, and entries of no record: both 0 when the
+  // index is whole.
+  std::int64_t index_problems() {
+    return sql_int(
+               "SELECT count(*) FROM idempotency_records AS r WHERE r.id <= (SELECT indexed_through"
+               " FROM idempotency_index_state) AND NOT EXISTS (SELECT 1 FROM idempotency_index AS i"
+               " WHERE i.key_hash = r.key_hash AND i.record = r.id)") +
+           sql_int(
+               "SELECT count(*) FROM idempotency_index AS i WHERE NOT EXISTS (SELECT 1 FROM"
+               " idempotency_records AS r WHERE r.id = i.record AND r.key_hash = i.key_hash)");
   }
   static void create(EventStore& store, const std::string& id) {
     CommitBatch batch;
@@ -250,20 +312,23 @@ TEST_F(SqliteStoreTest, ASnapshotAlsoFollowsTheNumberOfChangedWallets) {
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
 }
 
-// 3 only marks that idempotency records may hold compact replies (sqlite_store.h): a store of
-// version 2 keeps every row and is marked at open, so that an older wallex refuses it.
-TEST_F(SqliteStoreTest, AStoreOfSchemaVersion2IsMarkedAs3WithItsRows) {
+// 3 only marked that idempotency records may hold compact replies (sqlite_store.h): a store of
+// version 2 keeps every row and is migrated at open, so that an older wallex refuses it.
+TEST_F(SqliteStoreTest, AStoreOfSchemaVersion2IsMigratedWithItsRows) {
   {
     auto store = open_store(1);
     ASSERT_NE(store, nullptr);
     create_and_credit(*store, 3);
+    record_keys(*store, {"k"}, 100);
   }
+  to_schema_3_layout();
   sql("PRAGMA user_version = 2");
   auto store = SqliteStore::open(dir_);
   ASSERT_TRUE(store.ok()) << store.error().message;
-  EXPECT_EQ(sql_int("PRAGMA user_version"), 3);
+  EXPECT_EQ(sql_int("PRAGMA user_version"), kSqliteSchemaVersion);
   EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "3", 3)});
   EXPECT_EQ(store.value()->last_position().value(), 4);
+  EXPECT_EQ(store.value()->find_idempotency("k").value(), record("k", 100));
 }
 
 TEST_F(SqliteStoreTest, AStoreOfSchemaVersion1IsMigratedWithItsRowsAsTheSnapshot) {
@@ -272,13 +337,117 @@ TEST_F(SqliteStoreTest, AStoreOfSchemaVersion1IsMigratedWithItsRowsAsTheSnapshot
     ASSERT_NE(store, nullptr);
     create_and_credit(*store, 3);
   }
-  // What version 1 left: the same rows, written with every commit, and no write_model table.
+  // What version 1 left: the same rows, written with every commit, no write_model table, and
+  // the idempotency records keyed by the key.
+  to_schema_3_layout();
   sql("DROP TABLE write_model; PRAGMA user_version = 1");
   auto store = SqliteStore::open(dir_);
   ASSERT_TRUE(store.ok()) << store.error().message;
   EXPECT_EQ(store.value()->load_wallets().value(), std::vector{state("a", "3", 3)});
   EXPECT_EQ(sql_int("PRAGMA user_version"), kSqliteSchemaVersion);
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
+}
+
+// 4: the records in the order they were written, found through an index of key hashes.
+TEST_F(SqliteStoreTest, AStoreOfSchemaVersion3KeepsEveryIdempotencyRecord) {
+  {
+    auto store = open_store();
+    ASSERT_NE(store, nullptr);
+    record_keys(*store, {"k3", "k1", "k2"}, 100);
+  }
+  to_schema_3_layout();
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(sql_int("PRAGMA user_version"), 4);
+  EXPECT_EQ(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'idempotency_keys'"), 0);
+  for (const char* key : {"k1", "k2", "k3"}) {
+    EXPECT_EQ(store->find_idempotency(key).value(), record(key, 100)) << key;
+  }
+  EXPECT_EQ(sql_int("SELECT indexed_through FROM idempotency_index_state"), 3);
+  EXPECT_EQ(index_problems(), 0);
+  record_keys(*store, {"k4"}, 5'000);  // after the migrated ones
+  EXPECT_EQ(sql_int("SELECT id FROM idempotency_records WHERE key = 'k4'"), 4);
+  EXPECT_EQ(store->purge_idempotency(1'000, 100).value(), 3);
+  EXPECT_FALSE(found(*store, "k1"));
+  EXPECT_TRUE(found(*store, "k4"));
+}
+
+TEST_F(SqliteStoreTest, IdempotencyRecordsAreMergedIntoTheirIndexAndFoundAllAlong) {
+  std::vector<std::string> keys;
+  {
+    auto store = open_with_merges(4, 2);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 20; ++i) {
+      keys.push_back("key-" + std::to_string(i));
+      record_keys(*store, {keys.back()}, 100);
+      for (const std::string& key : keys) ASSERT_TRUE(found(*store, key)) << key << " after " << i;
+      ASSERT_EQ(index_problems(), 0) << "after " << i;
+    }
+    // Merges of four records, two entries a commit: the first four were indexed long ago.
+    EXPECT_GE(sql_int("SELECT indexed_through FROM idempotency_index_state"), 12);
+    EXPECT_LT(sql_int("SELECT count(*) FROM idempotency_index"), 20);
+  }
+  auto store = open_with_merges(4, 2);
+  ASSERT_NE(store, nullptr);
+  for (const std::string& key : keys) EXPECT_TRUE(found(*store, key)) << key;
+  EXPECT_FALSE(found(*store, "key-20"));
+}
+
+TEST_F(SqliteStoreTest, AStoreClosedInTheMiddleOfAMergeLosesNoKey) {
+  {
+    auto store = open_with_merges(4, 1);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 5; ++i) record_keys(*store, {"key-" + std::to_string(i)}, 100);
+  }
+  // The fifth commit began merging the first four: one entry written, the mark not moved.
+  ASSERT_EQ(sql_int("SELECT count(*) FROM idempotency_index"), 1);
+  ASSERT_EQ(sql_int("SELECT indexed_through FROM idempotency_index_state"), 0);
+  auto store = open_with_merges(4, 1);
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(found(*store, "key-" + std::to_string(i))) << i;
+  for (int i = 5; i < 12; ++i) record_keys(*store, {"key-" + std::to_string(i)}, 100);
+  EXPECT_GE(sql_int("SELECT indexed_through FROM idempotency_index_state"), 4);
+  EXPECT_EQ(index_problems(), 0);
+  for (int i = 0; i < 12; ++i) EXPECT_TRUE(found(*store, "key-" + std::to_string(i))) << i;
+}
+
+TEST_F(SqliteStoreTest, APurgeDuringAMergeLeavesNoEntryBehind) {
+  auto store = open_with_merges(4, 1);
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 4; ++i) record_keys(*store, {"old-" + std::to_string(i)}, 100);
+  record_keys(*store, {"new-0"}, 5'000);  // begins merging the four old ones
+  ASSERT_EQ(sql_int("SELECT count(*) FROM idempotency_index"), 1);
+  EXPECT_EQ(store->purge_idempotency(1'000, 100).value(), 4);
+  for (int i = 1; i < 8; ++i) record_keys(*store, {"new-" + std::to_string(i)}, 5'000);
+  EXPECT_GE(sql_int("SELECT indexed_through FROM idempotency_index_state"), 4);
+  EXPECT_EQ(index_problems(), 0);
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(found(*store, "old-" + std::to_string(i))) << i;
+  for (int i = 0; i < 8; ++i) EXPECT_TRUE(found(*store, "new-" + std::to_string(i))) << i;
+}
+
+TEST_F(SqliteStoreTest, ARecordBehindTheSameHashButAnotherKeyIsNoAnswer) {
+  auto store = open_with_merges(1, 1);
+  ASSERT_NE(store, nullptr);
+  record_keys(*store, {"k1"}, 100);
+  record_keys(*store, {"k2"}, 100);  // merges k1
+  ASSERT_EQ(sql_int("SELECT indexed_through FROM idempotency_index_state"), 1);
+  // A collision, made by hand: "absent" hashes to k1's record.
+  const auto hash = static_cast<std::int64_t>(IdempotencyRecords::key_hash("absent"));
+  sql(("INSERT INTO idempotency_index (key_hash, record) VALUES (" + std::to_string(hash) + ", 1)")
+          .c_str());
+  EXPECT_FALSE(found(*store, "absent"));
+  EXPECT_TRUE(found(*store, "k1"));
+}
+
+TEST_F(SqliteStoreTest, AKeyRecordedAgainAfterItExpiredAnswersWithItsNewestRecord) {
+  auto store = open_with_merges(1, 1);
+  ASSERT_NE(store, nullptr);
+  record_keys(*store, {"k"}, 100);
+  record_keys(*store, {"other"}, 200);  // indexes the first record of k
+  record_keys(*store, {"k"}, 5'000);
+  EXPECT_EQ(store->find_idempotency("k").value(), record("k", 5'000));
+  EXPECT_EQ(store->purge_idempotency(1'000, 100).value(), 2);
+  EXPECT_EQ(store->find_idempotency("k").value(), record("k", 5'000));
 }
 
 TEST_F(SqliteStoreTest, ALogThatDoesNotContinueTheSnapshotIsRefusedAtOpen) {

@@ -1,8 +1,7 @@
 #include "store/sqlite/sqlite_store.h"
 
-#include <sqlite3.h>
-
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -12,12 +11,13 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
-#include <unordered_map>
 #include <system_error>
+#include <unordered_map>
 
 #include "common/log.h"
 #include "domain/replay.h"
 #include "store/event_codec.h"
+#include "store/sqlite/idempotency_records.h"
 #include "store/sqlite/sqlite_error.h"
 #include "store/sqlite/sqlite_statement.h"
 #include "store/sqlite/wal_checkpointer.h"
@@ -48,15 +48,6 @@ CREATE TABLE wallets (
   created_at_ms INTEGER NOT NULL,
   updated_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE idempotency_keys (
-  key           TEXT    PRIMARY KEY,
-  fingerprint   TEXT    NOT NULL,
-  status        INTEGER NOT NULL,
-  body          TEXT    NOT NULL,
-  position      INTEGER NOT NULL,
-  created_at_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 CREATE TABLE write_model (
   id       INTEGER PRIMARY KEY CHECK (id = 1),
   position INTEGER NOT NULL CHECK (position >= 0)
@@ -162,9 +153,9 @@ struct SqliteStore::Impl {
   std::int64_t snapshot_position = 0;
   std::unordered_map<std::string, WalletState> changed;
   OpenOptions options;
-  Statement insert_event, upsert_wallet, select_version, set_snapshot_position, upsert_idempotency,
-      find_idempotency, select_wallets, select_wallet, purge_idempotency, read_events, max_position,
-      begin, commit, rollback, begin_read;
+  Statement insert_event, upsert_wallet, select_version, set_snapshot_position, select_wallets,
+      select_wallet, read_events, max_position, begin, commit, rollback, begin_read;
+  IdempotencyRecords idempotency;  // the records and their index (idempotency_records.h)
 
   ~Impl() {
     if (wal_fd >= 0) ::close(wal_fd);
@@ -246,24 +237,16 @@ struct SqliteStore::Impl {
         {&upsert_wallet,
          "INSERT INTO wallets (id, owner_id, balance_minor, version, created_at_ms, updated_at_ms)"
          " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET balance_minor ="
-         " excluded.balance_minor, version = excluded.version, updated_at_ms = excluded.updated_at_ms"},
+         " excluded.balance_minor, version = excluded.version, updated_at_ms = "
+         "excluded.updated_at_ms"},
         {&select_version, "SELECT version FROM wallets WHERE id = ?1"},
         {&set_snapshot_position, "UPDATE write_model SET position = ?1 WHERE id = 1"},
-        {&upsert_idempotency,
-         "INSERT OR REPLACE INTO idempotency_keys"
-         " (key, fingerprint, status, body, position, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
-        {&find_idempotency,
-         "SELECT fingerprint, status, body, position, created_at_ms FROM idempotency_keys"
-         " WHERE key = ?1"},
         {&select_wallets,
          "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"
          " ORDER BY id"},
         {&select_wallet,
          "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"
          " WHERE id = ?1"},
-        {&purge_idempotency,
-         "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"
-         " WHERE created_at_ms < ?1 ORDER BY created_at_ms LIMIT ?2)"},
         {&read_events,
          "SELECT position, wallet_id, version, type, data, metadata FROM events"
          " WHERE position > ?1 ORDER BY position LIMIT ?2"},
@@ -403,11 +386,13 @@ Status<StoreError> create_store_file(const std::string& data_dir, const std::str
   int rc = open_sqlite(temporary.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
   if (rc == SQLITE_OK) {
-    const std::string script = std::string("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                                           " BEGIN IMMEDIATE;") +
-                               kSchema + "PRAGMA application_id = " +
-                               std::to_string(kApplicationId) + "; PRAGMA user_version = " +
-                               std::to_string(kSqliteSchemaVersion) + "; COMMIT;";
+    const std::string script = std::string(
+                                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                                   " BEGIN IMMEDIATE;") +
+                               kSchema + IdempotencyRecords::schema() +
+                               "PRAGMA application_id = " + std::to_string(kApplicationId) +
+                               "; PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion) +
+                               "; COMMIT;";
     rc = sqlite3_exec(db, script.c_str(), nullptr, nullptr, nullptr);
   }
   StoreError error = rc == SQLITE_OK ? StoreError{} : sqlite_error(db, rc, "creating " + temporary);
@@ -492,11 +477,22 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
       return fail(s.error());
     }
   }
-  if (user_version.value() < kSqliteSchemaVersion) {
+  if (user_version.value() < 3) {
     // 2 to 3: nothing but the number (sqlite_store.h).
-    const std::string script =
-        "PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion) + ";";
-    if (auto s = impl->exec(script.c_str(), "moving " + path + " to schema version 3"); !s) {
+    if (auto s = impl->exec("PRAGMA user_version = 3;", "moving " + path + " to schema version 3");
+        !s) {
+      return fail(s.error());
+    }
+  }
+  if (user_version.value() < 4) {
+    if (const int code = IdempotencyRecords::register_functions(impl->db); code != SQLITE_OK) {
+      return fail(sqlite_error(impl->db, code, "registering wallex_key_hash"));
+    }
+    const std::string script = std::string("BEGIN IMMEDIATE;") +
+                               IdempotencyRecords::migration_from_keys_table() +
+                               "PRAGMA user_version = 4; COMMIT;";
+    if (auto s = impl->exec(script.c_str(), "migrating " + path + " to schema version 4"); !s) {
+      (void)impl->exec("ROLLBACK", "rollback");
       return fail(s.error());
     }
   }
@@ -536,6 +532,10 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   if (!image) return fail(refuse(image.error()));
   store->impl_->snapshot_position = image.value().snapshot_position;
   store->impl_->changed = std::move(image.value().changed);
+  if (auto s = store->impl_->idempotency.open(store->impl_->db, options.idempotency_merge_records,
+                                              options.idempotency_merge_chunk);
+      !s)
+    return fail(refuse(s.error()));
   return store;
 }
 
@@ -705,20 +705,7 @@ Result<std::vector<WalletState>, StoreError> SqliteStore::read_wallets(
 
 Result<std::optional<IdempotencyRecord>, StoreError> SqliteStore::find_idempotency(
     std::string_view key) {
-  Statement& s = impl_->find_idempotency;
-  ResetOnExit reset(s);
-  s.bind(1, key);
-  const int rc = s.step();
-  if (rc == SQLITE_DONE) return std::optional<IdempotencyRecord>();
-  if (rc != SQLITE_ROW) return fail(sqlite_error(impl_->db, rc, "reading an idempotency record"));
-  IdempotencyRecord record;
-  record.key = std::string(key);
-  record.fingerprint = std::string(s.text(0));
-  record.status = static_cast<int>(s.int64(1));
-  record.body = std::string(s.text(2));
-  record.position = s.int64(3);
-  record.created_at_ms = s.int64(4);
-  return std::optional<IdempotencyRecord>(std::move(record));
+  return impl_->idempotency.find(key);
 }
 
 Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> SqliteStore::find_idempotency_many(
@@ -774,6 +761,7 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
     // (A rollback in WAL mode writes nothing: the frames of the failed commit stay past the end
     // of the committed log, and recovery at the next start decides whether they form a commit.)
     (void)impl.run(impl.rollback, "rollback");
+    impl.idempotency.rolled_back();
     return fail(impl.latch(std::move(error)));
   };
   if (auto s = impl.refuse_if_failed(); !s) return fail(s.error());
@@ -832,15 +820,9 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
     const std::int64_t entry_position = entry.events.empty() ? 0 : position;
     result.entry_positions.push_back(entry_position);
     if (entry.idempotency) {
-      const IdempotencyRecord& record = *entry.idempotency;
-      Statement& s = impl.upsert_idempotency;
-      s.bind(1, record.key);
-      s.bind(2, record.fingerprint);
-      s.bind(3, static_cast<std::int64_t>(record.status));
-      s.bind(4, record.body);
-      s.bind(5, entry_position);
-      s.bind(6, record.created_at_ms);
-      if (auto st = impl.run(s, "recording an idempotency key"); !st) return rollback(st.error());
+      if (auto st = impl.idempotency.append(*entry.idempotency, entry_position); !st) {
+        return rollback(st.error());
+      }
     }
   }
   std::size_t newly_changed = 0;  // wallets of this batch not changed since the snapshot
@@ -877,7 +859,9 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   if (snapshot) {
     if (auto s = impl.write_snapshot(batch.wallets, position); !s) return rollback(s.error());
   }
+  if (auto s = impl.idempotency.merge_step(); !s) return rollback(s.error());
   if (auto s = impl.run(impl.commit, "commit"); !s) return rollback(s.error());
+  impl.idempotency.committed();
   // Committed, not yet durable: the log's head moves on (the next batch continues it); the
   // batch is acknowledged only after a sync() that began after this returned.
   impl.last_position = position;
@@ -893,16 +877,20 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
 
 Result<std::int64_t, StoreError> SqliteStore::purge_idempotency(TimestampMs created_before_ms,
                                                                 std::size_t limit) {
-  if (auto refused = impl_->refuse_if_failed(); !refused) return fail(refused.error());
-  Statement& s = impl_->purge_idempotency;
-  ResetOnExit reset(s);
-  s.bind(1, created_before_ms);
-  s.bind(2, static_cast<std::int64_t>(limit));
-  const int rc = s.step();
-  if (rc != SQLITE_DONE) {
-    return fail(impl_->latch(sqlite_error(impl_->db, rc, "purging idempotency records")));
+  Impl& impl = *impl_;
+  if (auto refused = impl.refuse_if_failed(); !refused) return fail(refused.error());
+  if (auto s = impl.run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
+  auto purged = impl.idempotency.purge(created_before_ms, limit);
+  if (purged) {
+    if (auto s = impl.run(impl.commit, "commit"); !s) purged = fail(s.error());
   }
-  return static_cast<std::int64_t>(sqlite3_changes(impl_->db));
+  if (!purged) {
+    (void)impl.run(impl.rollback, "rollback");
+    impl.idempotency.rolled_back();
+    return fail(impl.latch(purged.error()));
+  }
+  impl.idempotency.committed();
+  return purged;
 }
 
 Result<std::vector<StoredEvent>, StoreError> SqliteStore::read_events(std::int64_t after_position,

@@ -19,8 +19,10 @@ namespace wallex {
 // 2: the write_model table (the wallets table became a snapshot; a file of version 1 is migrated
 // at open). 3: idempotency records may keep a reply in its compact form (service/reply_encoding.h),
 // which a wallex of version 2 would answer as it is: no data changes, a file of version 2 is
-// moved to 3 at open, so that older binaries refuse it.
-inline constexpr int kSqliteSchemaVersion = 3;
+// moved to 3 at open, so that older binaries refuse it. 4: the records in the order they were
+// written, found through a lazily written index of key hashes (idempotency_records.h), instead of
+// a table keyed by the key; a file of version 3 is migrated at open.
+inline constexpr int kSqliteSchemaVersion = 4;
 
 class SqliteStore final : public EventStore {
  public:
@@ -39,6 +41,10 @@ class SqliteStore final : public EventStore {
     // Write the snapshot when the store closes in good order (false: the next open replays the
     // log after the last snapshot, as after a crash; for tests of that replay).
     bool snapshot_at_close = true;
+    // Idempotency records gathered before they are merged into the index, and index entries
+    // written per commit while a merge goes on (idempotency_records.h; small ones for tests).
+    std::size_t idempotency_merge_records = 65'536;
+    std::size_t idempotency_merge_chunk = 1'024;
   };
   // Creates the directory and a new store when wallex.db does not exist (written under another
   // name and renamed into place). An existing wallex.db must be a complete Wallex store: an empty,

@@ -1,0 +1,291 @@
+#include "store/sqlite/idempotency_records.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+
+#include "store/sqlite/sqlite_error.h"
+
+namespace wallex {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE idempotency_records (
+  id            INTEGER PRIMARY KEY,
+  key_hash      INTEGER NOT NULL,
+  key           TEXT    NOT NULL,
+  fingerprint   TEXT    NOT NULL,
+  status        INTEGER NOT NULL,
+  body          TEXT    NOT NULL,
+  position      INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE idempotency_index (
+  key_hash INTEGER NOT NULL,
+  record   INTEGER NOT NULL,
+  PRIMARY KEY (key_hash, record)
+) WITHOUT ROWID;
+CREATE TABLE idempotency_index_state (
+  id              INTEGER PRIMARY KEY CHECK (id = 1),
+  indexed_through INTEGER NOT NULL CHECK (indexed_through >= 0)
+);
+INSERT INTO idempotency_index_state (id, indexed_through) VALUES (1, 0);
+)sql";
+
+// The old table's records in the order they were made, then the index in one sorted pass.
+constexpr const char* kMigration = R"sql(
+INSERT INTO idempotency_records (key_hash, key, fingerprint, status, body, position, created_at_ms)
+  SELECT wallex_key_hash(key), key, fingerprint, status, body, position, created_at_ms
+  FROM idempotency_keys ORDER BY created_at_ms, key;
+INSERT INTO idempotency_index (key_hash, record)
+  SELECT key_hash, id FROM idempotency_records ORDER BY key_hash, id;
+UPDATE idempotency_index_state
+  SET indexed_through = (SELECT COALESCE(MAX(id), 0) FROM idempotency_records);
+DROP TABLE idempotency_keys;
+)sql";
+
+void sql_key_hash(sqlite3_context* context, int, sqlite3_value** values) {
+  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(values[0]));
+  if (text == nullptr) {
+    sqlite3_result_null(context);
+    return;
+  }
+  const auto size = static_cast<std::size_t>(sqlite3_value_bytes(values[0]));
+  sqlite3_result_int64(context,
+                       static_cast<std::int64_t>(IdempotencyRecords::key_hash({text, size})));
+}
+
+}  // namespace
+
+const char* IdempotencyRecords::schema() { return kSchema; }
+
+const char* IdempotencyRecords::migration_from_keys_table() {
+  static const std::string script = std::string(kSchema) + kMigration;
+  return script.c_str();
+}
+
+int IdempotencyRecords::register_functions(sqlite3* db) {
+  return sqlite3_create_function_v2(db, "wallex_key_hash", 1,
+                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+                                    sql_key_hash, nullptr, nullptr, nullptr);
+}
+
+std::uint64_t IdempotencyRecords::key_hash(std::string_view key) {
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (const char c : key) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  // FNV-1a alone leaves the last bytes in the low bits only; the finalizer spreads them.
+  hash = (hash ^ (hash >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  hash = (hash ^ (hash >> 27)) * 0x94D049BB133111EBULL;
+  return hash ^ (hash >> 31);
+}
+
+Status<StoreError> IdempotencyRecords::run(SqliteStatement& s, std::string_view what) {
+  ResetOnExit reset(s);
+  const int rc = s.step();
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db_, rc, what));
+  return Ok{};
+}
+
+Status<StoreError> IdempotencyRecords::open(sqlite3* db, std::size_t merge_records,
+                                            std::size_t merge_chunk) {
+  db_ = db;
+  merge_records_ = std::max<std::size_t>(merge_records, 1);
+  merge_chunk_ = std::max<std::size_t>(merge_chunk, 1);
+  const std::pair<SqliteStatement*, const char*> statements[] = {
+      {&insert_record_,
+       "INSERT INTO idempotency_records"
+       " (id, key_hash, key, fingerprint, status, body, position, created_at_ms)"
+       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+      {&select_record_,
+       "SELECT key, fingerprint, status, body, position, created_at_ms FROM idempotency_records"
+       " WHERE id = ?1"},
+      {&index_candidates_, "SELECT record FROM idempotency_index WHERE key_hash = ?1"},
+      {&insert_index_,
+       "INSERT OR IGNORE INTO idempotency_index (key_hash, record) VALUES (?1, ?2)"},
+      {&delete_index_, "DELETE FROM idempotency_index WHERE key_hash = ?1 AND record = ?2"},
+      {&set_indexed_through_,
+       "UPDATE idempotency_index_state SET indexed_through = ?1 WHERE id = 1"},
+      {&purge_candidates_,
+       "SELECT id, key_hash, created_at_ms FROM idempotency_records ORDER BY id LIMIT ?1"},
+      {&delete_records_, "DELETE FROM idempotency_records WHERE id <= ?1"},
+  };
+  for (const auto& [statement, sql] : statements) {
+    const int rc = statement->prepare(db, sql);
+    if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, "preparing the idempotency statements"));
+  }
+  SqliteStatement mark, last, unindexed;
+  int rc = mark.prepare(db, "SELECT indexed_through FROM idempotency_index_state WHERE id = 1");
+  if (rc == SQLITE_OK)
+    rc = last.prepare(db, "SELECT COALESCE(MAX(id), 0) FROM idempotency_records");
+  if (rc == SQLITE_OK) {
+    rc = unindexed.prepare(db, "SELECT id, key_hash FROM idempotency_records WHERE id > ?1");
+  }
+  if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, "reading the idempotency index's state"));
+  if (rc = mark.step(); rc != SQLITE_ROW) {
+    return fail(rc == SQLITE_DONE ? StoreError{StoreErrorKind::kCorrupt,
+                                               "the idempotency index's state is missing"}
+                                  : sqlite_error(db, rc, "reading the idempotency index's state"));
+  }
+  indexed_through_ = mark.int64(0);
+  if (rc = last.step(); rc != SQLITE_ROW)
+    return fail(sqlite_error(db, rc, "reading the last record"));
+  // An id of a purged record may come back after a restart (its index entry went with it), but
+  // never one at or below the mark, which later merges rely on.
+  next_id_ = std::max(last.int64(0), indexed_through_) + 1;
+  unindexed.bind(1, indexed_through_);
+  while ((rc = unindexed.step()) == SQLITE_ROW)
+    unindexed_.emplace(unindexed.int64(1), unindexed.int64(0));
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "reading the records to index"));
+  return Ok{};
+}
+
+Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
+    std::string_view key) {
+  const auto hash = static_cast<std::int64_t>(key_hash(key));
+  std::vector<std::int64_t> ids;
+  const auto [first, last] = unindexed_.equal_range(hash);
+  for (auto it = first; it != last; ++it) ids.push_back(it->second);
+  {
+    ResetOnExit reset(index_candidates_);
+    index_candidates_.bind(1, hash);
+    int rc;
+    while ((rc = index_candidates_.step()) == SQLITE_ROW) ids.push_back(index_candidates_.int64(0));
+    if (rc != SQLITE_DONE) return fail(sqlite_error(db_, rc, "reading the idempotency index"));
+  }
+  // Newest first: a key used again after its record expired has a newer record.
+  std::sort(ids.begin(), ids.end(), std::greater<>());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  for (const std::int64_t id : ids) {
+    ResetOnExit reset(select_record_);
+    select_record_.bind(1, id);
+    const int rc = select_record_.step();
+    if (rc == SQLITE_DONE) continue;  // purged meanwhile
+    if (rc != SQLITE_ROW) return fail(sqlite_error(db_, rc, "reading an idempotency record"));
+    if (select_record_.text(0) != key) continue;  // another key with the same hash
+    IdempotencyRecord record;
+    record.key = std::string(key);
+    record.fingerprint = std::string(select_record_.text(1));
+    record.status = static_cast<int>(select_record_.int64(2));
+    record.body = std::string(select_record_.text(3));
+    record.position = select_record_.int64(4);
+    record.created_at_ms = select_record_.int64(5);
+    return std::optional<IdempotencyRecord>(std::move(record));
+  }
+  return std::optional<IdempotencyRecord>();
+}
+
+Status<StoreError> IdempotencyRecords::append(const IdempotencyRecord& record,
+                                              std::int64_t position) {
+  const std::int64_t id = next_id_ + static_cast<std::int64_t>(appended_.size());
+  const auto hash = static_cast<std::int64_t>(key_hash(record.key));
+  SqliteStatement& s = insert_record_;
+  s.bind(1, id);
+  s.bind(2, hash);
+  s.bind(3, record.key);
+  s.bind(4, record.fingerprint);
+  s.bind(5, static_cast<std::int64_t>(record.status));
+  s.bind(6, record.body);
+  s.bind(7, position);
+  s.bind(8, record.created_at_ms);
+  if (auto st = run(s, "recording an idempotency key"); !st) return st;
+  appended_.emplace_back(hash, id);
+  return Ok{};
+}
+
+Status<StoreError> IdempotencyRecords::merge_step() {
+  if (merging_.empty()) {
+    if (unindexed_.size() < merge_records_) return Ok{};
+    // Everything after the mark, committed before this transaction: the ids up to the largest.
+    merging_.assign(unindexed_.begin(), unindexed_.end());
+    std::sort(merging_.begin(), merging_.end());
+    merging_through_ = 0;
+    for (const Entry& entry : merging_) merging_through_ = std::max(merging_through_, entry.second);
+    merged_ = 0;
+  }
+  const std::size_t end = std::min(merged_ + merge_chunk_, merging_.size());
+  for (std::size_t i = merged_; i < end; ++i) {
+    if (merging_[i].second <= purged_through_) continue;  // purged while the merge went on
+    insert_index_.bind(1, merging_[i].first);
+    insert_index_.bind(2, merging_[i].second);
+    if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
+  }
+  if (end == merging_.size()) {
+    set_indexed_through_.bind(1, merging_through_);
+    if (auto st = run(set_indexed_through_, "moving the idempotency index's mark"); !st) return st;
+  }
+  merged_after_commit_ = end;
+  return Ok{};
+}
+
+void IdempotencyRecords::forget_unindexed(const Entry& entry) {
+  const auto [first, last] = unindexed_.equal_range(entry.first);
+  const auto it =
+      std::find_if(first, last, [&](const auto& e) { return e.second == entry.second; });
+  if (it != last) unindexed_.erase(it);
+}
+
+void IdempotencyRecords::committed() {
+  for (const Entry& entry : appended_) unindexed_.emplace(entry.first, entry.second);
+  for (const Entry& entry : purged_) forget_unindexed(entry);
+  purged_.clear();
+  if (purged_through_after_commit_) {
+    purged_through_ = std::max(purged_through_, *purged_through_after_commit_);
+    purged_through_after_commit_.reset();
+  }
+  next_id_ += static_cast<std::int64_t>(appended_.size());
+  appended_.clear();
+  if (merged_after_commit_) {
+    merged_ = *merged_after_commit_;
+    merged_after_commit_.reset();
+    if (merged_ == merging_.size()) {
+      for (const Entry& entry : merging_) forget_unindexed(entry);
+      indexed_through_ = merging_through_;
+      merging_.clear();
+      merged_ = 0;
+    }
+  }
+}
+
+void IdempotencyRecords::rolled_back() {
+  appended_.clear();
+  merged_after_commit_.reset();
+  purged_.clear();
+  purged_through_after_commit_.reset();
+}
+
+Result<std::int64_t, StoreError> IdempotencyRecords::purge(TimestampMs created_before_ms,
+                                                           std::size_t limit) {
+  std::vector<Entry> expired;
+  {
+    ResetOnExit reset(purge_candidates_);
+    purge_candidates_.bind(1, static_cast<std::int64_t>(limit));
+    int rc;
+    while ((rc = purge_candidates_.step()) == SQLITE_ROW) {
+      if (purge_candidates_.int64(2) >= created_before_ms) break;  // the front stops here
+      expired.emplace_back(purge_candidates_.int64(1), purge_candidates_.int64(0));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      return fail(sqlite_error(db_, rc, "finding expired idempotency records"));
+    }
+  }
+  if (expired.empty()) return std::int64_t{0};
+  const std::int64_t through = expired.back().second;  // they come in id order
+  std::sort(expired.begin(), expired.end());
+  // Records after the mark may have entries already (a merge under way, or one cut short).
+  for (const Entry& entry : expired) {
+    delete_index_.bind(1, entry.first);
+    delete_index_.bind(2, entry.second);
+    if (auto st = run(delete_index_, "unindexing expired idempotency keys"); !st) {
+      return fail(st.error());
+    }
+  }
+  delete_records_.bind(1, through);
+  if (auto st = run(delete_records_, "purging idempotency records"); !st) return fail(st.error());
+  for (const Entry& entry : expired) {
+    if (entry.second > indexed_through_) purged_.push_back(entry);
+  }
+  purged_through_after_commit_ = through;
+  return static_cast<std::int64_t>(expired.size());
+}
+
+}  // namespace wallex

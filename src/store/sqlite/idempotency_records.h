@@ -1,0 +1,107 @@
+// IdempotencyRecords: the idempotency records of wallex.db, laid out so that a command costs the
+// same whatever its key looks like.
+//
+// Keyed by the client's key, a B-tree of records gets each new record on a random page once the
+// keys are random (a version 4 UUID, as most clients make them): every command then dirtied a
+// page of its own, which the commit wrote to the WAL and the checkpointer copied again
+// (BENCHMARKS.md, "Random idempotency keys": a credit cost 60% more server CPU with random keys
+// than with keys in order). So the records and the way to find them are kept apart:
+//
+// - idempotency_records: the records in the order they were written (id), so the commands of a
+//   commit share its last pages, whatever their keys.
+// - idempotency_index: (64-bit hash of the key, record id), written lazily. The records after
+//   idempotency_index_state.indexed_through are held in memory (hash → id); once 65,536 of them
+//   have gathered (SqliteStore::OpenOptions), they go into the index in hash order, 1,024 with
+//   each of the following commits, so each page of the index is written once for many keys.
+//
+// A lookup reads the candidates of the key's hash (memory, then the index) newest first and
+// compares the key itself: a hash collision costs a read, never a wrong answer. A key used again
+// after its record expired gets a new record; the newest is the one that counts.
+//
+// Crash safety: a record is written in the commit of its command, the index and its mark in later
+// commits. At open, the records after the mark are read back into memory (at most about
+// twice the merge's size); the entries of a merge cut short are written again (INSERT OR IGNORE).
+// Purging takes expired records from the front (lowest ids) and stops at the first that has not
+// expired; their index entries go with them, in hash order (a merge skips records purged
+// meanwhile).
+//
+// Not thread-safe: the store's single writer uses it, lookups inside a read transaction, the rest
+// inside its write transaction.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "store/sqlite/sqlite_statement.h"
+#include "store/store.h"
+
+namespace wallex {
+
+class IdempotencyRecords {
+ public:
+  // The tables of a new store.
+  static const char* schema();
+  // Schema version 3 to 4: the records of the old idempotency_keys table (keyed by the key) move
+  // into the new tables, all indexed; needs register_functions() on the connection first.
+  static const char* migration_from_keys_table();
+  // The SQL function wallex_key_hash(key) the migration uses.
+  static int register_functions(sqlite3* db);
+  // The 64-bit hash of a key (FNV-1a, then a SplitMix64 finalizer); fixed for schema version 4.
+  static std::uint64_t key_hash(std::string_view key);
+
+  // Prepares the statements and reads the records that are not in the index yet. A merge starts
+  // once `merge_records` records are not in the index, and writes `merge_chunk` entries a commit.
+  Status<StoreError> open(sqlite3* db, std::size_t merge_records, std::size_t merge_chunk);
+
+  // The newest record of `key`, or nullopt.
+  Result<std::optional<IdempotencyRecord>, StoreError> find(std::string_view key);
+  // Appends a record (in the caller's write transaction); `position` replaces record.position.
+  Status<StoreError> append(const IdempotencyRecord& record, std::int64_t position);
+  // Writes the next chunk of a merge into the index, starting one when enough records gathered
+  // (in the caller's write transaction, after the appends).
+  Status<StoreError> merge_step();
+  // The write transaction of append() and merge_step() committed, or not.
+  void committed();
+  void rolled_back();
+  // Deletes up to `limit` records created before `created_before_ms`, from the front, and their
+  // index entries (in the caller's write transaction); the number deleted.
+  Result<std::int64_t, StoreError> purge(TimestampMs created_before_ms, std::size_t limit);
+
+  // For tests: records not in the index yet, and the mark.
+  std::size_t unindexed() const { return unindexed_.size(); }
+  std::int64_t indexed_through() const { return indexed_through_; }
+
+ private:
+  using Entry = std::pair<std::int64_t, std::int64_t>;  // (hash as stored, record id)
+  Status<StoreError> run(SqliteStatement& s, std::string_view what);
+  void forget_unindexed(const Entry& entry);
+
+  sqlite3* db_ = nullptr;
+  std::size_t merge_records_ = 0;
+  std::size_t merge_chunk_ = 1;
+  SqliteStatement insert_record_, select_record_, index_candidates_, insert_index_, delete_index_,
+      set_indexed_through_, purge_candidates_, delete_records_;
+
+  // Every record after indexed_through_: hash → id (a hash may have several).
+  std::unordered_multimap<std::int64_t, std::int64_t> unindexed_;
+  std::int64_t indexed_through_ = 0;
+  std::int64_t next_id_ = 1;
+  // The merge in progress: entries in (hash, id) order, how many are in the index, its last id.
+  std::vector<Entry> merging_;
+  std::size_t merged_ = 0;
+  std::int64_t merging_through_ = 0;
+  // Every record up to this id has been purged (a merge skips them).
+  std::int64_t purged_through_ = 0;
+  // The open write transaction's effects, applied by committed().
+  std::vector<Entry> appended_;
+  std::optional<std::size_t> merged_after_commit_;
+  std::vector<Entry> purged_;  // unindexed ones
+  std::optional<std::int64_t> purged_through_after_commit_;
+};
+
+}  // namespace wallex
