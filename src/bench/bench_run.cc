@@ -8,6 +8,7 @@
 #include "bench/load_runner.h"
 #include "bench/random.h"
 #include "bench/replies.h"
+#include "common/id_generator.h"
 #include "domain/ids.h"
 #include "json/json_writer.h"
 
@@ -365,17 +366,8 @@ std::string operation_key(const BenchOptions& options, std::uint64_t index) {
     run_hash = (run_hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
   }
   SplitMix64 random = SplitMix64::for_stream(run_hash, index);
-  const std::uint64_t high = (random.next() & ~0xF000ULL) | 0x4000ULL;       // version 4
-  const std::uint64_t low = (random.next() & ~(3ULL << 62)) | (2ULL << 62);  // variant 10
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string key(36, '-');
-  std::size_t at = 0;
-  for (int nibble = 0; nibble < 32; ++nibble) {
-    if (at == 8 || at == 13 || at == 18 || at == 23) ++at;
-    const std::uint64_t half = nibble < 16 ? high : low;
-    key[at++] = kHex[(half >> (60 - 4 * (nibble % 16))) & 0xF];
-  }
-  return key;
+  const std::uint64_t high = random.next();
+  return version4_uuid(high, random.next());
 }
 
 std::optional<std::string> bench_options_problem(const BenchOptions& options) {

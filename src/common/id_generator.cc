@@ -39,10 +39,14 @@ std::pair<std::uint64_t, std::uint64_t> RandomIdGenerator::draw_two() {
   return {first, engine_()};
 }
 
-std::string RandomIdGenerator::next_uuid() {
-  auto [high, low] = draw_two();
+std::string version4_uuid(std::uint64_t high, std::uint64_t low) {
   high = (high & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
   return uuid_text(high, (low & kVariantMask) | kVariant);
+}
+
+std::string RandomIdGenerator::next_uuid() {
+  const auto [high, low] = draw_two();
+  return version4_uuid(high, low);
 }
 
 std::string RandomIdGenerator::next_time_ordered_uuid(TimestampMs now_ms) {

@@ -12,6 +12,10 @@
 
 namespace wallex {
 
+// 128 random bits as a version 4 UUID's text (lowercase, 8-4-4-4-12): the version and variant bits
+// are set over the draws.
+std::string version4_uuid(std::uint64_t high, std::uint64_t low);
+
 class IdGenerator {
  public:
   virtual ~IdGenerator() = default;
