@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "store/sqlite/sqlite_error.h"
 
@@ -91,6 +92,8 @@ Status<StoreError> IdempotencyRecords::open(sqlite3* db, std::size_t merge_recor
   db_ = db;
   merge_records_ = std::max<std::size_t>(merge_records, 1);
   merge_chunk_ = std::max<std::size_t>(merge_chunk, 1);
+  pending_.assign(std::size_t{1} << kBucketBits, {});
+  merging_.assign(std::size_t{1} << kBucketBits, {});
   const std::pair<SqliteStatement*, const char*> statements[] = {
       {&insert_record_,
        "INSERT INTO idempotency_records"
@@ -126,25 +129,34 @@ Status<StoreError> IdempotencyRecords::open(sqlite3* db, std::size_t merge_recor
                                                "the idempotency index's state is missing"}
                                   : sqlite_error(db, rc, "reading the idempotency index's state"));
   }
-  indexed_through_ = mark.int64(0);
+  const std::int64_t indexed_through = mark.int64(0);
   if (rc = last.step(); rc != SQLITE_ROW)
     return fail(sqlite_error(db, rc, "reading the last record"));
   // An id of a purged record may come back after a restart (its index entry went with it), but
-  // never one at or below the mark, which later merges rely on.
-  next_id_ = std::max(last.int64(0), indexed_through_) + 1;
-  unindexed.bind(1, indexed_through_);
+  // never one at or below the mark.
+  next_id_ = std::max(last.int64(0), indexed_through) + 1;
+  unindexed.bind(1, indexed_through);
   while ((rc = unindexed.step()) == SQLITE_ROW)
-    unindexed_.emplace(unindexed.int64(1), unindexed.int64(0));
+    add_pending({unindexed.int64(1), unindexed.int64(0)});
   if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "reading the records to index"));
   return Ok{};
+}
+
+void IdempotencyRecords::add_pending(const Entry& entry) {
+  pending_[bucket_of(entry.first)].push_back(entry);
+  ++pending_count_;
+  pending_through_ = std::max(pending_through_, entry.second);
 }
 
 Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
     std::string_view key) {
   const auto hash = static_cast<std::int64_t>(key_hash(key));
   std::vector<std::int64_t> ids;
-  const auto [first, last] = unindexed_.equal_range(hash);
-  for (auto it = first; it != last; ++it) ids.push_back(it->second);
+  for (const Buckets* set : {&pending_, &merging_}) {
+    for (const Entry& entry : (*set)[bucket_of(hash)]) {
+      if (entry.first == hash) ids.push_back(entry.second);
+    }
+  }
   {
     ResetOnExit reset(index_candidates_);
     index_candidates_.bind(1, hash);
@@ -193,55 +205,53 @@ Status<StoreError> IdempotencyRecords::append(const IdempotencyRecord& record,
 }
 
 Status<StoreError> IdempotencyRecords::merge_step() {
-  if (merging_.empty()) {
-    if (unindexed_.size() < merge_records_) return Ok{};
+  if (merging_count_ == 0) {
+    if (pending_count_ < merge_records_) return Ok{};
     // Everything after the mark, committed before this transaction: the ids up to the largest.
-    merging_.assign(unindexed_.begin(), unindexed_.end());
-    std::sort(merging_.begin(), merging_.end());
-    merging_through_ = 0;
-    for (const Entry& entry : merging_) merging_through_ = std::max(merging_through_, entry.second);
-    merged_ = 0;
+    std::swap(merging_, pending_);
+    merging_count_ = std::exchange(pending_count_, 0);
+    merging_through_ = std::exchange(pending_through_, 0);
+    merged_ = Cursor{};
   }
-  const std::size_t end = std::min(merged_ + merge_chunk_, merging_.size());
-  for (std::size_t i = merged_; i < end; ++i) {
-    if (merging_[i].second <= purged_through_) continue;  // purged while the merge went on
-    insert_index_.bind(1, merging_[i].first);
-    insert_index_.bind(2, merging_[i].second);
-    if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
+  // Twice the records this commit adds, at least merge_chunk_: the merge keeps ahead of the
+  // records that gather for the next one, and its page writes spread over many commits instead
+  // of a burst that the checkpointer then copies all at once (BENCHMARKS.md).
+  const std::size_t chunk = std::max(merge_chunk_, 2 * appended_.size());
+  Cursor at = merged_;
+  for (std::size_t written = 0; written < chunk && at.bucket < merging_.size();) {
+    std::vector<Entry>& bucket = merging_[at.bucket];
+    if (at.index == 0) std::sort(bucket.begin(), bucket.end());  // hash order within the bucket
+    for (; at.index < bucket.size() && written < chunk; ++at.index, ++written) {
+      if (bucket[at.index].second <= purged_through_) continue;  // purged meanwhile
+      insert_index_.bind(1, bucket[at.index].first);
+      insert_index_.bind(2, bucket[at.index].second);
+      if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
+    }
+    if (at.index == bucket.size()) at = Cursor{at.bucket + 1, 0};
   }
-  if (end == merging_.size()) {
+  if (at.bucket == merging_.size()) {
     set_indexed_through_.bind(1, merging_through_);
     if (auto st = run(set_indexed_through_, "moving the idempotency index's mark"); !st) return st;
   }
-  merged_after_commit_ = end;
+  merged_after_commit_ = at;
   return Ok{};
 }
 
-void IdempotencyRecords::forget_unindexed(const Entry& entry) {
-  const auto [first, last] = unindexed_.equal_range(entry.first);
-  const auto it =
-      std::find_if(first, last, [&](const auto& e) { return e.second == entry.second; });
-  if (it != last) unindexed_.erase(it);
-}
-
 void IdempotencyRecords::committed() {
-  for (const Entry& entry : appended_) unindexed_.emplace(entry.first, entry.second);
-  for (const Entry& entry : purged_) forget_unindexed(entry);
-  purged_.clear();
+  for (const Entry& entry : appended_) add_pending(entry);
+  next_id_ += static_cast<std::int64_t>(appended_.size());
+  appended_.clear();
   if (purged_through_after_commit_) {
     purged_through_ = std::max(purged_through_, *purged_through_after_commit_);
     purged_through_after_commit_.reset();
   }
-  next_id_ += static_cast<std::int64_t>(appended_.size());
-  appended_.clear();
   if (merged_after_commit_) {
     merged_ = *merged_after_commit_;
     merged_after_commit_.reset();
-    if (merged_ == merging_.size()) {
-      for (const Entry& entry : merging_) forget_unindexed(entry);
-      indexed_through_ = merging_through_;
-      merging_.clear();
-      merged_ = 0;
+    if (merged_.bucket == merging_.size()) {  // the whole merge is in the index
+      for (std::vector<Entry>& bucket : merging_) bucket.clear();
+      merging_count_ = 0;
+      merged_ = Cursor{};
     }
   }
 }
@@ -249,7 +259,6 @@ void IdempotencyRecords::committed() {
 void IdempotencyRecords::rolled_back() {
   appended_.clear();
   merged_after_commit_.reset();
-  purged_.clear();
   purged_through_after_commit_.reset();
 }
 
@@ -281,9 +290,6 @@ Result<std::int64_t, StoreError> IdempotencyRecords::purge(TimestampMs created_b
   }
   delete_records_.bind(1, through);
   if (auto st = run(delete_records_, "purging idempotency records"); !st) return fail(st.error());
-  for (const Entry& entry : expired) {
-    if (entry.second > indexed_through_) purged_.push_back(entry);
-  }
   purged_through_after_commit_ = through;
   return static_cast<std::int64_t>(expired.size());
 }

@@ -41,10 +41,10 @@ class SqliteStore final : public EventStore {
     // Write the snapshot when the store closes in good order (false: the next open replays the
     // log after the last snapshot, as after a crash; for tests of that replay).
     bool snapshot_at_close = true;
-    // Idempotency records gathered before they are merged into the index, and index entries
-    // written per commit while a merge goes on (idempotency_records.h; small ones for tests).
+    // Idempotency records gathered before they are merged into the index, and the fewest index
+    // entries written per commit while a merge goes on (idempotency_records.h; small for tests).
     std::size_t idempotency_merge_records = 65'536;
-    std::size_t idempotency_merge_chunk = 1'024;
+    std::size_t idempotency_merge_chunk = 64;
   };
   // Creates the directory and a new store when wallex.db does not exist (written under another
   // name and renamed into place). An existing wallex.db must be a complete Wallex store: an empty,
