@@ -353,16 +353,22 @@ TEST_F(SqliteStoreTest, AStoreOfSchemaVersion3KeepsEveryIdempotencyRecord) {
   {
     auto store = open_store();
     ASSERT_NE(store, nullptr);
-    record_keys(*store, {"k3", "k1", "k2"}, 100);
+    record_keys(*store, {"k2"}, 300);
+    record_keys(*store, {"k3"}, 100);
+    record_keys(*store, {"k1"}, 200);
   }
   to_schema_3_layout();
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(sql_int("PRAGMA user_version"), 4);
   EXPECT_EQ(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'idempotency_keys'"), 0);
-  for (const char* key : {"k1", "k2", "k3"}) {
-    EXPECT_EQ(store->find_idempotency(key).value(), record(key, 100)) << key;
-  }
+  EXPECT_EQ(store->find_idempotency("k3").value(), record("k3", 100));
+  EXPECT_EQ(store->find_idempotency("k1").value(), record("k1", 200));
+  EXPECT_EQ(store->find_idempotency("k2").value(), record("k2", 300));
+  // Ids in the order the records were made, which purging from the front relies on.
+  EXPECT_EQ(sql_int("SELECT id FROM idempotency_records WHERE key = 'k3'"), 1);
+  EXPECT_EQ(sql_int("SELECT id FROM idempotency_records WHERE key = 'k1'"), 2);
+  EXPECT_EQ(sql_int("SELECT id FROM idempotency_records WHERE key = 'k2'"), 3);
   EXPECT_EQ(sql_int("SELECT indexed_through FROM idempotency_index_state"), 3);
   EXPECT_EQ(index_problems(), 0);
   record_keys(*store, {"k4"}, 5'000);  // after the migrated ones
@@ -370,6 +376,27 @@ TEST_F(SqliteStoreTest, AStoreOfSchemaVersion3KeepsEveryIdempotencyRecord) {
   EXPECT_EQ(store->purge_idempotency(1'000, 100).value(), 3);
   EXPECT_FALSE(found(*store, "k1"));
   EXPECT_TRUE(found(*store, "k4"));
+}
+
+// After a purge of every record, new ids must still come after the index's mark: a record at or
+// below it would be neither in the index nor read back into memory at the next start.
+TEST_F(SqliteStoreTest, NewRecordsAfterAPurgeOfEverythingAreFoundAfterARestart) {
+  {
+    auto store = open_with_merges(4, 64);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 5; ++i) record_keys(*store, {"old-" + std::to_string(i)}, 100);
+    ASSERT_EQ(sql_int("SELECT indexed_through FROM idempotency_index_state"), 4);
+    EXPECT_EQ(store->purge_idempotency(1'000, 100).value(), 5);
+  }
+  {
+    auto store = open_with_merges(4, 64);
+    ASSERT_NE(store, nullptr);
+    record_keys(*store, {"new"}, 5'000);
+  }
+  auto store = open_with_merges(4, 64);
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(found(*store, "new"));
+  EXPECT_EQ(index_problems(), 0);
 }
 
 TEST_F(SqliteStoreTest, IdempotencyRecordsAreMergedIntoTheirIndexAndFoundAllAlong) {

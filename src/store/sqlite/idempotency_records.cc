@@ -175,7 +175,7 @@ Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
     if (rc != SQLITE_ROW) return fail(sqlite_error(db_, rc, "reading an idempotency record"));
     if (select_record_.text(0) != key) continue;  // another key with the same hash
     IdempotencyRecord record;
-    record.key = std::string(key);
+    record.key = std::string(select_record_.text(0));
     record.fingerprint = std::string(select_record_.text(1));
     record.status = static_cast<int>(select_record_.int64(2));
     record.body = std::string(select_record_.text(3));

@@ -24,7 +24,13 @@
 // twice the merge's size); the entries of a merge cut short are written again (INSERT OR IGNORE).
 // Purging takes expired records from the front (lowest ids) and stops at the first that has not
 // expired; their index entries go with them, in hash order (a merge skips records purged
-// meanwhile).
+// meanwhile). Records are stamped with the wall clock: after it was stepped back, the records
+// stamped before the step hold the purge up until they expire themselves.
+//
+// Scale: a merge shares the index's pages among its entries while the index has fewer leaf pages
+// than a merge has entries (~200 entries a page: about 13 million live keys); beyond that each
+// entry lands on a page of its own again, as every record did in the table keyed by the key.
+// The key hash is not keyed: keys crafted to collide make their own lookups slower, not wrong.
 //
 // Not thread-safe: the store's single writer uses it, lookups inside a read transaction, the rest
 // inside its write transaction.
@@ -81,8 +87,10 @@ class IdempotencyRecords {
   // stalled the writer 8-15 ms at each end of a merge.)
   static constexpr int kBucketBits = 12;
   using Buckets = std::vector<std::vector<Entry>>;
+  // In the order SQLite sorts the signed values, so a merge writes the index in one ascending pass.
   static std::size_t bucket_of(std::int64_t hash) {
-    return static_cast<std::size_t>(static_cast<std::uint64_t>(hash) >> (64 - kBucketBits));
+    const std::uint64_t ordered = static_cast<std::uint64_t>(hash) ^ (std::uint64_t{1} << 63);
+    return static_cast<std::size_t>(ordered >> (64 - kBucketBits));
   }
   struct Cursor {
     std::size_t bucket = 0;
