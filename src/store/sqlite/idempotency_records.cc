@@ -45,17 +45,6 @@ UPDATE idempotency_index_state
 DROP TABLE idempotency_keys;
 )sql";
 
-void sql_key_hash(sqlite3_context* context, int, sqlite3_value** values) {
-  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(values[0]));
-  if (text == nullptr) {
-    sqlite3_result_null(context);
-    return;
-  }
-  const auto size = static_cast<std::size_t>(sqlite3_value_bytes(values[0]));
-  sqlite3_result_int64(context,
-                       static_cast<std::int64_t>(IdempotencyRecords::key_hash({text, size})));
-}
-
 }  // namespace
 
 const char* IdempotencyRecords::schema() { return kSchema; }
@@ -66,9 +55,9 @@ const char* IdempotencyRecords::migration_from_keys_table() {
 }
 
 int IdempotencyRecords::register_functions(sqlite3* db) {
-  return sqlite3_create_function_v2(db, "wallex_key_hash", 1,
-                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
-                                    sql_key_hash, nullptr, nullptr, nullptr);
+  return create_text_hash_function(db, "wallex_key_hash", [](std::string_view key) {
+    return static_cast<std::int64_t>(key_hash(key));
+  });
 }
 
 std::uint64_t IdempotencyRecords::key_hash(std::string_view key) {
@@ -81,10 +70,7 @@ std::uint64_t IdempotencyRecords::key_hash(std::string_view key) {
 }
 
 Status<StoreError> IdempotencyRecords::run(SqliteStatement& s, std::string_view what) {
-  ResetOnExit reset(s);
-  const int rc = s.step();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(db_, rc, what));
-  return Ok{};
+  return run_statement(db_, s, what);
 }
 
 Status<StoreError> IdempotencyRecords::open(sqlite3* db, std::size_t merge_records,

@@ -1,7 +1,6 @@
 #include "store/sqlite/sqlite_error.h"
 
 #include <sqlite3.h>
-
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +11,7 @@
 #include <thread>
 
 #include "store/sqlite/page_cache.h"
+#include "store/sqlite/sqlite_statement.h"
 #include "store/sqlite/wal_vfs.h"
 
 namespace wallex {
@@ -67,6 +67,36 @@ int open_sqlite(const char* path, sqlite3** db, int flags) {
     (void)install_wal_vfs();
   });
   return sqlite3_open_v2(path, db, flags, nullptr);
+}
+
+Status<StoreError> run_statement(sqlite3* db, SqliteStatement& statement, std::string_view what) {
+  ResetOnExit reset(statement);
+  const int rc = statement.step();
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, what));
+  return Ok{};
+}
+
+namespace {
+
+void text_hash(sqlite3_context* context, int, sqlite3_value** values) {
+  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(values[0]));
+  if (text == nullptr) {
+    sqlite3_result_null(context);
+    return;
+  }
+  const auto size = static_cast<std::size_t>(sqlite3_value_bytes(values[0]));
+  const auto hash =
+      reinterpret_cast<std::int64_t (*)(std::string_view)>(sqlite3_user_data(context));
+  sqlite3_result_int64(context, hash(std::string_view(text, size)));
+}
+
+}  // namespace
+
+int create_text_hash_function(sqlite3* db, const char* name,
+                              std::int64_t (*hash)(std::string_view)) {
+  return sqlite3_create_function_v2(
+      db, name, 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+      reinterpret_cast<void*>(hash), text_hash, nullptr, nullptr, nullptr);
 }
 
 }  // namespace wallex

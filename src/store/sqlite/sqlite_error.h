@@ -2,6 +2,7 @@
 // the embedded read side, so a full disk, an I/O error or damage means the same in both.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -10,6 +11,8 @@
 struct sqlite3;
 
 namespace wallex {
+
+class SqliteStatement;
 
 // kIo for SQLITE_IOERR*, kFull, kConflict for constraint violations, kCorrupt for a damaged or
 // foreign file, kOther for the rest (extended codes are reduced to their primary code).
@@ -33,6 +36,14 @@ int exec_while_busy(sqlite3* db, const char* sql);
 // Makes a connection close without the checkpoint SQLite runs when the last connection to a
 // database closes: after a store has failed, nothing may write to its files again. db may be null.
 void close_without_checkpoint(sqlite3* db);
+
+// Steps a statement that returns no row and resets it; the error names `what`.
+Status<StoreError> run_statement(sqlite3* db, SqliteStatement& statement, std::string_view what);
+
+// Registers the deterministic SQL function `name`(text) → integer, computed by `hash` (NULL for a
+// NULL argument): the keys Wallex derives from ids, for SQL that must compute them too.
+int create_text_hash_function(sqlite3* db, const char* name,
+                              std::int64_t (*hash)(std::string_view));
 
 // sqlite3_open_v2 for every Wallex connection, after the process-wide configuration they share,
 // applied once before SQLite initializes: no memory statistics (with them every allocation of

@@ -204,16 +204,6 @@ std::int64_t reference_hash(std::string_view reference_id) {
 
 namespace {
 
-void sql_reference_hash(sqlite3_context* context, int, sqlite3_value** values) {
-  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(values[0]));
-  if (text == nullptr) {
-    sqlite3_result_null(context);
-    return;
-  }
-  const auto size = static_cast<std::size_t>(sqlite3_value_bytes(values[0]));
-  sqlite3_result_int64(context, reference_hash(std::string_view(text, size)));
-}
-
 // Secondary indexes, only ever on the live tables: a rebuild loads its fresh tables without
 // them and builds them once, by sorting, when it swaps the tables in.
 //
@@ -324,14 +314,6 @@ Result<std::vector<std::string>, StoreError> query_rows(sqlite3* db, const std::
   while ((rc = statement.step()) == SQLITE_ROW) rows.emplace_back(statement.text(0));
   if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, sql));
   return rows;
-}
-
-// Runs a statement that returns no rows.
-Status<StoreError> run(sqlite3* db, Statement& statement, std::string_view what) {
-  ResetOnExit reset(statement);
-  const int rc = statement.step();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, what));
-  return Ok{};
 }
 
 // Collects every row of a statement through `read(statement)`.
@@ -670,9 +652,7 @@ sqlite3* open_connection(const std::string& path, int flags, StoreError* error) 
     return nullptr;
   }
   sqlite3_extended_result_codes(db, 1);
-  sqlite3_create_function_v2(db, "wallex_reference_hash", 1,
-                             SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
-                             sql_reference_hash, nullptr, nullptr, nullptr);
+  create_text_hash_function(db, "wallex_reference_hash", reference_hash);
   return db;
 }
 
@@ -866,11 +846,11 @@ struct SqliteReadStore::Impl {
       for (std::size_t j = i; j < i + kKeyRowsPerInsert; ++j) {
         for (const std::int64_t value : rows[j]) bulk.bind(parameter++, value);
       }
-      if (auto s = run(db, bulk, what); !s) return s;
+      if (auto s = run_statement(db, bulk, what); !s) return s;
     }
     for (; i < rows.size(); ++i) {
       for (int column = 0; column < 3; ++column) single.bind(column + 1, rows[i][column]);
-      if (auto s = run(db, single, what); !s) return s;
+      if (auto s = run_statement(db, single, what); !s) return s;
     }
     rows.clear();
     return Ok{};
@@ -1099,17 +1079,18 @@ Result<std::unique_ptr<SqliteReadStore>, StoreError> SqliteReadStore::open_file(
 
 Status<StoreError> SqliteReadStore::begin_write() {
   if (impl_->checkpointer) impl_->checkpointer->settle(impl_->db);
-  return run(impl_->db, impl_->begin, "begin");
+  return run_statement(impl_->db, impl_->begin, "begin");
 }
 Status<StoreError> SqliteReadStore::commit() {
   if (auto s = impl_->write_live_keys(); !s) return s;
-  return run(impl_->db, impl_->commit, "commit");
+  return run_statement(impl_->db, impl_->commit, "commit");
 }
 void SqliteReadStore::rollback() {
   impl_->live_ledger_keys.clear();
   impl_->live_event_keys.clear();
   // After some errors SQLite has already rolled back; a failing ROLLBACK changes nothing.
-  if (sqlite3_get_autocommit(impl_->db) == 0) (void)run(impl_->db, impl_->rollback, "rollback");
+  if (sqlite3_get_autocommit(impl_->db) == 0)
+    (void)run_statement(impl_->db, impl_->rollback, "rollback");
 }
 // The key rows are the only buffered writes. A Kafka consumer-group projector does not call
 // this: its rows go in at commit(), so a key row that conflicts (possible only in a read.db that
@@ -1148,7 +1129,7 @@ Status<StoreError> SqliteReadStore::set_checkpoint(const Checkpoint& checkpoint)
   s.bind(1, projector_name(checkpoint.projector));
   s.bind(2, checkpoint.position);
   s.bind(3, checkpoint.updated_at_ms);
-  return run(impl_->db, s, "writing a checkpoint");
+  return run_statement(impl_->db, s, "writing a checkpoint");
 }
 
 // ---------------------------------------------------------------------------------- read model
@@ -1167,7 +1148,7 @@ Status<StoreError> SqliteReadStore::put_read_wallet(const WalletState& wallet) {
   s.bind(4, wallet.version);
   s.bind(5, wallet.created_at_ms);
   s.bind(6, wallet.updated_at_ms);
-  if (auto st = run(impl_->db, s, "writing the read model"); !st) return st;
+  if (auto st = run_statement(impl_->db, s, "writing the read model"); !st) return st;
   if (sqlite3_changes(impl_->db) != 1) {
     return fail(corrupt("read model of wallet " + wallet.id + " would move back to version " +
                         std::to_string(wallet.version)));
@@ -1202,7 +1183,7 @@ Status<StoreError> SqliteReadStore::put_ledger_wallet(const LedgerWallet& wallet
   s.bind(5, wallet.debits_minor);
   s.bind(6, wallet.entry_count);
   s.bind(7, wallet.wallet_key);
-  if (auto st = run(impl_->db, s, "writing ledger totals"); !st) return st;
+  if (auto st = run_statement(impl_->db, s, "writing ledger totals"); !st) return st;
   // A created wallet is written at version 0 once; afterwards the version must rise.
   if (sqlite3_changes(impl_->db) != 1) {
     return fail(corrupt("ledger totals of wallet " + wallet.wallet_id +
@@ -1239,7 +1220,7 @@ Status<StoreError> SqliteReadStore::insert_entry(const LedgerEntry& entry) {
   s.bind(12, entry.created_at_ms);
   s.bind(13, entry.wallet_key);
   s.bind(14, reference_hash(entry.reference_id));
-  if (auto st = run(impl_->db, s, "writing a ledger entry"); !st) return st;
+  if (auto st = run_statement(impl_->db, s, "writing a ledger entry"); !st) return st;
   if (impl_->next) {
     impl_->pending_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
     if (impl_->pending_ledger_keys.size() >= kPendingKeysMax) return impl_->write_pending_keys();
@@ -1294,7 +1275,7 @@ Status<StoreError> SqliteReadStore::put_event_wallet(const EventWallet& wallet) 
   s.bind(2, wallet.wallet_key);
   s.bind(3, wallet.version);
   s.bind(4, wallet.balance.minor());
-  if (auto st = run(impl_->db, s, "writing the event copy's state"); !st) return st;
+  if (auto st = run_statement(impl_->db, s, "writing the event copy's state"); !st) return st;
   if (sqlite3_changes(impl_->db) != 1) {
     return fail(corrupt("event copy of wallet " + wallet.wallet_id +
                         " would move back to version " + std::to_string(wallet.version)));
@@ -1326,7 +1307,7 @@ Status<StoreError> SqliteReadStore::insert_wallet_event(const WalletEventRow& ro
   s.bind(7, row.occurred_at_ms);
   s.bind(8, row.balance_after.minor());
   s.bind(9, row.wallet_key);
-  if (auto st = run(impl_->db, s, "writing a wallet event"); !st) return st;
+  if (auto st = run_statement(impl_->db, s, "writing a wallet event"); !st) return st;
   if (impl_->next) {
     impl_->pending_event_keys.push_back({row.wallet_key, row.version, row.position});
     if (impl_->pending_event_keys.size() >= kPendingKeysMax) return impl_->write_pending_keys();
@@ -1746,7 +1727,7 @@ Status<StoreError> SqliteReadStore::set_consumer_offset(std::string_view group,
   s.bind(2, topic);
   s.bind(3, static_cast<std::int64_t>(offset.partition));
   s.bind(4, offset.next_offset);
-  return run(impl_->db, s, "writing a consumer offset");
+  return run_statement(impl_->db, s, "writing a consumer offset");
 }
 
 Result<std::optional<std::int64_t>, StoreError> SqliteReadStore::consumer_wallet_version(
@@ -1768,7 +1749,7 @@ Status<StoreError> SqliteReadStore::set_consumer_wallet_version(std::string_view
   s.bind(1, group);
   s.bind(2, wallet_id);
   s.bind(3, version);
-  return run(impl_->db, s, "writing a consumer wallet version");
+  return run_statement(impl_->db, s, "writing a consumer wallet version");
 }
 
 Status<StoreError> SqliteReadStore::add_dead_letter(std::string_view group,
@@ -1782,7 +1763,7 @@ Status<StoreError> SqliteReadStore::add_dead_letter(std::string_view group,
   s.bind(5, static_cast<std::int64_t>(letter.attempts));
   s.bind(6, std::string_view(letter.error));
   s.bind(7, letter.at_ms);
-  return run(impl_->db, s, "recording a dead letter");
+  return run_statement(impl_->db, s, "recording a dead letter");
 }
 
 Result<std::int64_t, StoreError> SqliteReadStore::dead_letter_count(std::string_view group) {

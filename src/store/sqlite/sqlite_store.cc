@@ -166,12 +166,7 @@ struct SqliteStore::Impl {
   }
 
   // Steps a statement that returns no row, and resets it.
-  Status<StoreError> run(Statement& s, std::string_view what) {
-    ResetOnExit reset(s);
-    const int rc = s.step();
-    if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, what));
-    return Ok{};
-  }
+  Status<StoreError> run(Statement& s, std::string_view what) { return run_statement(db, s, what); }
 
   // Latches a fatal error (I/O, damage) so that nothing writes to the files again.
   StoreError latch(StoreError error) {
