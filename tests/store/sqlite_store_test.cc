@@ -420,6 +420,51 @@ TEST_F(SqliteStoreTest, IdempotencyRecordsAreMergedIntoTheirIndexAndFoundAllAlon
   EXPECT_FALSE(found(*store, "key-20"));
 }
 
+// The writer's pipelined path: batches written (not yet synced) one after another while merges
+// go on, every key found after each write, and a batch refused for a stale version in the middle
+// of a merge leaves neither its record nor a hole in the merge.
+TEST_F(SqliteStoreTest, KeysOfWrittenBatchesAreFoundWhileMergesGoOnAndARefusedBatchLeavesNone) {
+  std::vector<std::string> keys;
+  {
+    auto store = open_with_merges(4, 1);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 16; ++i) {
+      keys.push_back("key-" + std::to_string(i));
+      CommitBatch batch;
+      CommitBatch::Entry e;
+      e.idempotency = record(keys.back(), 100);
+      batch.entries.push_back(e);
+      ASSERT_TRUE(store->write(batch).ok()) << i;
+      for (const std::string& key : keys) ASSERT_TRUE(found(*store, key)) << key << " after " << i;
+      if (i == 6 || i == 11) {
+        // A credit of a wallet that does not exist, decided against its version 3: its event
+        // and its key are appended before the write model refuses it.
+        const std::string ghost = "ghost-" + std::to_string(i);
+        CommitBatch stale;
+        stale.entries.push_back(
+            entry({credited(ghost, 4, "1.00")}, "corr", "refused-" + std::to_string(i)));
+        stale.entries.back().idempotency = record("refused-" + std::to_string(i), 100);
+        stale.wallets = {write(ghost, "1.00", 4, 3)};
+        auto refused = store->write(stale);
+        ASSERT_FALSE(refused.ok());
+        EXPECT_EQ(refused.error().kind, StoreErrorKind::kConflict) << refused.error().message;
+        EXPECT_FALSE(found(*store, "refused-" + std::to_string(i)));
+      }
+      ASSERT_EQ(index_problems(), 0) << "after " << i;
+    }
+    ASSERT_TRUE(store->sync().ok());
+    EXPECT_GE(sql_int("SELECT indexed_through FROM idempotency_index_state"), 8);
+    // The refused batches took no id: the records are numbered without a gap.
+    EXPECT_EQ(sql_int("SELECT max(id) - min(id) + 1 FROM idempotency_records"), 16);
+  }
+  auto store = open_with_merges(4, 1);
+  ASSERT_NE(store, nullptr);
+  for (const std::string& key : keys) EXPECT_TRUE(found(*store, key)) << key;
+  EXPECT_FALSE(found(*store, "refused-6"));
+  EXPECT_FALSE(found(*store, "refused-11"));
+  EXPECT_EQ(index_problems(), 0);
+}
+
 TEST_F(SqliteStoreTest, AStoreClosedInTheMiddleOfAMergeLosesNoKey) {
   {
     auto store = open_with_merges(4, 1);
