@@ -29,33 +29,8 @@ warmup=${WARMUP:-2000}
 workers=${WORKERS:-128}
 wallets=${WALLETS:-1000}
 bench=${WALLEX_BENCH_BIN:-$root/build/release/bin/wallex-bench}
-for binary in "${builds[@]}" "$bench"; do
-  [ -x "$binary" ] || { echo "bench-ab: $binary is not an executable" >&2; exit 2; }
-done
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/wallex-bench-ab-XXXXXX")
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-caught_up() {
-  curl -fsS "$url/health" 2>/dev/null | python3 -c '
-import json, sys
-health = json.load(sys.stdin)
-sys.exit(0 if all(p["positionsBehind"] == 0 for p in health["projections"].values()) else 1)'
-}
-
-wait_caught_up() {
-  for _ in $(seq 1 3000); do
-    caught_up && return 0
-    sleep 0.1
-  done
-  echo "bench-ab: the projections did not catch up within 5 minutes" >&2
-  exit 1
-}
+require_executables bench-ab "${builds[@]}" "$bench"
+start_work bench-ab
 
 # run <build index> <round>: one measured run, its figures into $work/<index>-<round>.{before,after,json}
 run() {
@@ -69,12 +44,12 @@ run() {
   wait_for_server "$url" "$pid" "$data.log" bench-ab
   "$bench" --url "$url" --quiet --scenario "$scenario" --wallets "$wallets" \
     --operations "$warmup" --workers "$workers" --no-verify >/dev/null
-  wait_caught_up
+  wait_caught_up "$url" bench-ab 300
   thread_ticks "$pid" >"$work/$index-$round.before"
   thread_waits "$pid" >"$work/$index-$round.waits-before"
   "$bench" --url "$url" --quiet --json "$work/$index-$round.json" --scenario "$scenario" \
     --wallets "$wallets" --operations "$operations" --workers "$workers" --no-verify >/dev/null
-  wait_caught_up
+  wait_caught_up "$url" bench-ab 300
   thread_ticks "$pid" >"$work/$index-$round.after"
   thread_waits "$pid" >"$work/$index-$round.waits-after"
   kill -TERM "$pid"

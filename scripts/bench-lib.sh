@@ -1,4 +1,4 @@
-# Shell functions shared by scripts/bench.sh and scripts/bench-ab.sh (sourced, not run).
+# Shell functions shared by scripts/bench.sh, bench-ab.sh and bench-scale.sh (sourced, not run).
 
 # A free loopback TCP port.
 free_port() {
@@ -17,6 +17,40 @@ wait_for_server() {
     sleep 0.1
   done
   curl -fsS -o /dev/null "$url/health"
+}
+
+# require_executables <name> <file>...: exits the script unless every file is an executable.
+require_executables() {
+  local name=$1 binary
+  shift
+  for binary in "$@"; do
+    [ -x "$binary" ] || { echo "$name: $binary is not an executable" >&2; exit 2; }
+  done
+}
+
+# start_work <name>: sets $work to a fresh temporary directory and $pid (the server's) to "", and
+# arranges that at exit a server still running in $pid is killed and $work removed.
+start_work() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/wallex-$1-XXXXXX")
+  pid=""
+  trap 'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+rm -rf "$work"' EXIT
+}
+
+# wait_caught_up <url> <name> <seconds>: until every projection of the server at <url> has applied
+# the whole log (GET /health), or exits the script after <seconds>.
+wait_caught_up() {
+  local url=$1 name=$2 seconds=$3
+  for _ in $(seq 1 $((seconds * 10))); do
+    curl -fsS "$url/health" 2>/dev/null | python3 -c '
+import json, sys
+health = json.load(sys.stdin)
+sys.exit(0 if all(p["positionsBehind"] == 0 for p in health["projections"].values()) else 1)' &&
+      return 0
+    sleep 0.1
+  done
+  echo "$name: the projections did not catch up within $seconds seconds" >&2
+  exit 1
 }
 
 # per_thread <pid> <file> <awk expression>: for every thread name of <pid>, the sum over its

@@ -26,30 +26,8 @@ counts=${WALLET_COUNTS:-1000 100000}
 operations=${OPERATIONS:-400000}
 scenario=${SCENARIO:-credit}
 workers=${WORKERS:-128}
-for binary in "$server" "$bench"; do
-  [ -x "$binary" ] || { echo "bench-scale: $binary is not an executable" >&2; exit 2; }
-done
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/wallex-bench-scale-XXXXXX")
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_caught_up() {
-  for _ in $(seq 1 6000); do
-    curl -fsS "$url/health" 2>/dev/null | python3 -c '
-import json, sys
-health = json.load(sys.stdin)
-sys.exit(0 if all(p["positionsBehind"] == 0 for p in health["projections"].values()) else 1)' &&
-      return 0
-    sleep 0.1
-  done
-  echo "bench-scale: the projections did not catch up within 10 minutes" >&2
-  exit 1
-}
+require_executables bench-scale "$server" "$bench"
+start_work bench-scale
 
 echo "bench-scale: $scenario, $operations operations, $workers connections; wallets: $counts"
 for count in $counts; do
@@ -63,11 +41,11 @@ for count in $counts; do
   thread_ticks "$pid" >"$work/$count.0"
   "$bench" --url "$url" --quiet --scenario "$scenario" --wallets "$count" --operations 1 \
     --workers "$workers" --no-verify >/dev/null
-  wait_caught_up
+  wait_caught_up "$url" bench-scale 600
   thread_ticks "$pid" >"$work/$count.1"
   "$bench" --url "$url" --quiet --json "$work/$count.json" --scenario "$scenario" \
     --wallets "$count" --operations "$operations" --workers "$workers" --no-verify >/dev/null
-  wait_caught_up
+  wait_caught_up "$url" bench-scale 600
   thread_ticks "$pid" >"$work/$count.2"
   kill -TERM "$pid"
   wait "$pid" || true
