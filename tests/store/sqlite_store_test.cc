@@ -38,27 +38,31 @@ class SqliteHarness final : public StoreHarness {
 StoreFactory sqlite_factory(std::string name, std::int64_t snapshot_events_max,
                             std::size_t snapshot_wallets_max,
                             std::size_t idempotency_merge_records = 65'536,
-                            std::size_t idempotency_merge_chunk = 64) {
+                            std::size_t idempotency_merge_chunk = 64,
+                            std::size_t snapshot_slice_rows = 64) {
   SqliteStore::OpenOptions options;
   options.snapshot_events_max = snapshot_events_max;
   options.snapshot_wallets_max = snapshot_wallets_max;
+  options.snapshot_slice_rows = snapshot_slice_rows;
   options.idempotency_merge_records = idempotency_merge_records;
   options.idempotency_merge_chunk = idempotency_merge_chunk;
   return StoreFactory{std::move(name),
                       [options] { return std::make_unique<SqliteHarness>(options); }};
 }
 
-// The whole suite four times: the default snapshot thresholds (never reached by its batches:
+// The whole suite five times: the default snapshot thresholds (never reached by its batches:
 // every reopen replays the write model from the log), a snapshot with every commit, snapshots
-// every few events or wallets (some state in the table, the rest replayed), and idempotency
-// records merged into their index two at a time, one entry a commit (idempotency_records.h).
-INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite,
-                         ::testing::Values(sqlite_factory("sqlite", 65'536, 4'096),
-                                           sqlite_factory("sqliteSnapshotEachCommit", 1, 0),
-                                           sqlite_factory("sqliteSmallSnapshots", 3, 2),
-                                           sqlite_factory("sqliteSmallIndexMerges", 65'536, 4'096,
-                                                          2, 1)),
-                         [](const auto& param_info) { return param_info.param.name; });
+// every few events or wallets (some state in the table, the rest replayed), the same written a
+// row a commit (a snapshot under way at most reopens), and idempotency records merged into their
+// index two at a time, one entry a commit (idempotency_records.h).
+INSTANTIATE_TEST_SUITE_P(
+    Sqlite, StoreSuite,
+    ::testing::Values(sqlite_factory("sqlite", 65'536, 4'096),
+                      sqlite_factory("sqliteSnapshotEachCommit", 1, 0),
+                      sqlite_factory("sqliteSmallSnapshots", 3, 2),
+                      sqlite_factory("sqliteSnapshotsInSlices", 3, 2, 65'536, 64, 1),
+                      sqlite_factory("sqliteSmallIndexMerges", 65'536, 4'096, 2, 1)),
+    [](const auto& param_info) { return param_info.param.name; });
 
 class SqliteStoreTest : public ::testing::Test {
  protected:
@@ -85,11 +89,13 @@ class SqliteStoreTest : public ::testing::Test {
   }
   std::unique_ptr<SqliteStore> open_store(std::int64_t snapshot_events_max = 65'536,
                                           std::size_t snapshot_wallets_max = 4'096,
-                                          bool snapshot_at_close = true) {
+                                          bool snapshot_at_close = true,
+                                          std::size_t snapshot_slice_rows = 64) {
     SqliteStore::OpenOptions options;
     options.snapshot_events_max = snapshot_events_max;
     options.snapshot_wallets_max = snapshot_wallets_max;
     options.snapshot_at_close = snapshot_at_close;
+    options.snapshot_slice_rows = snapshot_slice_rows;
     auto store = SqliteStore::open(dir_, options);
     EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
     return store ? std::move(store).value() : nullptr;
@@ -114,7 +120,8 @@ class SqliteStoreTest : public ::testing::Test {
         "created_at_ms"
         " FROM idempotency_records;"
         "DROP TABLE idempotency_records; DROP TABLE idempotency_index;"
-        "DROP TABLE idempotency_index_state; PRAGMA user_version = 3");
+        "DROP TABLE idempotency_index_state; DROP TABLE snapshot_under_way;"
+        " PRAGMA user_version = 3");
   }
   static IdempotencyRecord record(const std::string& key, TimestampMs created_at_ms) {
     return IdempotencyRecord{key, "fp:" + key, 201, "{\"key\":\"" + key + "\"}", 0, created_at_ms};
@@ -312,6 +319,86 @@ TEST_F(SqliteStoreTest, ASnapshotAlsoFollowsTheNumberOfChangedWallets) {
   EXPECT_EQ(sql_int("SELECT position FROM write_model"), 4);
 }
 
+// A snapshot is written a slice of rows per commit; the commit with its last row moves its
+// position, so a store closed before then (as if killed) has rows ahead of the position, which
+// the replay at open must pass over without applying their events twice.
+TEST_F(SqliteStoreTest, ASnapshotWrittenInSlicesAndCutShortIsReplayedExactly) {
+  constexpr int kWallets = 12;
+  std::vector<std::int64_t> versions(kWallets, 0);
+  const auto id = [](int w) { return std::string(w < 10 ? "w0" : "w") + std::to_string(w); };
+  const auto expected = [&] {
+    std::vector<WalletState> wallets;
+    for (int w = 0; w < kWallets; ++w) {
+      wallets.push_back(state(id(w), std::to_string(versions[w]), versions[w]));
+    }
+    return wallets;
+  };
+  // Rows whose version is past their wallet's last event up to the snapshot's position.
+  const auto rows_ahead = [&] {
+    return sql_int(
+        "SELECT count(*) FROM wallets AS w WHERE w.version > (SELECT COALESCE(MAX(e.version), -1)"
+        " FROM events AS e WHERE e.wallet_id = w.id AND e.position <= (SELECT position FROM"
+        " write_model))");
+  };
+  std::int64_t seen_ahead = 0;
+  for (int round = 0; round < 8; ++round) {
+    // Snapshots after 8 changed wallets, two rows a commit, nothing written at close.
+    auto store = open_store(65'536, 8, false, 1);
+    ASSERT_NE(store, nullptr);
+    ASSERT_EQ(store->load_wallets().value(), round == 0 ? std::vector<WalletState>{} : expected())
+        << "round " << round;
+    // Round 0 creates the wallets and credits each once (the suite's states of a wallet at
+    // version 0 do not carry its creation's time), then every round credits a few.
+    const int credits = round == 0 ? kWallets : 4 + round;
+    if (round == 0) {
+      for (int w = 0; w < kWallets; ++w) create(*store, id(w));
+    }
+    for (int i = 0; i < credits; ++i) {
+      const int w = round == 0 ? i : (round * 7 + i * 5) % kWallets;
+      CommitBatch credit;
+      credit.entries.push_back(entry({credited(id(w), versions[w] + 1, "1")}));
+      credit.wallets = {
+          write(id(w), std::to_string(versions[w] + 1), versions[w] + 1, versions[w])};
+      auto committed = store->commit(credit);
+      ASSERT_TRUE(committed.ok()) << "round " << round << ": " << committed.error().message;
+      ++versions[w];
+    }
+    EXPECT_EQ(store->load_wallets().value(), expected()) << "round " << round;
+    store.reset();
+    seen_ahead += rows_ahead();
+  }
+  EXPECT_GT(seen_ahead, 0) << "no round closed with a snapshot under way";
+  auto store = open_store(65'536, 8, false, 1);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->load_wallets().value(), expected());
+}
+
+// A row ahead of the snapshot's position must be at a version of its wallet's log: one ahead of
+// every event is damage, not a snapshot cut short.
+TEST_F(SqliteStoreTest, ARowAheadOfItsWalletsLogIsRefusedAtOpen) {
+  {
+    auto store = open_store(3, 4'096, false);
+    ASSERT_NE(store, nullptr);
+    create_and_credit(*store, 4);  // snapshot at position 3 (a at version 2), two credits after
+  }
+  ASSERT_EQ(sql_int("SELECT position FROM write_model"), 3);
+  // As a snapshot cut short leaves it: the row at version 3, the state of position 4.
+  sql("UPDATE wallets SET version = 3, balance_minor = 250 WHERE id = 'a';"
+      "INSERT INTO snapshot_under_way (id, position) VALUES (1, 4)");
+  {  // passed over up to version 3; the credit of version 4 applies to the row
+    auto store = open_store(65'536, 4'096, false);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->load_wallets().value(), std::vector{state("a", "3.50", 4)});
+  }
+  sql("UPDATE wallets SET version = 7 WHERE id = 'a'");
+  SqliteStore::OpenOptions options;
+  auto store = SqliteStore::open(dir_, options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().kind, StoreErrorKind::kCorrupt);
+  EXPECT_NE(store.error().message.find("is ahead of its state at position 4"), std::string::npos)
+      << store.error().message;
+}
+
 // 3 only marked that idempotency records may hold compact replies (sqlite_store.h): a store of
 // version 2 keeps every row and is migrated at open, so that an older wallex refuses it.
 TEST_F(SqliteStoreTest, AStoreOfSchemaVersion2IsMigratedWithItsRows) {
@@ -360,7 +447,8 @@ TEST_F(SqliteStoreTest, AStoreOfSchemaVersion3KeepsEveryIdempotencyRecord) {
   to_schema_3_layout();
   auto store = open_store();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(sql_int("PRAGMA user_version"), 4);
+  EXPECT_EQ(sql_int("PRAGMA user_version"), kSqliteSchemaVersion);
+  EXPECT_EQ(sql_int("SELECT count(*) FROM snapshot_under_way"), 0);
   EXPECT_EQ(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'idempotency_keys'"), 0);
   EXPECT_EQ(store->find_idempotency("k3").value(), record("k3", 100));
   EXPECT_EQ(store->find_idempotency("k1").value(), record("k1", 200));

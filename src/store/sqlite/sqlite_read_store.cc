@@ -1142,12 +1142,7 @@ Result<std::optional<WalletState>, StoreError> SqliteReadStore::read_wallet(std:
 
 Status<StoreError> SqliteReadStore::put_read_wallet(const WalletState& wallet) {
   Statement& s = impl_->writes().put_read_wallet;
-  s.bind(1, wallet.id);
-  s.bind(2, wallet.owner_id);
-  s.bind(3, wallet.balance.minor());
-  s.bind(4, wallet.version);
-  s.bind(5, wallet.created_at_ms);
-  s.bind(6, wallet.updated_at_ms);
+  bind_wallet_columns(s, wallet);
   if (auto st = run_statement(impl_->db, s, "writing the read model"); !st) return st;
   if (sqlite3_changes(impl_->db) != 1) {
     return fail(corrupt("read model of wallet " + wallet.id + " would move back to version " +

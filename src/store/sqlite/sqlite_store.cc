@@ -14,6 +14,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "common/check.h"
 #include "common/log.h"
 #include "domain/replay.h"
 #include "store/event_codec.h"
@@ -29,6 +30,15 @@ namespace {
 
 // 'WALX': marks the file as a Wallex store, so a foreign SQLite file is refused at open.
 constexpr int kApplicationId = 0x57414C58;
+
+// One row while a snapshot of the write model is being written (SqliteStore::write): the
+// position whose state the rows it wrote so far hold. Since schema version 5.
+constexpr const char* kSnapshotUnderWayTable = R"sql(
+CREATE TABLE snapshot_under_way (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  position INTEGER NOT NULL CHECK (position >= 0)
+);
+)sql";
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE events (
@@ -148,13 +158,24 @@ struct SqliteStore::Impl {
   std::string wal_path;
   int wal_fd = -1;
   // The write model on disk is a snapshot: the wallets table as of snapshot_position, written
-  // every few commits (write_snapshot), not with every one. `changed` holds the wallets the log
-  // changed after it, in memory; at open they are replayed from the log (read_write_model).
+  // every few commits, not with every one. `changed` holds the wallets the log changed after it,
+  // in memory; at open they are replayed from the log (read_write_model).
   std::int64_t snapshot_position = 0;
   std::unordered_map<std::string, WalletState> changed;
+  // A snapshot under way, written a slice per commit (SqliteStore::write): the wallets changed
+  // before it began (ids sorted: a slice's rows share pages), the versions their rows were
+  // written at so far, and the position it began at, whose state every row it writes holds:
+  // `frozen` keeps that state for the wallets changed since whose rows are not written yet.
+  // Its rows are ahead of snapshot_position until it ends (the table snapshot_under_way names
+  // the position they hold, for the replay at open).
+  std::vector<std::string> flush_ids;
+  std::vector<std::int64_t> flush_versions;  // one per row written, in flush_ids order
+  std::unordered_map<std::string, WalletState> frozen;
+  std::int64_t flush_position = 0;
   OpenOptions options;
-  Statement insert_event, upsert_wallet, select_version, set_snapshot_position, select_wallets,
-      select_wallet, read_events, max_position, begin, commit, rollback, begin_read;
+  Statement insert_event, upsert_wallet, select_version, set_snapshot_position, begin_snapshot,
+      end_snapshot, select_wallets, select_wallet, read_events, max_position, begin, commit,
+      rollback, begin_read;
   IdempotencyRecords idempotency;  // the records and their index (idempotency_records.h)
 
   ~Impl() {
@@ -236,6 +257,9 @@ struct SqliteStore::Impl {
          "excluded.updated_at_ms"},
         {&select_version, "SELECT version FROM wallets WHERE id = ?1"},
         {&set_snapshot_position, "UPDATE write_model SET position = ?1 WHERE id = 1"},
+        {&begin_snapshot,
+         "INSERT OR REPLACE INTO snapshot_under_way (id, position) VALUES (1, ?1)"},
+        {&end_snapshot, "DELETE FROM snapshot_under_way"},
         {&select_wallets,
          "SELECT id, owner_id, balance_minor, version, created_at_ms, updated_at_ms FROM wallets"
          " ORDER BY id"},
@@ -301,30 +325,28 @@ struct SqliteStore::Impl {
     return std::optional<std::int64_t>(s.int64(0));
   }
 
-  // Writes every wallet changed since the last snapshot, with `batch`'s states over them, in id
-  // order (neighbouring rows share pages), and moves the snapshot's position to `position`.
-  Status<StoreError> write_snapshot(const std::vector<WalletWrite>& batch, std::int64_t position) {
-    std::unordered_map<std::string_view, const WalletState*> latest;
-    latest.reserve(changed.size() + batch.size());
-    for (const auto& [id, state] : changed) latest.emplace(id, &state);
-    for (const WalletWrite& write : batch) latest.insert_or_assign(write.state.id, &write.state);
+  Status<StoreError> write_row(const WalletState& wallet) {
+    bind_wallet_columns(upsert_wallet, wallet);
+    return run(upsert_wallet, "writing the write model's snapshot");
+  }
+
+  Status<StoreError> move_snapshot(std::int64_t position) {
+    set_snapshot_position.bind(1, position);
+    return run(set_snapshot_position, "moving the write model's snapshot");
+  }
+
+  // Writes every wallet changed since the last snapshot in id order and moves the snapshot to
+  // `position` (the last of the log): a whole snapshot in one transaction, at close.
+  Status<StoreError> write_snapshot(std::int64_t position) {
     std::vector<const WalletState*> ordered;
-    ordered.reserve(latest.size());
-    for (const auto& [id, state] : latest) ordered.push_back(state);
+    ordered.reserve(changed.size());
+    for (const auto& [id, state] : changed) ordered.push_back(&state);
     std::sort(ordered.begin(), ordered.end(),
               [](const WalletState* a, const WalletState* b) { return a->id < b->id; });
     for (const WalletState* wallet : ordered) {
-      Statement& s = upsert_wallet;
-      s.bind(1, wallet->id);
-      s.bind(2, wallet->owner_id);
-      s.bind(3, wallet->balance.minor());
-      s.bind(4, wallet->version);
-      s.bind(5, wallet->created_at_ms);
-      s.bind(6, wallet->updated_at_ms);
-      if (auto st = run(s, "writing the write model's snapshot"); !st) return st;
+      if (auto st = write_row(*wallet); !st) return st;
     }
-    set_snapshot_position.bind(1, position);
-    return run(set_snapshot_position, "moving the write model's snapshot");
+    return move_snapshot(position);
   }
 
   Result<std::vector<StoredEvent>, StoreError> collect_events(Statement& statement) {
@@ -347,9 +369,14 @@ SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 // replays the events after the older snapshot.
 SqliteStore::~SqliteStore() {
   Impl& impl = *impl_;
-  if (!impl.options.snapshot_at_close || impl.failure.failed.load() || impl.changed.empty()) return;
+  if (!impl.options.snapshot_at_close || impl.failure.failed.load() ||
+      (impl.changed.empty() && impl.flush_ids.empty() &&
+       impl.snapshot_position == impl.last_position)) {
+    return;
+  }
   Status<StoreError> written = impl.run(impl.begin, "begin");
-  if (written) written = impl.write_snapshot({}, impl.last_position);
+  if (written) written = impl.write_snapshot(impl.last_position);
+  if (written) written = impl.run(impl.end_snapshot, "ending the snapshot under way");
   if (written) written = impl.run(impl.commit, "commit");
   if (!written) {
     (void)impl.run(impl.rollback, "rollback");
@@ -384,7 +411,7 @@ Status<StoreError> create_store_file(const std::string& data_dir, const std::str
     const std::string script = std::string(
                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                                    " BEGIN IMMEDIATE;") +
-                               kSchema + IdempotencyRecords::schema() +
+                               kSchema + kSnapshotUnderWayTable + IdempotencyRecords::schema() +
                                "PRAGMA application_id = " + std::to_string(kApplicationId) +
                                "; PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion) +
                                "; COMMIT;";
@@ -491,6 +518,14 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
       return fail(s.error());
     }
   }
+  if (user_version.value() < 5) {
+    const std::string script = std::string("BEGIN IMMEDIATE;") + kSnapshotUnderWayTable +
+                               "PRAGMA user_version = 5; COMMIT;";
+    if (auto s = impl->exec(script.c_str(), "migrating " + path + " to schema version 5"); !s) {
+      (void)impl->exec("ROLLBACK", "rollback");
+      return fail(s.error());
+    }
+  }
   impl->options = options;
   if (auto s = impl->prepare_all(); !s) return fail(s.error());
   // The checkpoint connection fsyncs the database file before the WAL may be reused
@@ -569,6 +604,15 @@ Status<StoreError> read_wallet_rows(sqlite3* db, Statement& s, std::vector<Walle
 
 }  // namespace
 
+void bind_wallet_columns(SqliteStatement& statement, const WalletState& wallet) {
+  statement.bind(1, wallet.id);
+  statement.bind(2, wallet.owner_id);
+  statement.bind(3, wallet.balance.minor());
+  statement.bind(4, wallet.version);
+  statement.bind(5, wallet.created_at_ms);
+  statement.bind(6, wallet.updated_at_ms);
+}
+
 std::vector<WalletState> current_wallets(const std::vector<WalletState>& snapshot,
                                          const std::unordered_map<std::string, WalletState>& changed) {
   std::vector<WalletState> all;
@@ -589,7 +633,7 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
     if (rc != SQLITE_OK) return fail(sqlite_error(db, rc, "reading the write model"));
     return Ok{};
   };
-  Statement begin, end, version, position, rows, events;
+  Statement begin, end, version, position, under_way, rows, events;
   if (auto st = query(version, "PRAGMA user_version"); !st) return fail(st.error());
   if (own_transaction) {
     if (auto st = query(begin, "BEGIN"); !st) return fail(st.error());
@@ -612,6 +656,19 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
       }
       image.snapshot_position = position.int64(0);
     }
+    // A snapshot under way (schema version 5): its rows hold the state of this position.
+    std::optional<std::int64_t> under_way_position;
+    if (version.int64(0) >= 5) {
+      if (auto st = query(under_way, "SELECT position FROM snapshot_under_way WHERE id = 1"); !st) {
+        return fail(st.error());
+      }
+      const int rc = under_way.step();
+      if (rc == SQLITE_ROW) {
+        under_way_position = under_way.int64(0);
+      } else if (rc != SQLITE_DONE) {
+        return fail(sqlite_error(db, rc, "reading the snapshot under way"));
+      }
+    }
     if (auto st = query(rows, "SELECT id, owner_id, balance_minor, version, created_at_ms,"
                               " updated_at_ms FROM wallets ORDER BY id");
         !st) {
@@ -633,9 +690,21 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
       return fail(st.error());
     }
     events.bind(1, image.snapshot_position);
+    const auto refused = [](std::int64_t at, const std::string& why) {
+      return StoreError{StoreErrorKind::kCorrupt,
+                        "the log does not continue the write model's snapshot at position " +
+                            std::to_string(at) + ": " + why};
+    };
+    // A snapshot under way (written in slices, SqliteStore::write) has rows as of its own
+    // position, ahead of the snapshot's. The events up to that position that such a row holds
+    // already are passed over, in unbroken order, up to the one that made its version; a row
+    // whose version the wallet's events up to that position do not reach is damage. Passed over
+    // so far: wallet → (position of the first one, the version the next must have).
+    std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>> passing;
     int rc = SQLITE_OK;
     while ((rc = events.step()) == SQLITE_ROW) {
-      auto decoded = decode_stored_event(events.int64(0), events.text(1), events.int64(2),
+      const std::int64_t event_position = events.int64(0);
+      auto decoded = decode_stored_event(event_position, events.text(1), events.int64(2),
                                          events.text(3), events.text(4), events.text(5));
       if (!decoded) return fail(StoreError{StoreErrorKind::kCorrupt, decoded.error()});
       const Event& event = decoded.value().event;
@@ -643,17 +712,43 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
       if (const auto it = image.changed.find(event.wallet_id); it != image.changed.end()) {
         before = it->second;
       } else if (const WalletState* row = snapshot_row(event.wallet_id)) {
+        if (under_way_position && event_position <= *under_way_position &&
+            event.version <= row->version) {
+          const auto held =
+              passing.try_emplace(event.wallet_id, event_position, event.version).first;
+          if (held->second.second != event.version) {
+            return fail(refused(event_position, "wallet " + event.wallet_id + " has version " +
+                                                    std::to_string(event.version) + " where " +
+                                                    std::to_string(held->second.second) +
+                                                    " was due"));
+          }
+          held->second.second = event.version + 1;
+          if (event.version == row->version) {  // the row's state: the next event continues it
+            passing.erase(held);
+            image.changed.emplace(event.wallet_id, *row);
+          }
+          continue;
+        }
         before = *row;
       }
-      auto after = replay(before, event);
-      if (!after) {
-        return fail(StoreError{StoreErrorKind::kCorrupt,
-                               "the log does not continue the write model's snapshot at position " +
-                                   std::to_string(events.int64(0)) + ": " + after.error()});
+      if (const auto held = passing.find(event.wallet_id); held != passing.end()) {
+        return fail(refused(held->second.first, "the row of wallet " + event.wallet_id +
+                                                    " is ahead of its state at position " +
+                                                    std::to_string(*under_way_position)));
       }
+      auto after = replay(before, event);
+      if (!after) return fail(refused(event_position, after.error()));
       image.changed.insert_or_assign(event.wallet_id, std::move(after).value());
     }
     if (rc != SQLITE_DONE) return fail(sqlite_error(db, rc, "reading events"));
+    if (!passing.empty()) {
+      const auto earliest = std::min_element(
+          passing.begin(), passing.end(),
+          [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+      return fail(refused(earliest->second.first, "the row of wallet " + earliest->first +
+                                                      " is ahead of its state at position " +
+                                                      std::to_string(*under_way_position)));
+    }
     return image;
   };
   auto image = read();
@@ -661,6 +756,7 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
     version.reset();
     events.reset();
     position.reset();
+    under_way.reset();
     const int rc = end.step();
     if (rc != SQLITE_DONE && image) return fail(sqlite_error(db, rc, "end read"));
   }
@@ -847,12 +943,67 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
                                      std::to_string(write.expected_version)});
     }
   }
-  // The snapshot goes into this very transaction, so it always matches the log it ends at.
-  const bool snapshot =
-      position - impl.snapshot_position >= impl.options.snapshot_events_max ||
-      impl.changed.size() + newly_changed > impl.options.snapshot_wallets_max;
-  if (snapshot) {
-    if (auto s = impl.write_snapshot(batch.wallets, position); !s) return rollback(s.error());
+  // The snapshot, a slice per commit. One begins with the commit that ends snapshot_events_max
+  // or more events after the last, or that would leave more than snapshot_wallets_max wallets
+  // changed since it: it takes the wallets changed until then, this batch's included, and this
+  // commit and the next write their rows as of this commit, in id order, at least
+  // snapshot_slice_rows and twice the commit's wallets each (written all at once, 4,096 rows
+  // stalled the writer for milliseconds). The commit that writes the last row moves the snapshot
+  // to where it began; until then snapshot_under_way names that position.
+  const bool begins = impl.flush_ids.empty() &&
+                      (position - impl.snapshot_position >= impl.options.snapshot_events_max ||
+                       impl.changed.size() + newly_changed > impl.options.snapshot_wallets_max);
+  std::vector<std::string> begun_ids;
+  if (begins) {
+    begun_ids.reserve(impl.changed.size() + batch.wallets.size());
+    for (const auto& [id, state] : impl.changed) begun_ids.push_back(id);
+    for (const WalletWrite& write : batch.wallets) {
+      if (!impl.changed.contains(write.state.id)) begun_ids.push_back(write.state.id);
+    }
+    std::sort(begun_ids.begin(), begun_ids.end());
+  }
+  const std::vector<std::string>& flush_ids = begins ? begun_ids : impl.flush_ids;
+  const bool flushing = begins || !flush_ids.empty();
+  const std::size_t flush_from = begins ? 0 : impl.flush_versions.size();
+  std::size_t flush_to = flush_from;
+  std::vector<std::int64_t> flush_versions;
+  if (flushing) {
+    flush_to = std::min(flush_ids.size(), flush_from + std::max(impl.options.snapshot_slice_rows,
+                                                                2 * batch.wallets.size()));
+    // Each row holds the state at the snapshot's position: in the commit that begins it, this
+    // batch's state or the one in memory; after it, the one frozen when its wallet changed
+    // again, else the one in memory.
+    std::unordered_map<std::string_view, const WalletState*> batch_states;
+    if (begins) {
+      for (const WalletWrite& write : batch.wallets)
+        batch_states.emplace(write.state.id, &write.state);
+    }
+    for (std::size_t i = flush_from; i < flush_to; ++i) {
+      const WalletState* wallet = nullptr;
+      if (const auto in_batch = batch_states.find(flush_ids[i]); in_batch != batch_states.end()) {
+        wallet = in_batch->second;
+      } else if (const auto kept = impl.frozen.find(flush_ids[i]); kept != impl.frozen.end()) {
+        wallet = &kept->second;
+      } else {
+        // Only the end of a snapshot takes a wallet out of `changed`.
+        const auto in_memory = impl.changed.find(flush_ids[i]);
+        WALLEX_CHECK(in_memory != impl.changed.end());
+        wallet = &in_memory->second;
+      }
+      if (auto st = impl.write_row(*wallet); !st) return rollback(st.error());
+      flush_versions.push_back(wallet->version);
+    }
+    // (A snapshot that a crash cut short is not resumed: the next one takes its place, and its
+    // rows, as of an earlier position, are passed over as well until they are written again.)
+    Status<StoreError> marked = Ok{};
+    if (flush_to == flush_ids.size()) {
+      marked = impl.move_snapshot(begins ? position : impl.flush_position);
+      if (marked) marked = impl.run(impl.end_snapshot, "ending a snapshot");
+    } else if (begins) {
+      impl.begin_snapshot.bind(1, position);
+      marked = impl.run(impl.begin_snapshot, "beginning a snapshot");
+    }
+    if (!marked) return rollback(marked.error());
   }
   if (auto s = impl.idempotency.merge_step(); !s) return rollback(s.error());
   if (auto s = impl.run(impl.commit, "commit"); !s) return rollback(s.error());
@@ -860,11 +1011,45 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   // Committed, not yet durable: the log's head moves on (the next batch continues it); the
   // batch is acknowledged only after a sync() that began after this returned.
   impl.last_position = position;
-  if (snapshot) {
-    impl.changed.clear();
-    impl.snapshot_position = position;
-  } else {
-    for (const WalletWrite& write : batch.wallets) impl.changed.insert_or_assign(write.state.id, write.state);
+  if (begins) {
+    impl.flush_ids = std::move(begun_ids);
+    impl.flush_versions.clear();
+    impl.flush_position = position;
+  }
+  const bool flushed = flushing && flush_to == impl.flush_ids.size();
+  if (flushing) {
+    impl.flush_versions.insert(impl.flush_versions.end(), flush_versions.begin(),
+                               flush_versions.end());
+    if (!flushed && !begins) {
+      // A wallet of the snapshot whose row is still to come, changed by this batch: its row
+      // must hold the state before the batch (its state at the snapshot's position).
+      for (const WalletWrite& write : batch.wallets) {
+        const auto at =
+            std::lower_bound(impl.flush_ids.begin(), impl.flush_ids.end(), write.state.id);
+        if (at == impl.flush_ids.end() || *at != write.state.id) continue;
+        if (static_cast<std::size_t>(at - impl.flush_ids.begin()) < impl.flush_versions.size())
+          continue;
+        if (impl.frozen.contains(write.state.id)) continue;
+        const auto before = impl.changed.find(write.state.id);
+        WALLEX_CHECK(before != impl.changed.end());
+        impl.frozen.emplace(write.state.id, before->second);
+      }
+    }
+  }
+  for (const WalletWrite& write : batch.wallets)
+    impl.changed.insert_or_assign(write.state.id, write.state);
+  if (flushed) {
+    // A wallet whose row holds its state now needs no place in memory any more.
+    for (std::size_t i = 0; i < impl.flush_ids.size(); ++i) {
+      const auto it = impl.changed.find(impl.flush_ids[i]);
+      if (it != impl.changed.end() && it->second.version == impl.flush_versions[i]) {
+        impl.changed.erase(it);
+      }
+    }
+    impl.snapshot_position = impl.flush_position;
+    impl.flush_ids.clear();
+    impl.flush_versions.clear();
+    impl.frozen.clear();
   }
   result.last_position = position;
   return result;

@@ -21,8 +21,11 @@ namespace wallex {
 // which a wallex of version 2 would answer as it is: no data changes, a file of version 2 is
 // moved to 3 at open, so that older binaries refuse it. 4: the records in the order they were
 // written, found through a lazily written index of key hashes (idempotency_records.h), instead of
-// a table keyed by the key; a file of version 3 is migrated at open.
-inline constexpr int kSqliteSchemaVersion = 4;
+// a table keyed by the key; a file of version 3 is migrated at open. 5: the write model's
+// snapshot is written in slices, and the table snapshot_under_way names the position whose state
+// the rows of one under way hold, which may be ahead of write_model.position (an older wallex
+// would refuse such rows as damage); a file of version 4 gets the (empty) table at open.
+inline constexpr int kSqliteSchemaVersion = 5;
 
 class SqliteStore final : public EventStore {
  public:
@@ -31,13 +34,17 @@ class SqliteStore final : public EventStore {
     // is refused with kCorrupt instead of served. Reads every page once (about 0.1 s per 100k
     // events here, see docs/crash-safety.md).
     bool check_integrity = true;
-    // The write model's snapshot (the wallets table, write_model.h) goes into the commit that
+    // The write model's snapshot (the wallets table, write_model.h) begins with the commit that
     // ends snapshot_events_max or more events after the last snapshot, or that would leave more
-    // than snapshot_wallets_max wallets changed since it. Between snapshots a commit writes the
-    // events only; the wallets it changed are kept in memory, and replayed from the log at open
-    // (at most about snapshot_events_max events). 1 and 0 write it with every commit.
+    // than snapshot_wallets_max wallets changed since it, and is written a slice of rows per
+    // commit from then on (at least snapshot_slice_rows, and twice the commit's wallets). The
+    // wallets changed since the last whole snapshot are kept in memory, and replayed from the log
+    // at open (at most about snapshot_events_max events, or those of snapshot_wallets_max wallets
+    // and of the slices' commits). 1 and 0 write one with every commit, whole when it has no more
+    // than snapshot_slice_rows wallets or twice the commit's.
     std::int64_t snapshot_events_max = 65'536;
-    std::size_t snapshot_wallets_max = 4'096;
+    std::size_t snapshot_wallets_max = 16'384;
+    std::size_t snapshot_slice_rows = 64;
     // Write the snapshot when the store closes in good order (false: the next open replays the
     // log after the last snapshot, as after a crash; for tests of that replay).
     bool snapshot_at_close = true;

@@ -1,7 +1,9 @@
 // The write model of wallex.db as it stands: the wallets table is a snapshot as of the position in
-// the write_model table, written every few commits (SqliteStore::write), and the log's events
-// after that position are replayed onto it. Used by SqliteStore at open and by the read side's
-// SqliteEventLog (`wallex verify`), which reads the same file on a connection of its own.
+// the write_model table, written a slice per commit (SqliteStore::write), and the log's events
+// after that position are replayed onto it, passing over those a row written ahead of it by a
+// snapshot under way (the table snapshot_under_way) already holds. Used by SqliteStore at open and
+// by the read side's SqliteEventLog (`wallex verify`), which reads the same file on a connection of
+// its own.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,12 @@
 struct sqlite3;
 
 namespace wallex {
+
+class SqliteStatement;
+
+// Binds a wallet's columns as ?1..?6 in the order both databases keep them: id, owner_id,
+// balance_minor, version, created_at_ms, updated_at_ms.
+void bind_wallet_columns(SqliteStatement& statement, const WalletState& wallet);
 
 // Every wallet: the snapshot's rows with the changed states over them, by id.
 std::vector<WalletState> current_wallets(
