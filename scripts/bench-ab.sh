@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compares two builds of the server by the CPU each of its threads spends per operation, which is
-# far steadier on this shared 2-core box than throughput: PAIRS rounds, the builds alternated,
-# each run on a fresh server and data directory.
+# far steadier on this shared 2-core box than throughput: PAIRS rounds, the builds alternated
+# (A first in odd rounds, B first in even ones), each run on a fresh server and data directory.
 #
 #   scripts/bench-ab.sh OLD_WALLEX NEW_WALLEX [SCENARIO]     # default: transfer
 #   PAIRS=5 OPERATIONS=150000 WARMUP=100000 scripts/bench-ab.sh /tmp/old/wallex build/release/bin/wallex credit
@@ -56,14 +56,22 @@ run() {
   wait "$pid" || true
   pid=""
   rm -rf "$data" "$data.log"
+  sync  # the freed data directory's writeback before the next run, not during it
 }
 
 echo "bench-ab: $scenario, $pairs pairs, $operations operations after $warmup, $workers connections"
 echo "bench-ab: A = ${builds[0]}"
 echo "bench-ab: B = ${builds[1]}"
+# The build that goes first alternates from round to round: the second run of a round was
+# measured dearer whichever build it was (2026-11-29, BENCHMARKS.md "Two builds, thread by thread").
 for round in $(seq 1 "$pairs"); do
-  run 0 "$round"
-  run 1 "$round"
+  if [ $((round % 2)) -eq 1 ]; then
+    run 0 "$round"
+    run 1 "$round"
+  else
+    run 1 "$round"
+    run 0 "$round"
+  fi
 done
 
 python3 - "$work" "$pairs" "$operations" "$(getconf CLK_TCK)" <<'PY'
