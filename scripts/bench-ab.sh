@@ -34,14 +34,9 @@ start_work bench-ab
 
 # run <build index> <round>: one measured run, its figures into $work/<index>-<round>.{before,after,json}
 run() {
-  local index=$1 round=$2 port data
-  port=$(free_port)
-  url="http://127.0.0.1:$port"
+  local index=$1 round=$2 data
   data="$work/data-$index-$round"
-  mkdir -p "$data"
-  "${builds[$index]}" serve --host 127.0.0.1 --port "$port" --data-dir "$data" 2>"$data.log" &
-  pid=$!
-  wait_for_server "$url" "$pid" "$data.log" bench-ab
+  start_server "${builds[$index]}" "$data" bench-ab
   "$bench" --url "$url" --quiet --scenario "$scenario" --wallets "$wallets" \
     --operations "$warmup" --workers "$workers" --no-verify >/dev/null
   wait_caught_up "$url" bench-ab 300

@@ -37,6 +37,18 @@ start_work() {
 rm -rf "$work"' EXIT
 }
 
+# start_server <wallex> <data dir> <name>: serves <data dir> (created) with <wallex> on a free
+# loopback port, its log in <data dir>.log; sets $url and $pid once it answers.
+start_server() {
+  local binary=$1 data=$2 name=$3 port
+  port=$(free_port)
+  url="http://127.0.0.1:$port"
+  mkdir -p "$data"
+  "$binary" serve --host 127.0.0.1 --port "$port" --data-dir "$data" 2>"$data.log" &
+  pid=$!
+  wait_for_server "$url" "$pid" "$data.log" "$name"
+}
+
 # wait_caught_up <url> <name> <seconds>: until every projection of the server at <url> has applied
 # the whole log (GET /health), or exits the script after <seconds>.
 wait_caught_up() {

@@ -31,13 +31,8 @@ start_work bench-scale
 
 echo "bench-scale: $scenario, $operations operations, $workers connections; wallets: $counts"
 for count in $counts; do
-  port=$(free_port)
-  url="http://127.0.0.1:$port"
   data="$work/data-$count"
-  mkdir -p "$data"
-  "$server" serve --host 127.0.0.1 --port "$port" --data-dir "$data" 2>"$data.log" &
-  pid=$!
-  wait_for_server "$url" "$pid" "$data.log" bench-scale
+  start_server "$server" "$data" bench-scale
   thread_ticks "$pid" >"$work/$count.0"
   "$bench" --url "$url" --quiet --scenario "$scenario" --wallets "$count" --operations 1 \
     --workers "$workers" --no-verify >/dev/null
