@@ -126,16 +126,20 @@ class SqliteStoreTest : public ::testing::Test {
   static IdempotencyRecord record(const std::string& key, TimestampMs created_at_ms) {
     return IdempotencyRecord{key, "fp:" + key, 201, "{\"key\":\"" + key + "\"}", 0, created_at_ms};
   }
-  // One commit of idempotency records only.
-  static void record_keys(EventStore& store, const std::vector<std::string>& keys,
-                          TimestampMs created_at_ms) {
+  // A batch of idempotency records only.
+  static CommitBatch keys_batch(const std::vector<std::string>& keys, TimestampMs created_at_ms) {
     CommitBatch batch;
     for (const std::string& key : keys) {
       CommitBatch::Entry e;
       e.idempotency = record(key, created_at_ms);
       batch.entries.push_back(e);
     }
-    auto committed = store.commit(batch);
+    return batch;
+  }
+  // One commit of idempotency records only.
+  static void record_keys(EventStore& store, const std::vector<std::string>& keys,
+                          TimestampMs created_at_ms) {
+    auto committed = store.commit(keys_batch(keys, created_at_ms));
     ASSERT_TRUE(committed.ok()) << committed.error().message;
   }
   static bool found(EventStore& store, const std::string& key) {
@@ -518,11 +522,7 @@ TEST_F(SqliteStoreTest, KeysOfWrittenBatchesAreFoundWhileMergesGoOnAndARefusedBa
     ASSERT_NE(store, nullptr);
     for (int i = 0; i < 16; ++i) {
       keys.push_back("key-" + std::to_string(i));
-      CommitBatch batch;
-      CommitBatch::Entry e;
-      e.idempotency = record(keys.back(), 100);
-      batch.entries.push_back(e);
-      ASSERT_TRUE(store->write(batch).ok()) << i;
+      ASSERT_TRUE(store->write(keys_batch({keys.back()}, 100)).ok()) << i;
       for (const std::string& key : keys) ASSERT_TRUE(found(*store, key)) << key << " after " << i;
       if (i == 6 || i == 11) {
         // A credit of a wallet that does not exist, decided against its version 3: its event

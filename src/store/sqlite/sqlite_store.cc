@@ -695,6 +695,10 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
                         "the log does not continue the write model's snapshot at position " +
                             std::to_string(at) + ": " + why};
     };
+    const auto row_ahead = [&](const std::string& wallet, std::int64_t first) {
+      return refused(first, "the row of wallet " + wallet + " is ahead of its state at position " +
+                                std::to_string(*under_way_position));
+    };
     // A snapshot under way (written in slices, SqliteStore::write) has rows as of its own
     // position, ahead of the snapshot's. The events up to that position that such a row holds
     // already are passed over, in unbroken order, up to the one that made its version; a row
@@ -732,9 +736,7 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
         before = *row;
       }
       if (const auto held = passing.find(event.wallet_id); held != passing.end()) {
-        return fail(refused(held->second.first, "the row of wallet " + event.wallet_id +
-                                                    " is ahead of its state at position " +
-                                                    std::to_string(*under_way_position)));
+        return fail(row_ahead(event.wallet_id, held->second.first));
       }
       auto after = replay(before, event);
       if (!after) return fail(refused(event_position, after.error()));
@@ -745,9 +747,7 @@ Result<WriteModelImage, StoreError> read_write_model(sqlite3* db) {
       const auto earliest = std::min_element(
           passing.begin(), passing.end(),
           [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
-      return fail(refused(earliest->second.first, "the row of wallet " + earliest->first +
-                                                      " is ahead of its state at position " +
-                                                      std::to_string(*under_way_position)));
+      return fail(row_ahead(earliest->first, earliest->second.first));
     }
     return image;
   };
