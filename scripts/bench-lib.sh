@@ -73,7 +73,7 @@ per_thread() {
   for task in /proc/"$1"/task/*; do
     printf '%s %s\n' "$(cat "$task/comm" 2>/dev/null)" \
       "$(sed 's/.*) //' "$task/$2" 2>/dev/null | awk "{print $3}")"
-  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) print n, t[n]}'
+  done | awk 'NF == 2 {t[$1] += $2} END {for (n in t) printf "%s %.0f\n", n, t[n]}'
 }
 
 # thread_ticks <pid>: the CPU time (user + system, clock ticks) of every thread name. In

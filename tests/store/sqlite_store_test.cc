@@ -39,13 +39,15 @@ StoreFactory sqlite_factory(std::string name, std::int64_t snapshot_events_max,
                             std::size_t snapshot_wallets_max,
                             std::size_t idempotency_merge_records = 65'536,
                             std::size_t idempotency_merge_chunk = 64,
-                            std::size_t snapshot_slice_rows = 64) {
+                            std::size_t snapshot_slice_rows = 64,
+                            std::size_t idempotency_filter_chunk = 256) {
   SqliteStore::OpenOptions options;
   options.snapshot_events_max = snapshot_events_max;
   options.snapshot_wallets_max = snapshot_wallets_max;
   options.snapshot_slice_rows = snapshot_slice_rows;
   options.idempotency_merge_records = idempotency_merge_records;
   options.idempotency_merge_chunk = idempotency_merge_chunk;
+  options.idempotency_filter_chunk = idempotency_filter_chunk;
   return StoreFactory{std::move(name),
                       [options] { return std::make_unique<SqliteHarness>(options); }};
 }
@@ -54,14 +56,15 @@ StoreFactory sqlite_factory(std::string name, std::int64_t snapshot_events_max,
 // every reopen replays the write model from the log), a snapshot with every commit, snapshots
 // every few events or wallets (some state in the table, the rest replayed), the same written a
 // row a commit (a snapshot under way at most reopens), and idempotency records merged into their
-// index two at a time, one entry a commit (idempotency_records.h).
+// index two at a time, one entry a commit, the filter of the index rebuilt after each reopen
+// reading as few entries a commit as it may (idempotency_records.h).
 INSTANTIATE_TEST_SUITE_P(
     Sqlite, StoreSuite,
     ::testing::Values(sqlite_factory("sqlite", 65'536, 4'096),
                       sqlite_factory("sqliteSnapshotEachCommit", 1, 0),
                       sqlite_factory("sqliteSmallSnapshots", 3, 2),
                       sqlite_factory("sqliteSnapshotsInSlices", 3, 2, 65'536, 64, 1),
-                      sqlite_factory("sqliteSmallIndexMerges", 65'536, 4'096, 2, 1)),
+                      sqlite_factory("sqliteSmallIndexMerges", 65'536, 4'096, 2, 1, 64, 1)),
     [](const auto& param_info) { return param_info.param.name; });
 
 class SqliteStoreTest : public ::testing::Test {
@@ -106,6 +109,19 @@ class SqliteStoreTest : public ::testing::Test {
     SqliteStore::OpenOptions options;
     options.idempotency_merge_records = records;
     options.idempotency_merge_chunk = chunk;
+    auto store = SqliteStore::open(dir_, options);
+    EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
+    return store ? std::move(store).value() : nullptr;
+  }
+  // The same, with the filter of the index's hashes at 2^bits_log2 bits, its rebuild reading at
+  // least `filter_chunk` entries a commit.
+  std::unique_ptr<SqliteStore> open_with_filter(std::size_t records, std::size_t chunk,
+                                                std::size_t filter_chunk, unsigned bits_log2) {
+    SqliteStore::OpenOptions options;
+    options.idempotency_merge_records = records;
+    options.idempotency_merge_chunk = chunk;
+    options.idempotency_filter_chunk = filter_chunk;
+    options.idempotency_filter_bits_log2 = bits_log2;
     auto store = SqliteStore::open(dir_, options);
     EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
     return store ? std::move(store).value() : nullptr;
@@ -609,6 +625,96 @@ TEST_F(SqliteStoreTest, AKeyRecordedAgainAfterItExpiredAnswersWithItsNewestRecor
   EXPECT_EQ(store->find_idempotency("k").value(), record("k", 5'000));
   EXPECT_EQ(store->purge_idempotency(1'000, 100).value(), 2);
   EXPECT_EQ(store->find_idempotency("k").value(), record("k", 5'000));
+}
+
+// Most lookups are of new keys: once the filter holds the whole index, they read nothing; after
+// a restart every lookup reads the index until a rebuild has read it again.
+TEST_F(SqliteStoreTest, NewKeysAreAnsweredFromTheFilterOnceItHoldsTheWholeIndex) {
+  std::vector<std::string> keys;
+  const auto reads_for_absent_keys = [](SqliteStore& store, int round) {
+    const std::int64_t before = store.idempotency_index_reads();
+    for (int i = 0; i < 100; ++i) {
+      EXPECT_FALSE(found(store, "absent-" + std::to_string(round) + "-" + std::to_string(i)));
+    }
+    return store.idempotency_index_reads() - before;
+  };
+  {
+    auto store = open_with_filter(4, 64, 1, 27);
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 40; ++i) {
+      keys.push_back("key-" + std::to_string(i));
+      record_keys(*store, {keys.back()}, 100);
+    }
+    ASSERT_GE(sql_int("SELECT count(*) FROM idempotency_index"), 32);
+    EXPECT_EQ(store->idempotency_filter_rebuilds(), 1);  // of the empty index, at the first commit
+    EXPECT_EQ(reads_for_absent_keys(*store, 0), 0);
+    for (const std::string& key : keys) EXPECT_TRUE(found(*store, key)) << key;
+    EXPECT_GT(store->idempotency_index_reads(), 0);  // the indexed keys were read from the index
+  }
+  auto store = open_with_filter(4, 64, 1, 27);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(reads_for_absent_keys(*store, 1), 100);  // no filter yet
+  // Eight entries read with each commit of one record: the index's 32 to 40 (and the merges'
+  // few more) in five to seven commits.
+  int commits = 0;
+  while (store->idempotency_filter_rebuilds() == 0 && commits < 10) {
+    keys.push_back("key-" + std::to_string(40 + commits++));
+    record_keys(*store, {keys.back()}, 100);
+    if (commits == 4) {
+      EXPECT_EQ(reads_for_absent_keys(*store, 2), 100);  // not read whole yet
+    }
+  }
+  EXPECT_GE(commits, 5);
+  EXPECT_LE(commits, 7);
+  EXPECT_EQ(store->idempotency_filter_rebuilds(), 1);
+  EXPECT_EQ(reads_for_absent_keys(*store, 3), 0);
+  for (const std::string& key : keys) EXPECT_TRUE(found(*store, key)) << key;
+}
+
+// No key is ever missed by the filter: records are merged into the index, purged, and the filter
+// rebuilt while merges go on, across restarts; with a filter of 64 bits (nearly every lookup a
+// false "maybe") and with the default one.
+TEST_F(SqliteStoreTest, TheFilterNeverHidesARecordThroughMergesPurgesRebuildsAndRestarts) {
+  for (const unsigned bits_log2 : {6U, 27U}) {
+    SCOPED_TRACE("filter of 2^" + std::to_string(bits_log2) + " bits");
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    std::vector<std::pair<std::string, TimestampMs>> live;  // key, created at
+    std::vector<std::string> purged;
+    std::int64_t rebuilds = 0;
+    int next = 0;
+    TimestampMs now = 1'000;
+    for (int life = 0; life < 4; ++life) {
+      auto store = open_with_filter(4, 1, 1, bits_log2);
+      ASSERT_NE(store, nullptr);
+      for (int commit = 0; commit < 60; ++commit) {
+        std::vector<std::string> keys;
+        for (int k = 0; k <= commit % 3; ++k) keys.push_back("key-" + std::to_string(next++));
+        record_keys(*store, keys, now);
+        for (const std::string& key : keys) live.emplace_back(key, now);
+        now += 10;
+        if (commit % 20 == 19) {
+          // Everything older than 300 ms, from the front.
+          const TimestampMs before = now - 300;
+          std::int64_t expired = 0;
+          while (!live.empty() && live.front().second < before) {
+            purged.push_back(live.front().first);
+            live.erase(live.begin());
+            ++expired;
+          }
+          ASSERT_EQ(store->purge_idempotency(before, 1'000).value(), expired);
+        }
+        for (const auto& [key, at] : live) ASSERT_TRUE(found(*store, key)) << key;
+        for (std::size_t i = purged.size() > 10 ? purged.size() - 10 : 0; i < purged.size(); ++i) {
+          ASSERT_FALSE(found(*store, purged[i])) << purged[i];
+        }
+      }
+      ASSERT_EQ(index_problems(), 0);
+      rebuilds += store->idempotency_filter_rebuilds();
+    }
+    // One rebuild after each start, and more after purges.
+    EXPECT_GT(rebuilds, 4);
+  }
 }
 
 TEST_F(SqliteStoreTest, ALogThatDoesNotContinueTheSnapshotIsRefusedAtOpen) {

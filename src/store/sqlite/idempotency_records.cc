@@ -73,11 +73,13 @@ Status<StoreError> IdempotencyRecords::run(SqliteStatement& s, std::string_view 
   return run_statement(db_, s, what);
 }
 
-Status<StoreError> IdempotencyRecords::open(sqlite3* db, std::size_t merge_records,
-                                            std::size_t merge_chunk) {
+Status<StoreError> IdempotencyRecords::open(sqlite3* db, const Tuning& tuning) {
   db_ = db;
-  merge_records_ = std::max<std::size_t>(merge_records, 1);
-  merge_chunk_ = std::max<std::size_t>(merge_chunk, 1);
+  merge_records_ = std::max<std::size_t>(tuning.merge_records, 1);
+  merge_chunk_ = std::max<std::size_t>(tuning.merge_chunk, 1);
+  filter_chunk_ = std::max<std::size_t>(tuning.filter_chunk, 1);
+  filter_ = HashFilter(tuning.filter_bits_log2);
+  rebuilt_ = HashFilter(tuning.filter_bits_log2);
   pending_.assign(std::size_t{1} << kBucketBits, {});
   merging_.assign(std::size_t{1} << kBucketBits, {});
   const std::pair<SqliteStatement*, const char*> statements[] = {
@@ -97,6 +99,9 @@ Status<StoreError> IdempotencyRecords::open(sqlite3* db, std::size_t merge_recor
       {&purge_candidates_,
        "SELECT id, key_hash, created_at_ms FROM idempotency_records ORDER BY id LIMIT ?1"},
       {&delete_records_, "DELETE FROM idempotency_records WHERE id <= ?1"},
+      {&scan_index_,
+       "SELECT key_hash, record FROM idempotency_index WHERE (key_hash, record) > (?1, ?2)"
+       " ORDER BY key_hash, record LIMIT ?3"},
   };
   for (const auto& [statement, sql] : statements) {
     const int rc = statement->prepare(db, sql);
@@ -134,6 +139,17 @@ void IdempotencyRecords::add_pending(const Entry& entry) {
   pending_through_ = std::max(pending_through_, entry.second);
 }
 
+bool IdempotencyRecords::may_exist(std::string_view key) const {
+  const auto hash = static_cast<std::int64_t>(key_hash(key));
+  if (!filter_whole_ || filter_.may_contain(static_cast<std::uint64_t>(hash))) return true;
+  for (const Buckets* set : {&pending_, &merging_}) {
+    for (const Entry& entry : (*set)[bucket_of(hash)]) {
+      if (entry.first == hash) return true;
+    }
+  }
+  return false;
+}
+
 Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
     std::string_view key) {
   const auto hash = static_cast<std::int64_t>(key_hash(key));
@@ -143,7 +159,8 @@ Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
       if (entry.first == hash) ids.push_back(entry.second);
     }
   }
-  {
+  if (!filter_whole_ || filter_.may_contain(static_cast<std::uint64_t>(hash))) {
+    ++index_reads_;
     ResetOnExit reset(index_candidates_);
     index_candidates_.bind(1, hash);
     int rc;
@@ -191,6 +208,11 @@ Status<StoreError> IdempotencyRecords::append(const IdempotencyRecord& record,
 }
 
 Status<StoreError> IdempotencyRecords::merge_step() {
+  if (auto st = index_step(); !st) return st;
+  return filter_step();
+}
+
+Status<StoreError> IdempotencyRecords::index_step() {
   if (merging_count_ == 0) {
     if (pending_count_ < merge_records_) return Ok{};
     // Everything after the mark, committed before this transaction: the ids up to the largest.
@@ -212,6 +234,7 @@ Status<StoreError> IdempotencyRecords::merge_step() {
       insert_index_.bind(1, bucket[at.index].first);
       insert_index_.bind(2, bucket[at.index].second);
       if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
+      add_to_filters(bucket[at.index].first);
     }
     if (at.index == bucket.size()) at = Cursor{at.bucket + 1, 0};
   }
@@ -223,6 +246,46 @@ Status<StoreError> IdempotencyRecords::merge_step() {
   return Ok{};
 }
 
+void IdempotencyRecords::add_to_filters(std::int64_t hash) {
+  filter_.add(static_cast<std::uint64_t>(hash));
+  ++filter_entries_;
+  if (scan_) {
+    rebuilt_.add(static_cast<std::uint64_t>(hash));
+    ++scan_->entries;
+  }
+}
+
+Status<StoreError> IdempotencyRecords::filter_step() {
+  if (!scan_) {
+    // At open, or once purges have taken half of what the filter holds: stale hashes make
+    // "maybe" likelier, never "no" wrong.
+    const bool stale = filter_stale_ >= static_cast<std::int64_t>(merge_records_) &&
+                       2 * filter_stale_ >= filter_entries_;
+    if (filter_whole_ && !stale) return Ok{};
+    rebuilt_.clear();
+    scan_ = Scan{};
+  }
+  Scan at = *scan_;
+  const std::size_t chunk = std::max(filter_chunk_, 8 * appended_.size());
+  ResetOnExit reset(scan_index_);
+  scan_index_.bind(1, at.hash);
+  scan_index_.bind(2, at.record);
+  scan_index_.bind(3, static_cast<std::int64_t>(chunk));
+  std::size_t read = 0;
+  int rc;
+  while ((rc = scan_index_.step()) == SQLITE_ROW) {
+    at.hash = scan_index_.int64(0);
+    at.record = scan_index_.int64(1);
+    rebuilt_.add(static_cast<std::uint64_t>(at.hash));
+    ++read;
+  }
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db_, rc, "reading the idempotency index"));
+  at.entries += static_cast<std::int64_t>(read);
+  at.done = read < chunk;
+  scanned_after_commit_ = at;
+  return Ok{};
+}
+
 void IdempotencyRecords::committed() {
   for (const Entry& entry : appended_) add_pending(entry);
   next_id_ += static_cast<std::int64_t>(appended_.size());
@@ -230,6 +293,21 @@ void IdempotencyRecords::committed() {
   if (purged_through_after_commit_) {
     purged_through_ = std::max(purged_through_, *purged_through_after_commit_);
     purged_through_after_commit_.reset();
+  }
+  filter_stale_ += std::exchange(purged_entries_after_commit_, 0);
+  if (scanned_after_commit_) {
+    scan_ = *scanned_after_commit_;
+    scanned_after_commit_.reset();
+    if (scan_->done) {
+      // Every entry is in rebuilt_: what the scan read, and what the merges wrote meanwhile.
+      std::swap(filter_, rebuilt_);
+      rebuilt_.clear();
+      filter_whole_ = true;
+      filter_entries_ = scan_->entries;
+      filter_stale_ = 0;
+      scan_.reset();
+      ++filter_rebuilds_;
+    }
   }
   if (merged_after_commit_) {
     merged_ = *merged_after_commit_;
@@ -246,6 +324,10 @@ void IdempotencyRecords::rolled_back() {
   appended_.clear();
   merged_after_commit_.reset();
   purged_through_after_commit_.reset();
+  // The scan reads again what this transaction read (its entries may be gone after the rollback,
+  // or others that it deleted back).
+  scanned_after_commit_.reset();
+  purged_entries_after_commit_ = 0;
 }
 
 Result<std::int64_t, StoreError> IdempotencyRecords::purge(TimestampMs created_before_ms,
@@ -277,6 +359,7 @@ Result<std::int64_t, StoreError> IdempotencyRecords::purge(TimestampMs created_b
   delete_records_.bind(1, through);
   if (auto st = run(delete_records_, "purging idempotency records"); !st) return fail(st.error());
   purged_through_after_commit_ = through;
+  purged_entries_after_commit_ = static_cast<std::int64_t>(expired.size());
   return static_cast<std::int64_t>(expired.size());
 }
 

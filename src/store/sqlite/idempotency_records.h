@@ -27,6 +27,18 @@
 // meanwhile). Records are stamped with the wall clock: after it was stepped back, the records
 // stamped before the step hold the purge up until they expire themselves.
 //
+// Keys never seen: most lookups are of a new key, and each would read the index's B-tree to
+// find nothing (a leaf seldom in SQLite's cache on a grown store: an eighth of the writer's time
+// with transfers, BENCHMARKS.md). A Bloom filter of the hashes in the index (hash_filter.h, 16
+// MiB by default) answers most of them from memory; find() reads the index only when the filter
+// says "maybe". Every entry the merges write is added to it, including those of a commit that
+// then rolls back (a wasted "maybe", never a missed key). Purged entries stay in it, so it is
+// rebuilt from the index when purges have removed half as many entries as it holds, and at
+// open (until a rebuild has read the whole index, every lookup reads the index, as without a
+// filter): a scan of the index in (key_hash, record) order, a slice with each commit (at least
+// filter_chunk entries, eight per record the commit adds), into a second filter that the
+// merges meanwhile add to as well; the scan's place moves only when its commit does.
+//
 // Scale: a merge shares the index's pages among its entries while the index has fewer leaf pages
 // than a merge has entries (~200 entries a page: about 13 million live keys); beyond that each
 // entry lands on a page of its own again, as every record did in the table keyed by the key.
@@ -36,6 +48,7 @@
 // inside its write transaction.
 #pragma once
 
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -43,6 +56,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/sqlite/hash_filter.h"
 #include "store/sqlite/sqlite_statement.h"
 #include "store/store.h"
 
@@ -60,17 +74,29 @@ class IdempotencyRecords {
   // The 64-bit hash of a key (FNV-1a, then a SplitMix64 finalizer); fixed for schema version 4.
   static std::uint64_t key_hash(std::string_view key);
 
-  // Prepares the statements and reads the records that are not in the index yet. A merge starts
-  // once `merge_records` records are not in the index, and writes twice as many entries with each
-  // commit as the commit adds records, at least `merge_chunk`.
-  Status<StoreError> open(sqlite3* db, std::size_t merge_records, std::size_t merge_chunk);
+  struct Tuning {
+    // A merge starts once `merge_records` records are not in the index, and writes twice as many
+    // entries with each commit as the commit adds records, at least `merge_chunk`.
+    std::size_t merge_records = 65'536;
+    std::size_t merge_chunk = 64;
+    // The filter of the index's hashes: 2^filter_bits_log2 bits (two filters while one is
+    // rebuilt), and the fewest entries a rebuild reads with each commit.
+    unsigned filter_bits_log2 = 27;
+    std::size_t filter_chunk = 256;
+  };
+  // Prepares the statements and reads the records that are not in the index yet.
+  Status<StoreError> open(sqlite3* db, const Tuning& tuning);
 
   // The newest record of `key`, or nullopt.
   Result<std::optional<IdempotencyRecord>, StoreError> find(std::string_view key);
+  // False when find(key) would answer nullopt without reading the store: no record in memory
+  // has the key's hash and the filter rules the index out.
+  bool may_exist(std::string_view key) const;
   // Appends a record (in the caller's write transaction); `position` replaces record.position.
   Status<StoreError> append(const IdempotencyRecord& record, std::int64_t position);
-  // Writes the next chunk of a merge into the index, starting one when enough records gathered
-  // (in the caller's write transaction, after the appends).
+  // Writes the next chunk of a merge into the index, starting one when enough records gathered,
+  // then reads the next slice of the filter's rebuild, starting one when due (in the caller's
+  // write transaction, after the appends).
   Status<StoreError> merge_step();
   // The write transaction of append() and merge_step() committed, or not.
   void committed();
@@ -78,6 +104,10 @@ class IdempotencyRecords {
   // Deletes up to `limit` records created before `created_before_ms`, from the front, and their
   // index entries (in the caller's write transaction); the number deleted.
   Result<std::int64_t, StoreError> purge(TimestampMs created_before_ms, std::size_t limit);
+
+  // For tests and measurements: lookups that read the index, and rebuilds of the filter done.
+  std::int64_t index_reads() const { return index_reads_; }
+  std::int64_t filter_rebuilds() const { return filter_rebuilds_; }
 
  private:
   using Entry = std::pair<std::int64_t, std::int64_t>;  // (hash as stored, record id)
@@ -96,14 +126,36 @@ class IdempotencyRecords {
     std::size_t bucket = 0;
     std::size_t index = 0;
   };
+  // The place of a rebuild's scan: after this (key_hash, record); the entries read so far and
+  // written by merges since it began.
+  struct Scan {
+    std::int64_t hash = INT64_MIN;
+    std::int64_t record = INT64_MIN;
+    std::int64_t entries = 0;
+    bool done = false;
+  };
   Status<StoreError> run(SqliteStatement& s, std::string_view what);
   void add_pending(const Entry& entry);
+  void add_to_filters(std::int64_t hash);
+  Status<StoreError> index_step();
+  Status<StoreError> filter_step();
 
   sqlite3* db_ = nullptr;
   std::size_t merge_records_ = 0;
   std::size_t merge_chunk_ = 1;
+  std::size_t filter_chunk_ = 1;
   SqliteStatement insert_record_, select_record_, index_candidates_, insert_index_, delete_index_,
-      set_indexed_through_, purge_candidates_, delete_records_;
+      set_indexed_through_, purge_candidates_, delete_records_, scan_index_;
+
+  // Every entry of the index is in filter_ once filter_whole_; while a rebuild goes on
+  // (scan_), every entry the scan has passed or the merges wrote since it began is in rebuilt_.
+  HashFilter filter_, rebuilt_;
+  bool filter_whole_ = false;
+  std::optional<Scan> scan_;
+  std::int64_t filter_entries_ = 0;  // added to filter_ since its rebuild began
+  std::int64_t filter_stale_ = 0;    // purged from the index since then
+  std::int64_t index_reads_ = 0;
+  std::int64_t filter_rebuilds_ = 0;
 
   std::int64_t next_id_ = 1;
   // Every record after the index's mark is in one of two sets: pending (since the last merge
@@ -121,6 +173,8 @@ class IdempotencyRecords {
   std::vector<Entry> appended_;
   std::optional<Cursor> merged_after_commit_;
   std::optional<std::int64_t> purged_through_after_commit_;
+  std::optional<Scan> scanned_after_commit_;
+  std::int64_t purged_entries_after_commit_ = 0;
 };
 
 }  // namespace wallex

@@ -562,9 +562,12 @@ Result<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(const std::st
   if (!image) return fail(refuse(image.error()));
   store->impl_->snapshot_position = image.value().snapshot_position;
   store->impl_->changed = std::move(image.value().changed);
-  if (auto s = store->impl_->idempotency.open(store->impl_->db, options.idempotency_merge_records,
-                                              options.idempotency_merge_chunk);
-      !s)
+  IdempotencyRecords::Tuning tuning;
+  tuning.merge_records = options.idempotency_merge_records;
+  tuning.merge_chunk = options.idempotency_merge_chunk;
+  tuning.filter_bits_log2 = options.idempotency_filter_bits_log2;
+  tuning.filter_chunk = options.idempotency_filter_chunk;
+  if (auto s = store->impl_->idempotency.open(store->impl_->db, tuning); !s)
     return fail(refuse(s.error()));
   return store;
 }
@@ -805,8 +808,14 @@ Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> SqliteStore::f
   // read lock (two fcntl calls) on its own. Prepared statements: sqlite3_exec would parse the
   // SQL of BEGIN and COMMIT again for every batch.
   Impl& impl = *impl_;
-  if (auto s = impl.run(impl.begin_read, "begin read"); !s) return fail(impl.latch(s.error()));
   std::vector<std::optional<IdempotencyRecord>> records;
+  // Mostly new keys: answered from memory, no transaction at all.
+  if (std::none_of(keys.begin(), keys.end(),
+                   [&](const std::string& key) { return impl.idempotency.may_exist(key); })) {
+    records.resize(keys.size());
+    return records;
+  }
+  if (auto s = impl.run(impl.begin_read, "begin read"); !s) return fail(impl.latch(s.error()));
   records.reserve(keys.size());
   for (const std::string& key : keys) {
     auto record = find_idempotency(key);
@@ -818,6 +827,14 @@ Result<std::vector<std::optional<IdempotencyRecord>>, StoreError> SqliteStore::f
   }
   if (auto s = impl.run(impl.commit, "end read"); !s) return fail(impl.latch(s.error()));
   return records;
+}
+
+std::int64_t SqliteStore::idempotency_index_reads() const {
+  return impl_->idempotency.index_reads();
+}
+
+std::int64_t SqliteStore::idempotency_filter_rebuilds() const {
+  return impl_->idempotency.filter_rebuilds();
 }
 
 Result<CommitResult, StoreError> SqliteStore::commit(const CommitBatch& batch) {

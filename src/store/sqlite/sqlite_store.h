@@ -52,6 +52,11 @@ class SqliteStore final : public EventStore {
     // entries written per commit while a merge goes on (idempotency_records.h; small for tests).
     std::size_t idempotency_merge_records = 65'536;
     std::size_t idempotency_merge_chunk = 64;
+    // The Bloom filter that answers lookups of new keys without reading the index: 2^bits_log2
+    // bits (16 MiB; twice that while it is rebuilt), and the fewest index entries its rebuild
+    // reads per commit (idempotency_records.h).
+    unsigned idempotency_filter_bits_log2 = 27;
+    std::size_t idempotency_filter_chunk = 256;
   };
   // Creates the directory and a new store when wallex.db does not exist (written under another
   // name and renamed into place). An existing wallex.db must be a complete Wallex store: an empty,
@@ -86,6 +91,11 @@ class SqliteStore final : public EventStore {
   Result<std::vector<StoredEvent>, StoreError> read_events(std::int64_t after_position,
                                                            std::size_t limit) override;
   Result<std::int64_t, StoreError> last_position() override;
+
+  // For tests and measurements: lookups of a key that read the idempotency index, and rebuilds
+  // of its filter completed, since open.
+  std::int64_t idempotency_index_reads() const;
+  std::int64_t idempotency_filter_rebuilds() const;
 
   struct Impl;
 
