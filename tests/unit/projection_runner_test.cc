@@ -488,8 +488,9 @@ TEST_F(VerifyTest, AReadSideOfAnOlderSchemaIsReplacedAndCaughtUp) {
   catch_up();
   runner_.reset();
   read_.reset();
-  // Version 3 (4 is moved to 5 in place: EventCopyDocumentsTest.ASchema4ReadSideIsMovedInPlace).
-  static_assert(kReadSchemaVersion == 5);
+  // Version 3 (4 and 5 are moved in place: EventCopyDocumentsTest.ASchema4ReadSideIsMovedInPlace,
+  // ASchema5ReadSideGetsItsReferenceKeysRecomputed).
+  static_assert(kReadSchemaVersion == 6);
   sql("read.db", "PRAGMA user_version = 3");
   // Read-only (queries, verify) refuses it; read-write (the projector, rebuild) starts afresh.
   auto read_only = SqliteReadStore::open(dir_, SqliteReadStore::Access::kReadOnly);
@@ -742,6 +743,44 @@ TEST_F(EventCopyDocumentsTest, ASchema4ReadSideIsMovedInPlace) {
   ASSERT_TRUE(report.ok()) << report.error().message;
   EXPECT_TRUE(report.value().ok())
       << (report.value().differences.empty() ? "" : report.value().differences.front());
+}
+
+// A read.db of schema 5 (a credit's or debit's reference key with the wallet before the
+// version) keeps its rows and checkpoints; only those keys are recomputed, and GET
+// /ledger/reference finds the entries by the new ones.
+TEST_F(EventCopyDocumentsTest, ASchema5ReadSideGetsItsReferenceKeysRecomputed) {
+  workload(4, 30);
+  catch_up();
+  runner_.reset();
+  read_.reset();
+  const std::int64_t entries = count("read.db", "SELECT count(*) FROM ledger_entries");
+  const std::int64_t checkpoint =
+      count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'");
+  const std::string key_sum = "SELECT sum(reference_hash % 1000003) FROM ledger_entries";
+  const std::int64_t keys = count("read.db", key_sum);
+  ASSERT_GT(count("read.db", "SELECT count(*) FROM ledger_entries WHERE reference_id = 'w0:1'"), 0);
+  // What version 5 wrote: the two halves of those keys the other way round.
+  sql("read.db",
+      "UPDATE ledger_entries SET reference_hash = ((reference_hash & 4294967295) << 32) |"
+      " ((reference_hash >> 32) & 4294967295) WHERE related_wallet_id IS NULL;"
+      " PRAGMA user_version = 5;");
+  ASSERT_NE(count("read.db", key_sum), keys);
+  {
+    auto before = verify(log(), &read_store());  // read-write: the move
+    ASSERT_TRUE(before.ok()) << before.error().message;
+    EXPECT_TRUE(before.value().ok())
+        << (before.value().differences.empty() ? "" : before.value().differences.front());
+  }
+  EXPECT_EQ(count("read.db", "PRAGMA user_version"), kReadSchemaVersion);
+  EXPECT_EQ(count("read.db", key_sum), keys);
+  EXPECT_EQ(count("read.db", "SELECT count(*) FROM ledger_entries"), entries);
+  EXPECT_EQ(count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'"),
+            checkpoint);
+  auto found = read_store().entries_by_reference("w0:1", 10);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_EQ(found.value().size(), 1U);
+  EXPECT_EQ(found.value().front().wallet_id, "w0");
+  EXPECT_EQ(found.value().front().version, 1);
 }
 
 TEST_F(EventCopyDocumentsTest, AReadSideOfItsOwnKeepsThem) {

@@ -211,7 +211,7 @@ TEST_F(QueriesTest, AReferenceFindsBothHalvesOfATransfer) {
 }
 
 // The reference index's key (a lookup then compares the id itself, so only order matters).
-TEST(ReferenceKey, FollowsTransfersInTimeAndEachWalletsVersions) {
+TEST(ReferenceKey, FollowsTransfersInTimeAndGroupsCreditsByVersion) {
   RandomIdGenerator ids(3);
   std::int64_t previous = std::numeric_limits<std::int64_t>::min();
   for (TimestampMs ms = 1'795'700'000'000; ms < 1'795'700'000'050; ++ms) {
@@ -220,13 +220,21 @@ TEST(ReferenceKey, FollowsTransfersInTimeAndEachWalletsVersions) {
     EXPECT_EQ(key >> 16, ms) << "the first 48 bits are the time";
     previous = key;
   }
-  // A wallet's versions: one run of keys, in version order, the wallet's hash above them.
+  // Credits and debits: the version above the wallet's hash. A wallet's versions in order, and
+  // every wallet's entry of one version in one run, before any of the next version.
   const std::int64_t v1 = reference_hash("wallet-7:1");
   EXPECT_LT(v1, reference_hash("wallet-7:2"));
   EXPECT_LT(reference_hash("wallet-7:2"), reference_hash("wallet-7:10"));
-  EXPECT_EQ(reference_hash("wallet-7:10") - v1, 9);
-  EXPECT_EQ(reference_hash("a:b:12") - reference_hash("a:b:2"), 10) << "the last colon counts";
+  EXPECT_EQ(reference_hash("wallet-7:10") - v1, std::int64_t{9} << 32);
+  EXPECT_EQ(reference_hash("a:b:12") - reference_hash("a:b:2"), std::int64_t{10} << 32)
+      << "the last colon counts";
   EXPECT_NE(reference_hash("wallet-8:1"), v1);
+  for (int wallet = 0; wallet < 50; ++wallet) {
+    const std::string id = "w" + std::to_string(wallet);
+    EXPECT_EQ(reference_hash(id + ":5") >> 32, 5) << id;
+    EXPECT_LT(reference_hash(id + ":5"), reference_hash("wallet-7:6")) << id;
+    EXPECT_GT(reference_hash(id + ":5"), reference_hash("wallet-7:4")) << id;
+  }
   // Anything else (random transfer ids of older versions, odd texts): FNV-1a, 64 bits.
   EXPECT_EQ(static_cast<std::uint64_t>(reference_hash("a")), 0xaf63dc4c8601ec8cULL);
   EXPECT_EQ(static_cast<std::uint64_t>(reference_hash("772b96dc-50ac-4765-96f2-e206b7cd16b7")),

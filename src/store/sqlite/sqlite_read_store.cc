@@ -142,8 +142,12 @@ CREATE TABLE $event_wallets% (
 // wrote per event; BENCHMARKS.md):
 //  - a time-ordered (version 7) UUID, which Wallex gives transfers: its first 64 bits, the
 //    milliseconds since 1970 first. Both entries of a transfer share the key; new ones append.
-//  - "<walletId>:<version>" (credits, debits): FNV-1a (32 bits) of the wallet id, then the
-//    version's low 32 bits. A wallet's entries sit together and each new one follows the last.
+//  - "<walletId>:<version>" (credits, debits): the version's low 32 bits, then FNV-1a (32 bits)
+//    of the wallet id. Entries of one version sit together, so the credits of a batch, whose
+//    wallets' versions are mostly close, share pages; a wallet far ahead of the others (a hot
+//    one) has its versions' stretch of keys to itself, where each new entry follows its last.
+//    (Until schema 6 the wallet came first: each wallet's entries together, but a batch of
+//    credits to a thousand wallets then wrote a thousand pages of the index; BENCHMARKS.md.)
 //  - anything else (transfer ids of older Wallex versions): FNV-1a (64 bits) of the whole id.
 // Fixed for a read-side schema version (kReadSchemaVersion): the keys are stored in read.db, and
 // verify recomputes them through the SQL function wallex_reference_hash.
@@ -195,7 +199,7 @@ std::int64_t reference_hash(std::string_view reference_id) {
     if (error == std::errc() && end == digits.data() + digits.size()) {
       const std::uint64_t wallet =
           fnv1a(reference_id.substr(0, colon), 2166136261ULL, 16777619ULL) & 0xffffffffULL;
-      return static_cast<std::int64_t>((wallet << 32) | (version & 0xffffffffULL));
+      return static_cast<std::int64_t>(((version & 0xffffffffULL) << 32) | wallet);
     }
   }
   return static_cast<std::int64_t>(
@@ -900,6 +904,25 @@ struct SqliteReadStore::Impl {
     return true;
   }
 
+  // Schema 5 to 6 in place: the reference keys of credits and debits ("<walletId>:<version>")
+  // put the version first now. The keys are recomputed (the index follows), rows and
+  // checkpoints stay. Inside create_or_check_schema's transaction.
+  Status<StoreError> migrate_from_5() {
+    auto has_next = query_int(db,
+                              "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name ="
+                              " 'ledger_entries_next'");
+    if (!has_next) return fail(has_next.error());
+    std::string script;
+    for (const char* table : {"ledger_entries", "ledger_entries_next"}) {
+      if (std::string_view(table) == "ledger_entries_next" && has_next.value() == 0) continue;
+      script += std::string("UPDATE ") + table +
+                " SET reference_hash = wallex_reference_hash(reference_id)"
+                " WHERE reference_hash != wallex_reference_hash(reference_id);";
+    }
+    script += "PRAGMA user_version = 6;";
+    return exec(db, script, "moving read-side schema 5 to 6");
+  }
+
   Status<StoreError> check_or_create(const std::string& path) {
     auto application_id = query_int(db, "PRAGMA application_id");
     if (!application_id) return fail(application_id.error());
@@ -915,12 +938,14 @@ struct SqliteReadStore::Impl {
     if (application_id.value() != kReadApplicationId) {
       return fail(StoreError{StoreErrorKind::kCorrupt, path + " is not a Wallex read side"});
     }
-    if (user_version.value() == 4 && !read_only) {
+    std::int64_t version = user_version.value();
+    if (version == 4 && !read_only) {
       auto migrated = migrate_from_4();
       if (!migrated) return fail(migrated.error());
-      if (migrated.value()) return Ok{};
+      if (migrated.value()) version = 5;
     }
-    if (user_version.value() < kReadSchemaVersion && !read_only) {
+    if (version == 5 && !read_only) return migrate_from_5();
+    if (version < kReadSchemaVersion && !read_only) {
       // Written by an older Wallex. The read side is derived from the log: start it afresh (the
       // projectors catch up from position 0), rather than refusing to serve. A consumer-group
       // projector's offsets and wallet versions describe the dropped rows: they go too. (Inside

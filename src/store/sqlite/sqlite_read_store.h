@@ -26,9 +26,11 @@ namespace wallex {
 // 2: ledger_entries.reference_hash (the reference index holds hashes). 3: the reference key
 // follows the order of time-ordered transfer ids and of each wallet's versions. 4: the per-wallet
 // event copy's documents may be NULL, read from the log beside read.db instead. 5: so may a ledger
-// entry's metadata. Opened for writing, a read side of version 4 is moved to 5 in place (no row
-// changes); one of an older version is replaced by an empty one (it is rebuilt from the log).
-inline constexpr int kReadSchemaVersion = 5;
+// entry's metadata. 6: the reference key of a credit or debit puts the version before the
+// wallet. Opened for writing, a read side of version 4 is moved to 5 in place (no row changes),
+// and one of 5 to 6 (the keys recomputed); one of an older version is replaced by an empty one
+// (it is rebuilt from the log).
+inline constexpr int kReadSchemaVersion = 6;
 
 // The key under which the reference index files a reference id (sqlite_read_store.cc).
 std::int64_t reference_hash(std::string_view reference_id);
