@@ -104,19 +104,11 @@ class SqliteStoreTest : public ::testing::Test {
     return store ? std::move(store).value() : nullptr;
   }
   // A store whose idempotency records are merged into their index after `records` records, `chunk`
-  // entries a commit.
-  std::unique_ptr<SqliteStore> open_with_merges(std::size_t records, std::size_t chunk) {
-    SqliteStore::OpenOptions options;
-    options.idempotency_merge_records = records;
-    options.idempotency_merge_chunk = chunk;
-    auto store = SqliteStore::open(dir_, options);
-    EXPECT_TRUE(store.ok()) << (store ? "" : store.error().message);
-    return store ? std::move(store).value() : nullptr;
-  }
-  // The same, with the filter of the index's hashes at 2^bits_log2 bits, its rebuild reading at
-  // least `filter_chunk` entries a commit.
-  std::unique_ptr<SqliteStore> open_with_filter(std::size_t records, std::size_t chunk,
-                                                std::size_t filter_chunk, unsigned bits_log2) {
+  // entries a commit, with the filter of the index's hashes at 2^bits_log2 bits, its rebuild
+  // reading at least `filter_chunk` entries a commit.
+  std::unique_ptr<SqliteStore> open_with_merges(std::size_t records, std::size_t chunk,
+                                                std::size_t filter_chunk = 256,
+                                                unsigned bits_log2 = 27) {
     SqliteStore::OpenOptions options;
     options.idempotency_merge_records = records;
     options.idempotency_merge_chunk = chunk;
@@ -639,7 +631,7 @@ TEST_F(SqliteStoreTest, NewKeysAreAnsweredFromTheFilterOnceItHoldsTheWholeIndex)
     return store.idempotency_index_reads() - before;
   };
   {
-    auto store = open_with_filter(4, 64, 1, 27);
+    auto store = open_with_merges(4, 64, 1, 27);
     ASSERT_NE(store, nullptr);
     for (int i = 0; i < 40; ++i) {
       keys.push_back("key-" + std::to_string(i));
@@ -651,7 +643,7 @@ TEST_F(SqliteStoreTest, NewKeysAreAnsweredFromTheFilterOnceItHoldsTheWholeIndex)
     for (const std::string& key : keys) EXPECT_TRUE(found(*store, key)) << key;
     EXPECT_GT(store->idempotency_index_reads(), 0);  // the indexed keys were read from the index
   }
-  auto store = open_with_filter(4, 64, 1, 27);
+  auto store = open_with_merges(4, 64, 1, 27);
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(reads_for_absent_keys(*store, 1), 100);  // no filter yet
   // Eight entries read with each commit of one record: the index's 32 to 40 (and the merges'
@@ -685,7 +677,7 @@ TEST_F(SqliteStoreTest, TheFilterNeverHidesARecordThroughMergesPurgesRebuildsAnd
     int next = 0;
     TimestampMs now = 1'000;
     for (int life = 0; life < 4; ++life) {
-      auto store = open_with_filter(4, 1, 1, bits_log2);
+      auto store = open_with_merges(4, 1, 1, bits_log2);
       ASSERT_NE(store, nullptr);
       for (int commit = 0; commit < 60; ++commit) {
         std::vector<std::string> keys;
@@ -705,8 +697,27 @@ TEST_F(SqliteStoreTest, TheFilterNeverHidesARecordThroughMergesPurgesRebuildsAnd
           ASSERT_EQ(store->purge_idempotency(before, 1'000).value(), expired);
         }
         for (const auto& [key, at] : live) ASSERT_TRUE(found(*store, key)) << key;
+        std::vector<std::string> absent;
         for (std::size_t i = purged.size() > 10 ? purged.size() - 10 : 0; i < purged.size(); ++i) {
           ASSERT_FALSE(found(*store, purged[i])) << purged[i];
+          absent.push_back(purged[i]);
+        }
+        // The writer's way, all of a batch's keys at once (no read transaction when the filter
+        // rules them all out): the same answers.
+        absent.push_back("never-" + std::to_string(commit));
+        auto many = store->find_idempotency_many(absent);
+        ASSERT_TRUE(many.ok()) << many.error().message;
+        for (const auto& record : many.value()) ASSERT_FALSE(record.has_value());
+        std::vector<std::string> recent;
+        for (std::size_t i = live.size() > 5 ? live.size() - 5 : 0; i < live.size(); ++i) {
+          recent.push_back(live[i].first);
+        }
+        recent.push_back(live.front().first);
+        auto present = store->find_idempotency_many(recent);
+        ASSERT_TRUE(present.ok()) << present.error().message;
+        for (std::size_t i = 0; i < recent.size(); ++i) {
+          ASSERT_TRUE(present.value()[i].has_value()) << recent[i];
+          ASSERT_EQ(present.value()[i]->key, recent[i]);
         }
       }
       ASSERT_EQ(index_problems(), 0);

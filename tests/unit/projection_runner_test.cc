@@ -592,6 +592,16 @@ TEST_F(VerifyTest, WithoutAReadSideFails) {
 // side of its own keeps them.
 class EventCopyDocumentsTest : public ProjectionFixture {
  protected:
+  // A workload projected, the runner and read.db closed: read.db's entries and the ledger's
+  // checkpoint.
+  std::pair<std::int64_t, std::int64_t> project_and_close() {
+    workload(4, 30);
+    catch_up();
+    runner_.reset();
+    read_.reset();
+    return {count("read.db", "SELECT count(*) FROM ledger_entries"),
+            count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'")};
+  }
   std::int64_t count(const std::string& file, const std::string& query) {
     sqlite3* db = nullptr;
     const std::string path = (std::filesystem::path(dir_) / file).string();
@@ -695,13 +705,7 @@ TEST_F(EventCopyDocumentsTest, AreReadFromTheLogBesideReadDb) {
 // A read.db of schema 4 (the ledger's metadata stored, NOT NULL) keeps its rows and checkpoints:
 // only the constraint goes, and the entries projected from then on leave their metadata to the log.
 TEST_F(EventCopyDocumentsTest, ASchema4ReadSideIsMovedInPlace) {
-  workload(4, 30);
-  catch_up();
-  runner_.reset();
-  read_.reset();
-  const std::int64_t entries = count("read.db", "SELECT count(*) FROM ledger_entries");
-  const std::int64_t checkpoint =
-      count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'");
+  const auto [entries, checkpoint] = project_and_close();
   ASSERT_GT(entries, 30);
   ASSERT_GT(checkpoint, 0);
   // What version 4 wrote: every entry with the log's metadata, and the column NOT NULL.
@@ -749,13 +753,7 @@ TEST_F(EventCopyDocumentsTest, ASchema4ReadSideIsMovedInPlace) {
 // version) keeps its rows and checkpoints; only those keys are recomputed, and GET
 // /ledger/reference finds the entries by the new ones.
 TEST_F(EventCopyDocumentsTest, ASchema5ReadSideGetsItsReferenceKeysRecomputed) {
-  workload(4, 30);
-  catch_up();
-  runner_.reset();
-  read_.reset();
-  const std::int64_t entries = count("read.db", "SELECT count(*) FROM ledger_entries");
-  const std::int64_t checkpoint =
-      count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'");
+  const auto [entries, checkpoint] = project_and_close();
   const std::string key_sum = "SELECT sum(reference_hash % 1000003) FROM ledger_entries";
   const std::int64_t keys = count("read.db", key_sum);
   ASSERT_GT(count("read.db", "SELECT count(*) FROM ledger_entries WHERE reference_id = 'w0:1'"), 0);
@@ -763,6 +761,7 @@ TEST_F(EventCopyDocumentsTest, ASchema5ReadSideGetsItsReferenceKeysRecomputed) {
   sql("read.db",
       "UPDATE ledger_entries SET reference_hash = ((reference_hash & 4294967295) << 32) |"
       " ((reference_hash >> 32) & 4294967295) WHERE related_wallet_id IS NULL;"
+      " CREATE TABLE ledger_entries_next AS SELECT * FROM ledger_entries;"
       " PRAGMA user_version = 5;");
   ASSERT_NE(count("read.db", key_sum), keys);
   {
@@ -773,6 +772,11 @@ TEST_F(EventCopyDocumentsTest, ASchema5ReadSideGetsItsReferenceKeysRecomputed) {
   }
   EXPECT_EQ(count("read.db", "PRAGMA user_version"), kReadSchemaVersion);
   EXPECT_EQ(count("read.db", key_sum), keys);
+  // An older wallex's rebuild under way is dropped, not carried over with keys of the old layout.
+  EXPECT_EQ(count("read.db", "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%_next'"), 0);
+  EXPECT_EQ(count("read.db",
+                  "SELECT count(*) FROM sqlite_schema WHERE name = 'ledger_entries_by_reference'"),
+            1);
   EXPECT_EQ(count("read.db", "SELECT count(*) FROM ledger_entries"), entries);
   EXPECT_EQ(count("read.db", "SELECT position FROM checkpoints WHERE projector = 'ledger'"),
             checkpoint);

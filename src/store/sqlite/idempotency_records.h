@@ -152,6 +152,8 @@ class IdempotencyRecords {
   HashFilter filter_, rebuilt_;
   bool filter_whole_ = false;
   std::optional<Scan> scan_;
+  // For the rebuild's trigger only (an estimate: entries written by a transaction that rolled
+  // back, or written again after a restart, count too).
   std::int64_t filter_entries_ = 0;  // added to filter_ since its rebuild began
   std::int64_t filter_stale_ = 0;    // purged from the index since then
   std::int64_t index_reads_ = 0;

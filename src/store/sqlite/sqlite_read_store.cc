@@ -905,21 +905,22 @@ struct SqliteReadStore::Impl {
   }
 
   // Schema 5 to 6 in place: the reference keys of credits and debits ("<walletId>:<version>")
-  // put the version first now. The keys are recomputed (the index follows), rows and
-  // checkpoints stay. Inside create_or_check_schema's transaction.
+  // put the version first now. Rows and checkpoints stay; the keys are recomputed with the index
+  // dropped and then built again by one sort (updated through it, each key would move to a
+  // random page of it). The _next tables of a rebuild an older wallex left (or is still running)
+  // go: a rebuild is never resumed, and one still running then fails instead of swapping in keys
+  // of the old layout. Inside create_or_check_schema's transaction.
   Status<StoreError> migrate_from_5() {
-    auto has_next = query_int(db,
-                              "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name ="
-                              " 'ledger_entries_next'");
-    if (!has_next) return fail(has_next.error());
     std::string script;
-    for (const char* table : {"ledger_entries", "ledger_entries_next"}) {
-      if (std::string_view(table) == "ledger_entries_next" && has_next.value() == 0) continue;
-      script += std::string("UPDATE ") + table +
-                " SET reference_hash = wallex_reference_hash(reference_id)"
-                " WHERE reference_hash != wallex_reference_hash(reference_id);";
+    for (const char* table : kTableNames) {
+      script += std::string("DROP TABLE IF EXISTS ") + table + "_next;";
     }
-    script += "PRAGMA user_version = 6;";
+    script +=
+        "DROP INDEX IF EXISTS ledger_entries_by_reference;"
+        " UPDATE ledger_entries SET reference_hash = wallex_reference_hash(reference_id)"
+        " WHERE related_wallet_id IS NULL;"
+        " CREATE INDEX ledger_entries_by_reference ON ledger_entries (reference_hash);"
+        " PRAGMA user_version = 6;";
     return exec(db, script, "moving read-side schema 5 to 6");
   }
 
@@ -968,7 +969,10 @@ struct SqliteReadStore::Impl {
                              path + " has read-side schema version " +
                                  std::to_string(user_version.value()) + "; this wallex uses " +
                                  std::to_string(kReadSchemaVersion) +
-                                 ". It is rebuildable: delete it or run wallex rebuild"});
+                                 (user_version.value() < kReadSchemaVersion
+                                      ? ", and moves or replaces it when it opens it for writing"
+                                        " (wallex serve, project or rebuild)"
+                                      : ". It is rebuildable: delete it or run wallex rebuild")});
     }
     return Ok{};
   }
