@@ -35,7 +35,6 @@ class HashFilter {
   bool may_contain(std::uint64_t hash) const { return words_ && test(hash) && test(hash >> 32); }
   // Empty again, its memory freed (allocated again by the next add).
   void clear() { words_.reset(); }
-  std::size_t bytes() const { return words_ ? word_count() * sizeof(std::uint64_t) : 0; }
 
  private:
   struct Free {

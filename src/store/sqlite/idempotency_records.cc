@@ -139,9 +139,13 @@ void IdempotencyRecords::add_pending(const Entry& entry) {
   pending_through_ = std::max(pending_through_, entry.second);
 }
 
+bool IdempotencyRecords::index_may_hold(std::int64_t hash) const {
+  return !filter_whole_ || filter_.may_contain(static_cast<std::uint64_t>(hash));
+}
+
 bool IdempotencyRecords::may_exist(std::string_view key) const {
   const auto hash = static_cast<std::int64_t>(key_hash(key));
-  if (!filter_whole_ || filter_.may_contain(static_cast<std::uint64_t>(hash))) return true;
+  if (index_may_hold(hash)) return true;
   for (const Buckets* set : {&pending_, &merging_}) {
     for (const Entry& entry : (*set)[bucket_of(hash)]) {
       if (entry.first == hash) return true;
@@ -159,7 +163,7 @@ Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
       if (entry.first == hash) ids.push_back(entry.second);
     }
   }
-  if (!filter_whole_ || filter_.may_contain(static_cast<std::uint64_t>(hash))) {
+  if (index_may_hold(hash)) {
     ++index_reads_;
     ResetOnExit reset(index_candidates_);
     index_candidates_.bind(1, hash);

@@ -136,6 +136,8 @@ class IdempotencyRecords {
   };
   Status<StoreError> run(SqliteStatement& s, std::string_view what);
   void add_pending(const Entry& entry);
+  // False when the filter rules the hash out of the index (it holds the whole index).
+  bool index_may_hold(std::int64_t hash) const;
   void add_to_filters(std::int64_t hash);
   Status<StoreError> index_step();
   Status<StoreError> filter_step();

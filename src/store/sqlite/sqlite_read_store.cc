@@ -216,11 +216,13 @@ namespace {
 // rebuild can sort the few integers of each key itself and append them in order. The projector
 // makes a key row with every entry or event and writes a batch's rows sorted, in the same
 // transaction (flush_writes, commit); verify checks them.
-constexpr const char* kIndexes = R"sql(
+// The reference index on its own as well: the move from schema 5 builds it again.
+constexpr const char* kReferenceIndex =
+    "CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_hash);\n";
+const std::string kIndexes = std::string(R"sql(
 CREATE INDEX $read_wallets_by_owner ON read_wallets (owner_id, id);
 CREATE INDEX $ledger_entries_by_time ON ledger_entries (created_at_ms);
-CREATE INDEX $ledger_entries_by_reference ON ledger_entries (reference_hash);
-)sql";
+)sql") + kReferenceIndex;
 
 // Checkpoints of read.db (WalCheckpointer, with its default thresholds): from ~64 MiB of WAL the
 // projector lets the checkpoints catch up before its next batch (settle()), so the WAL starts over.
@@ -918,9 +920,8 @@ struct SqliteReadStore::Impl {
     script +=
         "DROP INDEX IF EXISTS ledger_entries_by_reference;"
         " UPDATE ledger_entries SET reference_hash = wallex_reference_hash(reference_id)"
-        " WHERE related_wallet_id IS NULL;"
-        " CREATE INDEX ledger_entries_by_reference ON ledger_entries (reference_hash);"
-        " PRAGMA user_version = 6;";
+        " WHERE related_wallet_id IS NULL; " +
+        with_names(kReferenceIndex, "", "") + "PRAGMA user_version = 6;";
     return exec(db, script, "moving read-side schema 5 to 6");
   }
 
@@ -1524,7 +1525,7 @@ Status<StoreError> SqliteReadStore::finish_rebuild(const std::vector<Checkpoint>
     const std::string side = side_path(impl.data_dir);
     const std::string script =
         "PRAGMA rebuild.synchronous = FULL; PRAGMA threads = 2; BEGIN IMMEDIATE;" +
-        with_names(std::string(kIndexes) + kCheckpointTable, "rebuild.", "") +
+        with_names(kIndexes + kCheckpointTable, "rebuild.", "") +
         checkpoint_inserts("rebuild.", checkpoints) +
         "PRAGMA rebuild.application_id = " + std::to_string(kReadApplicationId) +
         "; PRAGMA rebuild.user_version = " + std::to_string(kReadSchemaVersion) +
