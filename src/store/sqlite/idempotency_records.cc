@@ -137,6 +137,9 @@ void IdempotencyRecords::add_pending(const Entry& entry) {
   pending_[bucket_of(entry.first)].push_back(entry);
   ++pending_count_;
   pending_through_ = std::max(pending_through_, entry.second);
+  // A rebuild under way gets it when it is merged, or when the rebuild ends (committed()).
+  filter_.add(static_cast<std::uint64_t>(entry.first));
+  ++filter_entries_;
 }
 
 bool IdempotencyRecords::index_may_hold(std::int64_t hash) const {
@@ -145,13 +148,9 @@ bool IdempotencyRecords::index_may_hold(std::int64_t hash) const {
 
 bool IdempotencyRecords::may_exist(std::string_view key) const {
   const auto hash = static_cast<std::int64_t>(key_hash(key));
-  if (index_may_hold(hash)) return true;
-  for (const Buckets* set : {&pending_, &merging_}) {
-    for (const Entry& entry : (*set)[bucket_of(hash)]) {
-      if (entry.first == hash) return true;
-    }
-  }
-  return false;
+  // A whole filter holds the records in memory too: one cache line answers.
+  if (filter_whole_) return filter_.may_contain(static_cast<std::uint64_t>(hash));
+  return true;
 }
 
 Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
@@ -238,7 +237,11 @@ Status<StoreError> IdempotencyRecords::index_step() {
       insert_index_.bind(1, bucket[at.index].first);
       insert_index_.bind(2, bucket[at.index].second);
       if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
-      add_to_filters(bucket[at.index].first);
+      // In filter_ since its commit; rebuilt_ needs it when it lands behind the scan's place.
+      if (scan_) {
+        rebuilt_.add(static_cast<std::uint64_t>(bucket[at.index].first));
+        ++scan_->entries;
+      }
     }
     if (at.index == bucket.size()) at = Cursor{at.bucket + 1, 0};
   }
@@ -248,15 +251,6 @@ Status<StoreError> IdempotencyRecords::index_step() {
   }
   merged_after_commit_ = at;
   return Ok{};
-}
-
-void IdempotencyRecords::add_to_filters(std::int64_t hash) {
-  filter_.add(static_cast<std::uint64_t>(hash));
-  ++filter_entries_;
-  if (scan_) {
-    rebuilt_.add(static_cast<std::uint64_t>(hash));
-    ++scan_->entries;
-  }
 }
 
 Status<StoreError> IdempotencyRecords::filter_step() {
@@ -303,11 +297,19 @@ void IdempotencyRecords::committed() {
     scan_ = *scanned_after_commit_;
     scanned_after_commit_.reset();
     if (scan_->done) {
-      // Every entry is in rebuilt_: what the scan read, and what the merges wrote meanwhile.
+      // Every entry of the index is in rebuilt_: what the scan read, and what the merges wrote
+      // meanwhile. The records in memory (some of them already merged) go in now.
+      std::int64_t entries = scan_->entries;
+      for (const Buckets* set : {&pending_, &merging_}) {
+        for (const std::vector<Entry>& bucket : *set) {
+          for (const Entry& entry : bucket) rebuilt_.add(static_cast<std::uint64_t>(entry.first));
+          entries += static_cast<std::int64_t>(bucket.size());
+        }
+      }
       std::swap(filter_, rebuilt_);
       rebuilt_.clear();
       filter_whole_ = true;
-      filter_entries_ = scan_->entries;
+      filter_entries_ = entries;
       filter_stale_ = 0;
       scan_.reset();
       ++filter_rebuilds_;

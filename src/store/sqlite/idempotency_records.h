@@ -29,15 +29,17 @@
 //
 // Keys never seen: most lookups are of a new key, and each would read the index's B-tree to
 // find nothing (a leaf seldom in SQLite's cache on a grown store: an eighth of the writer's time
-// with transfers, BENCHMARKS.md). A Bloom filter of the hashes in the index (hash_filter.h, 16
-// MiB by default) answers most of them from memory; find() reads the index only when the filter
-// says "maybe". Every entry the merges write is added to it, including those of a commit that
-// then rolls back (a wasted "maybe", never a missed key). Purged entries stay in it, so it is
-// rebuilt from the index when purges have removed half as many entries as it holds, and at
-// open (until a rebuild has read the whole index, every lookup reads the index, as without a
-// filter): a scan of the index in (key_hash, record) order, a slice with each commit (at least
-// filter_chunk entries, eight per record the commit adds), into a second filter that the
-// merges meanwhile add to as well; the scan's place moves only when its commit does.
+// with transfers, BENCHMARKS.md). A Bloom filter (hash_filter.h, 16 MiB by default) of the hashes
+// in the index and of the records in memory answers most of them from memory: may_exist() looks
+// at nothing else once the filter is whole, and find() reads the index only when the filter says
+// "maybe". A record's hash is added when its commit is done (so a rolled back append leaves
+// nothing behind); a merge moves entries from memory into the index, already in the filter.
+// Purged entries stay in it, so it is rebuilt when purges have removed half as many entries as
+// it holds, and at open (until a rebuild has read the whole index, every lookup reads the index,
+// as without a filter): a scan of the index in (key_hash, record) order, a slice with each commit
+// (at least filter_chunk entries, eight per record the commit adds), into a second filter that
+// the merges' entries meanwhile go into as well, and every record still in memory when the scan
+// ends; the scan's place moves only when its commit does.
 //
 // Scale: a merge shares the index's pages among its entries while the index has fewer leaf pages
 // than a merge has entries (~200 entries a page: about 13 million live keys); beyond that each
@@ -138,7 +140,6 @@ class IdempotencyRecords {
   void add_pending(const Entry& entry);
   // False when the filter rules the hash out of the index (it holds the whole index).
   bool index_may_hold(std::int64_t hash) const;
-  void add_to_filters(std::int64_t hash);
   Status<StoreError> index_step();
   Status<StoreError> filter_step();
 
@@ -149,8 +150,9 @@ class IdempotencyRecords {
   SqliteStatement insert_record_, select_record_, index_candidates_, insert_index_, delete_index_,
       set_indexed_through_, purge_candidates_, delete_records_, scan_index_;
 
-  // Every entry of the index is in filter_ once filter_whole_; while a rebuild goes on
-  // (scan_), every entry the scan has passed or the merges wrote since it began is in rebuilt_.
+  // Every entry of the index and every record in memory is in filter_ once filter_whole_; while
+  // a rebuild goes on (scan_), every entry the scan has passed or the merges wrote since it
+  // began is in rebuilt_ (the records in memory join it when the scan ends).
   HashFilter filter_, rebuilt_;
   bool filter_whole_ = false;
   std::optional<Scan> scan_;
