@@ -5,6 +5,11 @@
 #
 #   scripts/bench-ab.sh OLD_WALLEX NEW_WALLEX [SCENARIO]     # default: transfer
 #   PAIRS=5 OPERATIONS=150000 WARMUP=100000 scripts/bench-ab.sh /tmp/old/wallex build/release/bin/wallex credit
+#   RATE=15000 DURATION=10 scripts/bench-ab.sh OLD NEW credit   # open loop: the same load for both
+#
+# Closed loop, a faster build also runs at a higher rate, with larger group commits, which
+# changes its cost per operation; at a fixed RATE both builds get the same batches, so their CPU
+# per operation compares the code alone (RATE must be one both sustain).
 #
 # A run: start the server, WARMUP operations (not counted; 2,000 creates the wallets), wait until
 # the projections have caught up, read every thread's CPU time (/proc/<pid>/task/*/stat), run
@@ -28,6 +33,8 @@ operations=${OPERATIONS:-100000}
 warmup=${WARMUP:-2000}
 workers=${WORKERS:-128}
 wallets=${WALLETS:-1000}
+rate=${RATE:-}
+duration=${DURATION:-10}
 bench=${WALLEX_BENCH_BIN:-$root/build/release/bin/wallex-bench}
 require_executables bench-ab "${builds[@]}" "$bench"
 start_work bench-ab
@@ -42,8 +49,10 @@ run() {
   wait_caught_up "$url" bench-ab 300
   thread_ticks "$pid" >"$work/$index-$round.before"
   thread_waits "$pid" >"$work/$index-$round.waits-before"
+  local load=(--operations "$operations")
+  [ -z "$rate" ] || load=(--rate "$rate" --duration "$duration")
   "$bench" --url "$url" --quiet --json "$work/$index-$round.json" --scenario "$scenario" \
-    --wallets "$wallets" --operations "$operations" --workers "$workers" --no-verify >/dev/null
+    --wallets "$wallets" "${load[@]}" --workers "$workers" --no-verify >/dev/null
   wait_caught_up "$url" bench-ab 300
   thread_ticks "$pid" >"$work/$index-$round.after"
   thread_waits "$pid" >"$work/$index-$round.waits-after"
@@ -54,7 +63,11 @@ run() {
   sync  # the freed data directory's writeback before the next run, not during it
 }
 
-echo "bench-ab: $scenario, $pairs pairs, $operations operations after $warmup, $workers connections"
+if [ -n "$rate" ]; then
+  echo "bench-ab: $scenario, $pairs pairs, $rate/s for $duration s after $warmup, $workers connections"
+else
+  echo "bench-ab: $scenario, $pairs pairs, $operations operations after $warmup, $workers connections"
+fi
 echo "bench-ab: A = ${builds[0]}"
 echo "bench-ab: B = ${builds[1]}"
 # The build that goes first alternates from round to round: the second run of a round was
@@ -87,10 +100,11 @@ def per_operation(kind, scale):
         for index in (0, 1):
             before = ticks(f"{work}/{index}-{round_}.{kind}before")
             after = ticks(f"{work}/{index}-{round_}.{kind}after")
-            us = {name.replace("wallex-", ""): (after[name] - before.get(name, 0)) * scale / operations
+            report = json.load(open(f"{work}/{index}-{round_}.json"))
+            done = int(report["phases"]["operations"]["requests"]) or operations  # open loop: as sent
+            us = {name.replace("wallex-", ""): (after[name] - before.get(name, 0)) * scale / done
                   for name in after}
             us["server"] = sum(us.values())
-            report = json.load(open(f"{work}/{index}-{round_}.json"))
             us["ops/s"] = float(report["phases"]["operations"]["requestsPerSecond"])
             rows[index].append(us)
     return rows

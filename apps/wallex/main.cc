@@ -56,6 +56,7 @@ struct ServeConfig {
   double idempotency_retention_hours = 24;
   std::size_t queue_length_max = 100'000;
   std::size_t batch_commands_max = 4'096;
+  std::size_t sync_gather_commands = 64;
   std::size_t body_bytes_max = 100 * 1024;
   std::size_t connections_max = 10'000;
   std::size_t header_bytes_max = 16 * 1024;
@@ -230,6 +231,7 @@ int serve(const ServeConfig& config) {
   ServiceOptions service_options;
   service_options.queue_length_max = config.queue_length_max;
   service_options.batch_commands_max = config.batch_commands_max;
+  service_options.sync_gather_commands = config.sync_gather_commands;
   service_options.idempotency_retention_ms =
       static_cast<TimestampMs>(config.idempotency_retention_hours * 3600.0 * 1000.0);
   std::atomic<bool> fatal{false};
@@ -987,6 +989,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10'000'000));
   serve_command->add_option("--batch-commands-max", config.batch_commands_max,
                             "Commands per group commit")
+      ->check(CLI::Range(1, 100'000));
+  serve_command
+      ->add_option("--sync-gather-commands", config.sync_gather_commands,
+                   "While an fsync is under way, commands that gather before the writer "
+                   "writes them (1: at once)")
       ->check(CLI::Range(1, 100'000));
   serve_command->add_option("--body-bytes-max", config.body_bytes_max, "Request body limit")
       ->check(CLI::Range(1024, 16 * 1024 * 1024));

@@ -220,8 +220,13 @@ bool WalletService::take_batch(std::deque<Pending>& batch, std::vector<PendingRe
   std::unique_lock lock(queue_mutex_);
   if (wait) {
     // Wakes at least once per purge interval so expired keys are purged on an idle service too.
-    queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms),
-                          [this] { return !queue_.empty() || !reads_.empty() || stopping_; });
+    // Pipelined, with the syncer busy: commands gather (see sync_gather_commands).
+    const auto ready = [this] {
+      return !reads_.empty() || stopping_ ||
+             (!queue_.empty() &&
+              (!pipelined_ || syncer_idle_ || queue_.size() >= options_.sync_gather_commands));
+    };
+    queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms), ready);
   }
   if (queue_.empty() && reads_.empty() && stopping_) return false;
   const std::size_t take = std::min(queue_.size(), options_.batch_commands_max);
@@ -671,17 +676,34 @@ void WalletService::queue_for_sync(SyncTicket ticket) {
   sync_ready_.notify_one();
 }
 
+void WalletService::set_syncer_idle(bool idle) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (syncer_idle_ == idle) return;
+    syncer_idle_ = idle;
+  }
+  if (idle) queue_ready_.notify_one();  // the commands that gathered meanwhile
+}
+
 void WalletService::run_syncer() {
   std::vector<SyncTicket> tickets;
   while (true) {
     {
       std::unique_lock lock(sync_mutex_);
+      if (sync_queue_.empty() && !sync_stopping_) {
+        // Nothing to fsync: the writer may write at once. (Not under sync_mutex_: the writer
+        // holds queue_mutex_ and sync_mutex_ never together, nor does this thread.)
+        lock.unlock();
+        set_syncer_idle(true);
+        lock.lock();
+      }
       sync_ready_.wait(lock, [this] { return !sync_queue_.empty() || sync_stopping_; });
       if (sync_queue_.empty()) return;  // stopping, and every batch answered
       for (SyncTicket& ticket : sync_queue_) tickets.push_back(std::move(ticket));
       sync_queue_.clear();
     }
     sync_space_.notify_one();
+    set_syncer_idle(false);
     // One fsync for every batch written so far: the group commit of the pipelined store. A
     // group of answers only (no batch wrote) depends on earlier batches, all durable by now.
     Status<StoreError> synced = Ok{};

@@ -10,7 +10,11 @@
 // (wallex-sync), which fsyncs everything written so far, then publishes and answers the batches
 // that fsync covered, in order. Meanwhile the writer decides the next batch against the state of
 // the batches still waiting (a wallet's unsynced state, a key of an unsynced batch: in flight).
-// At most sync_batches_max batches wait; the writer then waits too.
+// At most sync_batches_max batches wait; the writer then waits too. While the syncer is busy, the
+// writer lets commands gather until sync_gather_commands are queued: whatever it wrote then
+// would wait for the syncer's next fsync anyway, and one commit of many commands costs far less
+// per command than many commits of one (a commit writes whole pages, and each wakes the syncer).
+// When the syncer is idle, the writer writes what is queued at once.
 //
 // Guarantees:
 //  - a reply is delivered only after the commit that holds its effect is durable, and nothing
@@ -62,6 +66,9 @@ struct ServiceOptions {
   std::size_t purge_batch_max = 10'000;  // records deleted per purge transaction
   // Batches written and waiting for their fsync (pipelined stores only).
   std::size_t sync_batches_max = 16;
+  // Pipelined stores only: while the syncer is busy, commands queued before the writer takes
+  // them (at once when the syncer is idle). 1: every command written as soon as it is taken.
+  std::size_t sync_gather_commands = 64;
   // Called once, on the writer or the syncer thread, when the store fails in a way that forbids
   // going on.
   std::function<void(const StoreError&)> on_fatal;
@@ -205,6 +212,8 @@ class WalletService {
   // Writer thread: queues a ticket for the syncer, waiting while sync_batches_max wait.
   void queue_for_sync(SyncTicket ticket);
   void run_syncer();
+  // Syncer thread: publishes whether it waits for batches (see syncer_idle_).
+  void set_syncer_idle(bool idle);
   void purge_if_due();
   void purge_expired_keys(TimestampMs now_ms);
 
@@ -225,6 +234,9 @@ class WalletService {
   std::vector<PendingRead> reads_;  // shared store only
   bool accepting_ = false;
   bool stopping_ = false;
+  // Pipelined: the syncer waits for batches (no fsync under way). Under queue_mutex_, so that
+  // the writer, waiting for commands to gather, is woken when it turns true.
+  bool syncer_idle_ = true;
 
   std::thread writer_;
   std::atomic<bool> store_failed_{false};

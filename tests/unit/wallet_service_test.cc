@@ -205,6 +205,12 @@ class WalletServiceTest : public ::testing::Test {
     sqlite_.reset();
     std::filesystem::remove_all(dir_);
   }
+  // The writer writes every command as soon as it takes it, the syncer busy or not.
+  static ServiceOptions write_at_once() {
+    ServiceOptions options;
+    options.sync_gather_commands = 1;
+    return options;
+  }
   void start(ServiceOptions options = {}, bool pipelined = false) {
     service_.reset();
     controlled_.reset();
@@ -636,7 +642,7 @@ TEST_F(WalletServiceTest, OnASharedStoreAReadSeesAnotherInstancesCommit) {
 // Pipelined commits: the writer decides and writes the next batch while the previous one waits
 // for its fsync; nothing of a batch is answered, published or announced before that fsync.
 TEST_F(WalletServiceTest, PipelinedRepliesWaitForTheirSyncAndTheNextBatchBuildsOnTheUnsyncedOne) {
-  start({}, /*pipelined=*/true);
+  start(write_at_once(), /*pipelined=*/true);
   create("w", "100");
   const std::int64_t durable_position = committed_position_.load();
   controlled_->hold_syncs();
@@ -688,7 +694,7 @@ TEST_F(WalletServiceTest, PipelinedRepliesWaitForTheirSyncAndTheNextBatchBuildsO
 }
 
 TEST_F(WalletServiceTest, PipelinedAFailedSyncIsFatalAndFailsEveryUnsyncedBatch) {
-  start({}, /*pipelined=*/true);
+  start(write_at_once(), /*pipelined=*/true);
   create("w", "10");
   controlled_->hold_syncs();
   auto first = submit_async(CreditWallet{"w", money("5"), {}}, "k1");
@@ -713,6 +719,39 @@ TEST_F(WalletServiceTest, PipelinedAFailedSyncIsFatalAndFailsEveryUnsyncedBatch)
   const int writes = controlled_->writes();
   EXPECT_EQ(submit(CreditWallet{"w", money("1"), {}}).status, 503);
   EXPECT_EQ(controlled_->writes(), writes);
+}
+
+// While the syncer is busy, commands gather until sync_gather_commands are queued, and are
+// written as one batch then; with the syncer idle, a lone command is written at once.
+TEST_F(WalletServiceTest, PipelinedCommandsGatherWhileAnFsyncIsUnderWay) {
+  ServiceOptions options;
+  options.sync_gather_commands = 4;
+  start(options, /*pipelined=*/true);
+  create("w", "0");
+  controlled_->hold_syncs();
+  auto first = submit_async(CreditWallet{"w", money("1"), {}});
+  controlled_->wait_until_sync_is_held();
+  const int writes = controlled_->writes();
+  std::vector<std::future<Reply>> gathered;
+  for (int i = 0; i < 3; ++i) gathered.push_back(submit_async(CreditWallet{"w", money("1"), {}}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(controlled_->writes(), writes);  // three queued: they wait for the fsync
+  gathered.push_back(submit_async(CreditWallet{"w", money("1"), {}}));
+  for (int i = 0; i < 200 && controlled_->writes() == writes; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(controlled_->writes(), writes + 1);  // the fourth: all four in one batch
+  EXPECT_FALSE(answered(first));
+  controlled_->release_syncs();
+  EXPECT_EQ(first.get().status, 201);
+  for (auto& reply : gathered) EXPECT_EQ(reply.get().status, 201);
+  EXPECT_EQ(service_->find_wallet("w")->balance, money("5"));
+  // The syncer idle again: a lone command is written and answered at once.
+  const int before_lone = controlled_->writes();
+  EXPECT_EQ(submit(CreditWallet{"w", money("1"), {}}).status, 201);
+  EXPECT_EQ(controlled_->writes(), before_lone + 1);
+  service_->stop();
+  EXPECT_EQ(on_disk("w")->balance, money("6"));
 }
 
 TEST_F(WalletServiceTest, PipelinedStopAnswersEveryWrittenBatch) {
