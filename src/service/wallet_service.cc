@@ -100,6 +100,7 @@ void WalletService::report_fatal(const StoreError& error) {
 template <typename Push>
 void WalletService::enqueue(ReplyCallback& done, Push push) {
   std::optional<Reply> refusal;
+  bool wake = false;
   {
     std::lock_guard lock(queue_mutex_);
     if (!accepting_ || store_failed_.load()) {
@@ -110,13 +111,21 @@ void WalletService::enqueue(ReplyCallback& done, Push push) {
       refusal = error_reply(ErrorCode::kOverloaded, "Too many requests are waiting; retry shortly");
     } else {
       push();
+      // Not while commands gather: the writer would wake only to wait again.
+      wake = writer_may_take();
     }
   }
   if (refusal) {
     done(std::move(*refusal));
     return;
   }
-  queue_ready_.notify_one();
+  if (wake) queue_ready_.notify_one();
+}
+
+bool WalletService::writer_may_take() const {
+  return !reads_.empty() || stopping_ ||
+         (!queue_.empty() &&
+          (!pipelined_ || syncer_idle_ || queue_.size() >= options_.sync_gather_commands));
 }
 
 void WalletService::submit(CommandRequest request, ReplyCallback done) {
@@ -220,13 +229,8 @@ bool WalletService::take_batch(std::deque<Pending>& batch, std::vector<PendingRe
   std::unique_lock lock(queue_mutex_);
   if (wait) {
     // Wakes at least once per purge interval so expired keys are purged on an idle service too.
-    // Pipelined, with the syncer busy: commands gather (see sync_gather_commands).
-    const auto ready = [this] {
-      return !reads_.empty() || stopping_ ||
-             (!queue_.empty() &&
-              (!pipelined_ || syncer_idle_ || queue_.size() >= options_.sync_gather_commands));
-    };
-    queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms), ready);
+    queue_ready_.wait_for(lock, std::chrono::milliseconds(options_.purge_interval_ms),
+                          [this] { return writer_may_take(); });
   }
   if (queue_.empty() && reads_.empty() && stopping_) return false;
   const std::size_t take = std::min(queue_.size(), options_.batch_commands_max);

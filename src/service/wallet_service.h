@@ -166,6 +166,9 @@ class WalletService {
   using WalletMap = std::unordered_map<std::string, WalletState, StringHash, std::equal_to<>>;
 
   void run();
+  // Under queue_mutex_: whether the writer has work it may take now (pipelined, with the syncer
+  // busy, commands gather until sync_gather_commands are queued).
+  bool writer_may_take() const;
   // Moves up to batch_commands_max queued commands into `batch`; false once stopped and drained.
   bool take_batch(std::deque<Pending>& batch, std::vector<PendingRead>& reads, bool wait);
   // Queues a command or a read through `push` (called under queue_mutex_), or answers `done` at
