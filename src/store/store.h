@@ -28,6 +28,7 @@ enum class StoreErrorKind {
   kConflict,      // a uniqueness guard fired (e.g. a wallet version already exists)
   kCorrupt,       // the store's files are damaged or are not a Wallex store
   kSchemaTooNew,  // written by a newer Wallex: refuse rather than misread it
+  kSchemaTooOld,  // written by an older Wallex, and opened where it may not be moved (read-only)
   kOther,
 };
 

@@ -495,7 +495,7 @@ TEST_F(VerifyTest, AReadSideOfAnOlderSchemaIsReplacedAndCaughtUp) {
   // Read-only (queries, verify) refuses it; read-write (the projector, rebuild) starts afresh.
   auto read_only = SqliteReadStore::open(dir_, SqliteReadStore::Access::kReadOnly);
   ASSERT_FALSE(read_only.ok());
-  EXPECT_EQ(read_only.error().kind, StoreErrorKind::kSchemaTooNew);
+  EXPECT_EQ(read_only.error().kind, StoreErrorKind::kSchemaTooOld);
   auto checkpoints = read_store().checkpoints();
   ASSERT_TRUE(checkpoints.ok());
   for (const Checkpoint& checkpoint : checkpoints.value()) EXPECT_EQ(checkpoint.position, 0);

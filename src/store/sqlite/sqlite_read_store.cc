@@ -966,7 +966,9 @@ struct SqliteReadStore::Impl {
           "replacing a read side of schema version " + std::to_string(user_version.value()));
     }
     if (user_version.value() != kReadSchemaVersion) {
-      return fail(StoreError{StoreErrorKind::kSchemaTooNew,
+      return fail(StoreError{user_version.value() < kReadSchemaVersion
+                                 ? StoreErrorKind::kSchemaTooOld
+                                 : StoreErrorKind::kSchemaTooNew,
                              path + " has read-side schema version " +
                                  std::to_string(user_version.value()) + "; this wallex uses " +
                                  std::to_string(kReadSchemaVersion) +

@@ -41,7 +41,9 @@ std::int64_t reference_hash(std::string_view reference_id);
 class SqliteReadStore final : public ReadStore, public ConsumerStateStore {
  public:
   enum class Access { kReadWrite, kReadOnly };
-  // kReadWrite creates read.db and its schema when missing; kReadOnly fails when it is missing.
+  // kReadWrite creates read.db and its schema when missing, and moves or replaces an older
+  // schema; kReadOnly fails when it is missing, and refuses an older schema (kSchemaTooOld).
+  // Both refuse a newer one (kSchemaTooNew).
   static Result<std::unique_ptr<SqliteReadStore>, StoreError> open(const std::string& data_dir,
                                                                    Access access);
   // The same on a file of any name (a Kafka-built read store: `wallex project --read-db`).
