@@ -147,10 +147,8 @@ bool IdempotencyRecords::index_may_hold(std::int64_t hash) const {
 }
 
 bool IdempotencyRecords::may_exist(std::string_view key) const {
-  const auto hash = static_cast<std::int64_t>(key_hash(key));
   // A whole filter holds the records in memory too: one cache line answers.
-  if (filter_whole_) return filter_.may_contain(static_cast<std::uint64_t>(hash));
-  return true;
+  return index_may_hold(static_cast<std::int64_t>(key_hash(key)));
 }
 
 Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(

@@ -138,7 +138,8 @@ class IdempotencyRecords {
   };
   Status<StoreError> run(SqliteStatement& s, std::string_view what);
   void add_pending(const Entry& entry);
-  // False when the filter rules the hash out of the index (it holds the whole index).
+  // False when the filter rules the hash out of the index and of the records in memory (it
+  // holds all of them).
   bool index_may_hold(std::int64_t hash) const;
   Status<StoreError> index_step();
   Status<StoreError> filter_step();
