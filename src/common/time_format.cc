@@ -1,5 +1,6 @@
 #include "common/time_format.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -57,7 +58,7 @@ bool read_digits(std::string_view text, std::size_t pos, std::size_t count, unsi
 
 }  // namespace
 
-std::string format_iso8601_ms(TimestampMs ms) {
+Iso8601Ms::Iso8601Ms(TimestampMs ms) {
   std::int64_t days = ms / 86400000;
   std::int64_t rem = ms % 86400000;
   if (rem < 0) {
@@ -70,16 +71,19 @@ std::string format_iso8601_ms(TimestampMs ms) {
   const auto second = static_cast<int>(rem / 1000 % 60);
   const auto milli = static_cast<int>(rem % 1000);
   if (c.year < 0 || c.year > 9999) {
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
-                  static_cast<long long>(c.year), c.month, c.day, hour, minute, second, milli);
-    return buffer;
+    const int n =
+        std::snprintf(text_, sizeof text_, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                      static_cast<long long>(c.year), c.month, c.day, hour, minute, second, milli);
+    size_ = n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof text_ - 1);
+    return;
   }
-  // The common case without snprintf (every snapshot and event carries timestamps).
-  std::string out = "0000-00-00T00:00:00.000Z";
-  const auto put = [&out](std::size_t at, unsigned value, int digits) {
+  // The common case without snprintf.
+  static constexpr std::string_view kPattern = "0000-00-00T00:00:00.000Z";
+  std::copy(kPattern.begin(), kPattern.end(), text_);
+  size_ = kPattern.size();
+  const auto put = [this](std::size_t at, unsigned value, int digits) {
     for (int i = digits - 1; i >= 0; --i) {
-      out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+      text_[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
       value /= 10;
     }
   };
@@ -90,8 +94,9 @@ std::string format_iso8601_ms(TimestampMs ms) {
   put(14, static_cast<unsigned>(minute), 2);
   put(17, static_cast<unsigned>(second), 2);
   put(20, static_cast<unsigned>(milli), 3);
-  return out;
 }
+
+std::string format_iso8601_ms(TimestampMs ms) { return std::string(Iso8601Ms(ms).view()); }
 
 std::optional<TimestampMs> parse_iso8601(std::string_view text) {
   unsigned year = 0, month = 0, day = 0;

@@ -1,5 +1,7 @@
 #include "json/json_writer.h"
 
+#include <charconv>
+
 namespace wallex {
 
 void append_json_string(std::string& out, std::string_view value) {
@@ -81,7 +83,8 @@ JsonWriter& JsonWriter::number_text(std::string_view json_number) {
 
 JsonWriter& JsonWriter::integer(std::int64_t value) {
   separate();
-  out_ += std::to_string(value);
+  char digits[24];
+  out_.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
   return *this;
 }
 

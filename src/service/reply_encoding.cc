@@ -16,8 +16,8 @@ void write_snapshot(JsonWriter& out, const WalletState& wallet) {
   out.key("ownerId").string(wallet.owner_id);
   out.key("balance").number_text(wallet.balance.to_json_number());
   out.key("version").integer(wallet.version);
-  out.key("createdAt").string(format_iso8601_ms(wallet.created_at_ms));
-  out.key("updatedAt").string(format_iso8601_ms(wallet.updated_at_ms));
+  out.key("createdAt").string(Iso8601Ms(wallet.created_at_ms).view());
+  out.key("updatedAt").string(Iso8601Ms(wallet.updated_at_ms).view());
   out.end_object();
 }
 
@@ -131,15 +131,18 @@ std::optional<std::string> replay_body(std::string_view stored, const Command& c
   return std::nullopt;
 }
 
+// Room for a snapshot's usual ~200 bytes, and for a transfer's two.
+constexpr std::size_t kSnapshotCapacity = 256;
+
 std::string encode_snapshot(const WalletState& wallet) {
-  JsonWriter out;
+  JsonWriter out(kSnapshotCapacity);
   write_snapshot(out, wallet);
   return out.take();
 }
 
 std::string encode_transfer(const WalletState& from, const WalletState& to,
                             std::string_view transfer_id) {
-  JsonWriter out;
+  JsonWriter out(2 * kSnapshotCapacity);
   out.begin_object();
   out.key("fromWallet");
   write_snapshot(out, from);

@@ -667,6 +667,9 @@ void WalletService::publish(std::vector<WalletState>& wallets, std::int64_t last
 
 void WalletService::forget_durable() {
   const std::uint64_t durable = durable_seq_.load(std::memory_order_acquire);
+  // Nothing became durable since the last call: every entry left is of a later batch.
+  if (durable == forgotten_seq_) return;
+  forgotten_seq_ = durable;
   std::erase_if(unsynced_wallets_, [durable](const auto& item) { return item.second.second <= durable; });
   std::erase_if(unsynced_keys_, [durable](const auto& item) { return item.second <= durable; });
 }

@@ -251,6 +251,7 @@ class WalletService {
                      std::equal_to<>>
       unsynced_wallets_;
   std::unordered_map<std::string, std::uint64_t, StringHash, std::equal_to<>> unsynced_keys_;
+  std::uint64_t forgotten_seq_ = 0;            // durable_seq_ as of the last forget_durable()
   std::atomic<std::uint64_t> written_seq_{0};  // written by the writer only
   // The last batch made durable, published and answered (stored by the syncer after it has
   // published the batch's wallets into wallets_).

@@ -14,8 +14,11 @@ const std::string* string_field(const DecodedBody& body, std::string_view key) {
 
 }  // namespace
 
+// Room for the usual event document (ids, an amount, a short description) in one allocation.
+constexpr std::size_t kDocumentCapacity = 192;
+
 std::string encode_event_data(const Event& event) {
-  JsonWriter out;
+  JsonWriter out(kDocumentCapacity);
   out.begin_object();
   switch (event.type) {
     case EventType::kWalletCreated:
@@ -42,9 +45,9 @@ std::string encode_event_data(const Event& event) {
 }
 
 std::string encode_event_metadata(const Event& event, const EventMetadata& metadata) {
-  JsonWriter out;
+  JsonWriter out(kDocumentCapacity);
   out.begin_object();
-  out.key("occurredAt").string(format_iso8601_ms(event.occurred_at_ms));
+  out.key("occurredAt").string(Iso8601Ms(event.occurred_at_ms).view());
   out.key("correlationId").string(metadata.correlation_id);
   if (metadata.causation_id) {
     out.key("causationId").string(*metadata.causation_id);
