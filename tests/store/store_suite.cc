@@ -93,6 +93,44 @@ TEST_P(StoreSuite, CommitAssignsContiguousPositionsAndRoundTripsEvents) {
   EXPECT_EQ(events.value()[2].metadata, (EventMetadata{"c2", std::nullopt}));
 }
 
+// More events than a store may append with one statement (the SQLite store: 16), with
+// descriptions and metadata that differ from event to event: every one comes back at its position.
+TEST_P(StoreSuite, ABatchOfManyEventsRoundTripsEveryEventInOrder) {
+  constexpr int kCredits = 36;
+  CommitBatch batch;
+  std::vector<Event> expected = {created("a")};
+  batch.entries.push_back(entry({created("a")}, "c-create"));
+  for (int i = 1; i <= kCredits; ++i) {
+    Event credit = credited(
+        "a", i, std::to_string(i) + ".25",
+        i % 3 == 0 ? std::nullopt : std::optional<std::string>("note " + std::to_string(i)));
+    expected.push_back(credit);
+    batch.entries.push_back(entry({credit}, "c-" + std::to_string(i), "key-" + std::to_string(i)));
+  }
+  batch.wallets = {write("a", "675.00", kCredits)};  // 1.25 + 2.25 + ... + 36.25
+  auto result = store_->commit(batch);
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  EXPECT_EQ(result.value().last_position, kCredits + 1);
+  ASSERT_EQ(result.value().entry_positions.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(result.value().entry_positions[i], static_cast<std::int64_t>(i + 1));
+  }
+
+  reopen();
+  auto events = store_->read_events(0, 100);
+  ASSERT_TRUE(events.ok()) << events.error().message;
+  ASSERT_EQ(events.value().size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(events.value()[i].position, static_cast<std::int64_t>(i + 1));
+    EXPECT_EQ(events.value()[i].event, expected[i]) << "event " << i;
+    const std::optional<std::string> key =
+        i == 0 ? std::nullopt : std::optional<std::string>("key-" + std::to_string(i));
+    EXPECT_EQ(events.value()[i].metadata,
+              (EventMetadata{i == 0 ? "c-create" : "c-" + std::to_string(i), key}))
+        << "event " << i;
+  }
+}
+
 // The pipelined pair: write() makes batches part of the log (the next one continues it) before
 // any sync; sync() then makes all of them durable. A store without a pipeline commits in write().
 TEST_P(StoreSuite, WrittenBatchesContinueEachOtherAndOneSyncMakesThemDurable) {

@@ -45,6 +45,12 @@ UPDATE idempotency_index_state
 DROP TABLE idempotency_keys;
 )sql";
 
+// A merge writes its entries kIndexEntriesPerInsert with one statement (index_step). Entries of
+// a merge cut short by a crash are written again: OR IGNORE, row by row.
+constexpr std::size_t kIndexEntriesPerInsert = 16;
+constexpr const char* kInsertIndex =
+    "INSERT OR IGNORE INTO idempotency_index (key_hash, record) VALUES ";
+
 }  // namespace
 
 const char* IdempotencyRecords::schema() { return kSchema; }
@@ -82,6 +88,9 @@ Status<StoreError> IdempotencyRecords::open(sqlite3* db, const Tuning& tuning) {
   rebuilt_ = HashFilter(tuning.filter_bits_log2);
   pending_.assign(std::size_t{1} << kBucketBits, {});
   merging_.assign(std::size_t{1} << kBucketBits, {});
+  const std::string insert_one = std::string(kInsertIndex) + values_groups(2, 1);
+  const std::string insert_many =
+      std::string(kInsertIndex) + values_groups(2, kIndexEntriesPerInsert);
   const std::pair<SqliteStatement*, const char*> statements[] = {
       {&insert_record_,
        "INSERT INTO idempotency_records"
@@ -91,8 +100,8 @@ Status<StoreError> IdempotencyRecords::open(sqlite3* db, const Tuning& tuning) {
        "SELECT key, fingerprint, status, body, position, created_at_ms FROM idempotency_records"
        " WHERE id = ?1"},
       {&index_candidates_, "SELECT record FROM idempotency_index WHERE key_hash = ?1"},
-      {&insert_index_,
-       "INSERT OR IGNORE INTO idempotency_index (key_hash, record) VALUES (?1, ?2)"},
+      {&insert_index_, insert_one.c_str()},
+      {&insert_index_entries_, insert_many.c_str()},
       {&delete_index_, "DELETE FROM idempotency_index WHERE key_hash = ?1 AND record = ?2"},
       {&set_indexed_through_,
        "UPDATE idempotency_index_state SET indexed_through = ?1 WHERE id = 1"},
@@ -227,21 +236,35 @@ Status<StoreError> IdempotencyRecords::index_step() {
   // of a burst that the checkpointer then copies all at once (BENCHMARKS.md).
   const std::size_t chunk = std::max(merge_chunk_, 2 * appended_.size());
   Cursor at = merged_;
+  std::vector<Entry> entries;
   for (std::size_t written = 0; written < chunk && at.bucket < merging_.size();) {
     std::vector<Entry>& bucket = merging_[at.bucket];
     if (at.index == 0) std::sort(bucket.begin(), bucket.end());  // hash order within the bucket
     for (; at.index < bucket.size() && written < chunk; ++at.index, ++written) {
       if (bucket[at.index].second <= purged_through_) continue;  // purged meanwhile
-      insert_index_.bind(1, bucket[at.index].first);
-      insert_index_.bind(2, bucket[at.index].second);
-      if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
-      // In filter_ since its commit; rebuilt_ needs it when it lands behind the scan's place.
-      if (scan_) {
-        rebuilt_.add(static_cast<std::uint64_t>(bucket[at.index].first));
-        ++scan_->entries;
-      }
+      entries.push_back(bucket[at.index]);
     }
     if (at.index == bucket.size()) at = Cursor{at.bucket + 1, 0};
+  }
+  // kIndexEntriesPerInsert entries a statement, then one by one.
+  std::size_t next = 0;
+  for (; next + kIndexEntriesPerInsert <= entries.size(); next += kIndexEntriesPerInsert) {
+    int parameter = 1;
+    for (std::size_t i = next; i < next + kIndexEntriesPerInsert; ++i) {
+      insert_index_entries_.bind(parameter++, entries[i].first);
+      insert_index_entries_.bind(parameter++, entries[i].second);
+    }
+    if (auto st = run(insert_index_entries_, "indexing idempotency keys"); !st) return st;
+  }
+  for (; next < entries.size(); ++next) {
+    insert_index_.bind(1, entries[next].first);
+    insert_index_.bind(2, entries[next].second);
+    if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
+  }
+  // In filter_ since their commit; rebuilt_ needs them when they land behind the scan's place.
+  if (scan_) {
+    for (const Entry& entry : entries) rebuilt_.add(static_cast<std::uint64_t>(entry.first));
+    scan_->entries += static_cast<std::int64_t>(entries.size());
   }
   if (at.bucket == merging_.size()) {
     set_indexed_through_.bind(1, merging_through_);

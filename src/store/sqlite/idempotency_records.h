@@ -148,8 +148,9 @@ class IdempotencyRecords {
   std::size_t merge_records_ = 0;
   std::size_t merge_chunk_ = 1;
   std::size_t filter_chunk_ = 1;
-  SqliteStatement insert_record_, select_record_, index_candidates_, insert_index_, delete_index_,
-      set_indexed_through_, purge_candidates_, delete_records_, scan_index_;
+  SqliteStatement insert_record_, select_record_, index_candidates_, insert_index_,
+      insert_index_entries_, delete_index_, set_indexed_through_, purge_candidates_,
+      delete_records_, scan_index_;
 
   // Every entry of the index and every record in memory is in filter_ once filter_whole_; while
   // a rebuild goes on (scan_), every entry the scan has passed or the merges wrote since it

@@ -463,9 +463,8 @@ constexpr std::size_t kKeyRowsPerInsert = 256;
 
 std::string key_rows_insert_sql(const std::string& table, std::string_view columns,
                                 std::size_t rows) {
-  std::string sql = "INSERT INTO " + table + " (" + std::string(columns) + ") VALUES ";
-  for (std::size_t i = 0; i < rows; ++i) sql += i == 0 ? "(?,?,?)" : ",(?,?,?)";
-  return sql;
+  return "INSERT INTO " + table + " (" + std::string(columns) + ") VALUES " +
+         values_groups(3, rows);
 }
 
 struct WriteStatements {

@@ -78,6 +78,14 @@ PRAGMA user_version = 2;
 
 using Statement = SqliteStatement;
 
+// Events appended with one statement when a commit has that many (SqliteStore::write), and the
+// columns each binds.
+constexpr std::size_t kEventsPerInsert = 16;
+constexpr int kEventColumns = 7;
+constexpr const char* kInsertEvent =
+    "INSERT INTO events (position, wallet_id, version, type, data, metadata, occurred_at_ms)"
+    " VALUES ";
+
 // wallex.db's WAL (WalCheckpointer: the thread starts at 4,000 frames). The writer commits again
 // before each background checkpoint ends, so the WAL seldom finds the moment to start over by
 // itself, and every commit past 4,000 frames woke a checkpoint of its few frames (a wake-up and
@@ -173,9 +181,9 @@ struct SqliteStore::Impl {
   std::unordered_map<std::string, WalletState> frozen;
   std::int64_t flush_position = 0;
   OpenOptions options;
-  Statement insert_event, upsert_wallet, select_version, set_snapshot_position, begin_snapshot,
-      end_snapshot, select_wallets, select_wallet, read_events, max_position, begin, commit,
-      rollback, begin_read;
+  Statement insert_event, insert_events, upsert_wallet, select_version, set_snapshot_position,
+      begin_snapshot, end_snapshot, select_wallets, select_wallet, read_events, max_position, begin,
+      commit, rollback, begin_read;
   IdempotencyRecords idempotency;  // the records and their index (idempotency_records.h)
 
   ~Impl() {
@@ -246,10 +254,11 @@ struct SqliteStore::Impl {
   }
 
   Status<StoreError> prepare_all() {
+    const std::string insert_one = kInsertEvent + values_groups(kEventColumns, 1);
+    const std::string insert_many = kInsertEvent + values_groups(kEventColumns, kEventsPerInsert);
     const std::pair<Statement*, const char*> statements[] = {
-        {&insert_event,
-         "INSERT INTO events (position, wallet_id, version, type, data, metadata, occurred_at_ms)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+        {&insert_event, insert_one.c_str()},
+        {&insert_events, insert_many.c_str()},
         {&upsert_wallet,
          "INSERT INTO wallets (id, owner_id, balance_minor, version, created_at_ms, updated_at_ms)"
          " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET balance_minor ="
@@ -893,11 +902,32 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   if (auto s = impl.run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
   CommitResult result;
   result.entry_positions.reserve(batch.entries.size());
-  if (batch.keep_documents) {
-    std::size_t events = 0;
-    for (const CommitBatch::Entry& entry : batch.entries) events += entry.events.size();
-    result.documents.reserve(events);
-  }
+  // The events are appended kEventsPerInsert at a time, then one by one; their documents live
+  // in `documents` until their statement has run (bound without a copy).
+  std::size_t events = 0;
+  for (const CommitBatch::Entry& entry : batch.entries) events += entry.events.size();
+  std::vector<EventDocuments> documents;
+  documents.reserve(events);
+  std::vector<std::pair<std::int64_t, const Event*>> appending;
+  appending.reserve(events);
+  std::size_t appended = 0;  // events of `appending` whose rows are written
+  const auto append_events = [&](std::size_t count, Statement& s) -> Status<StoreError> {
+    int parameter = 1;
+    for (std::size_t i = appended; i < appended + count; ++i) {
+      const auto& [event_position, event] = appending[i];
+      s.bind(parameter++, event_position);
+      s.bind(parameter++, event->wallet_id);
+      s.bind(parameter++, event->version);
+      s.bind(parameter++, event_type_name(event->type));
+      s.bind(parameter++, documents[i].data_json);
+      s.bind(parameter++, documents[i].metadata_json);
+      s.bind(parameter++, event->occurred_at_ms);
+    }
+    // The statement is reset (ResetOnExit): SQLite no longer refers to the strings.
+    if (auto st = impl.run(s, "appending events"); !st) return st;
+    appended += count;
+    return Ok{};
+  };
   std::int64_t position = impl.last_position;
   for (const CommitBatch::Entry& entry : batch.entries) {
     for (const Event& event : entry.events) {
@@ -909,20 +939,13 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       }
       ++next->second;
       ++position;
-      std::string data = encode_event_data(event);
-      std::string metadata = encode_event_metadata(event, entry.metadata);
-      Statement& s = impl.insert_event;
-      s.bind(1, position);
-      s.bind(2, event.wallet_id);
-      s.bind(3, event.version);
-      s.bind(4, event_type_name(event.type));
-      s.bind(5, data);
-      s.bind(6, metadata);
-      s.bind(7, event.occurred_at_ms);
-      if (auto st = impl.run(s, "appending an event"); !st) return rollback(st.error());
-      // The statement is reset (ResetOnExit): SQLite no longer refers to the strings.
-      if (batch.keep_documents) {
-        result.documents.push_back(EventDocuments{std::move(data), std::move(metadata)});
+      appending.emplace_back(position, &event);
+      documents.push_back(
+          EventDocuments{encode_event_data(event), encode_event_metadata(event, entry.metadata)});
+      if (appending.size() - appended == kEventsPerInsert) {
+        if (auto st = append_events(kEventsPerInsert, impl.insert_events); !st) {
+          return rollback(st.error());
+        }
       }
     }
     const std::int64_t entry_position = entry.events.empty() ? 0 : position;
@@ -933,6 +956,10 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       }
     }
   }
+  while (appended < appending.size()) {
+    if (auto st = append_events(1, impl.insert_event); !st) return rollback(st.error());
+  }
+  if (batch.keep_documents) result.documents = std::move(documents);
   std::size_t newly_changed = 0;  // wallets of this batch not changed since the snapshot
   for (const WalletWrite& write : batch.wallets) {
     const WalletState& wallet = write.state;
