@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/check.h"
 #include "store/sqlite/sqlite_error.h"
 
 namespace wallex {
@@ -45,9 +46,14 @@ UPDATE idempotency_index_state
 DROP TABLE idempotency_keys;
 )sql";
 
-// A merge writes its entries kIndexEntriesPerInsert with one statement (index_step). Entries of
-// a merge cut short by a crash are written again: OR IGNORE, row by row.
+// Records are written kRecordsPerInsert with one statement as they are appended, the rest by
+// merge_step(); a merge writes its entries kIndexEntriesPerInsert with one statement (index_step).
+// Entries of a merge cut short by a crash are written again: OR IGNORE, row by row.
 constexpr std::size_t kIndexEntriesPerInsert = 16;
+constexpr std::size_t kRecordsPerInsert = 16;
+constexpr const char* kInsertRecord =
+    "INSERT INTO idempotency_records"
+    " (id, key_hash, key, fingerprint, status, body, position, created_at_ms) VALUES ";
 constexpr const char* kInsertIndex =
     "INSERT OR IGNORE INTO idempotency_index (key_hash, record) VALUES ";
 
@@ -88,14 +94,15 @@ Status<StoreError> IdempotencyRecords::open(sqlite3* db, const Tuning& tuning) {
   rebuilt_ = HashFilter(tuning.filter_bits_log2);
   pending_.assign(std::size_t{1} << kBucketBits, {});
   merging_.assign(std::size_t{1} << kBucketBits, {});
+  const std::string insert_record = std::string(kInsertRecord) + values_groups(8, 1);
+  const std::string insert_records =
+      std::string(kInsertRecord) + values_groups(8, kRecordsPerInsert);
   const std::string insert_one = std::string(kInsertIndex) + values_groups(2, 1);
   const std::string insert_many =
       std::string(kInsertIndex) + values_groups(2, kIndexEntriesPerInsert);
   const std::pair<SqliteStatement*, const char*> statements[] = {
-      {&insert_record_,
-       "INSERT INTO idempotency_records"
-       " (id, key_hash, key, fingerprint, status, body, position, created_at_ms)"
-       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+      {&insert_record_, insert_record.c_str()},
+      {&insert_records_, insert_records.c_str()},
       {&select_record_,
        "SELECT key, fingerprint, status, body, position, created_at_ms FROM idempotency_records"
        " WHERE id = ?1"},
@@ -202,22 +209,36 @@ Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
 Status<StoreError> IdempotencyRecords::append(const IdempotencyRecord& record,
                                               std::int64_t position) {
   const std::int64_t id = next_id_ + static_cast<std::int64_t>(appended_.size());
-  const auto hash = static_cast<std::int64_t>(key_hash(record.key));
-  SqliteStatement& s = insert_record_;
-  s.bind(1, id);
-  s.bind(2, hash);
-  s.bind(3, record.key);
-  s.bind(4, record.fingerprint);
-  s.bind(5, static_cast<std::int64_t>(record.status));
-  s.bind(6, record.body);
-  s.bind(7, position);
-  s.bind(8, record.created_at_ms);
-  if (auto st = run(s, "recording an idempotency key"); !st) return st;
-  appended_.emplace_back(hash, id);
+  appended_.emplace_back(static_cast<std::int64_t>(key_hash(record.key)), id);
+  unwritten_.emplace_back(&record, position);
+  if (unwritten_.size() < kRecordsPerInsert) return Ok{};
+  return write_appended(insert_records_, kRecordsPerInsert);
+}
+
+Status<StoreError> IdempotencyRecords::write_appended(SqliteStatement& s, std::size_t count) {
+  // The unwritten records are the last of appended_, which holds their hashes and ids.
+  const std::size_t first = appended_.size() - unwritten_.size();
+  int parameter = 1;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto& [record, position] = unwritten_[i];
+    s.bind(parameter++, appended_[first + i].second);
+    s.bind(parameter++, appended_[first + i].first);
+    s.bind(parameter++, record->key);
+    s.bind(parameter++, record->fingerprint);
+    s.bind(parameter++, static_cast<std::int64_t>(record->status));
+    s.bind(parameter++, record->body);
+    s.bind(parameter++, position);
+    s.bind(parameter++, record->created_at_ms);
+  }
+  if (auto st = run(s, "recording idempotency keys"); !st) return st;
+  unwritten_.erase(unwritten_.begin(), unwritten_.begin() + static_cast<std::ptrdiff_t>(count));
   return Ok{};
 }
 
 Status<StoreError> IdempotencyRecords::merge_step() {
+  while (!unwritten_.empty()) {
+    if (auto st = write_appended(insert_record_, 1); !st) return st;
+  }
   if (auto st = index_step(); !st) return st;
   return filter_step();
 }
@@ -306,6 +327,7 @@ Status<StoreError> IdempotencyRecords::filter_step() {
 }
 
 void IdempotencyRecords::committed() {
+  WALLEX_CHECK(unwritten_.empty());  // merge_step() wrote them before the commit
   for (const Entry& entry : appended_) add_pending(entry);
   next_id_ += static_cast<std::int64_t>(appended_.size());
   appended_.clear();
@@ -349,6 +371,7 @@ void IdempotencyRecords::committed() {
 
 void IdempotencyRecords::rolled_back() {
   appended_.clear();
+  unwritten_.clear();
   merged_after_commit_.reset();
   purged_through_after_commit_.reset();
   // The scan reads again what this transaction read (its entries may be gone after the rollback,
