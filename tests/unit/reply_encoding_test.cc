@@ -22,6 +22,47 @@ TEST(JsonString, EscapesQuotesBackslashesAndControlCharactersAndKeepsTheRest) {
   EXPECT_EQ(quoted("ünïcode ✓"), "x\"ünïcode ✓\"");  // UTF-8 passes through
 }
 
+// The escaping looks at eight bytes at a time: any byte value at any place of strings around that
+// size is escaped as one byte at a time would.
+TEST(JsonString, EveryByteAtEveryPlaceIsEscapedAsOneByteAtATimeWould) {
+  const auto one_at_a_time = [](std::string_view text) {
+    std::string out = "\"";
+    for (const char c : text) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (u >= 0x20) {
+        out += c;
+      } else if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
+        out += c == '\n'   ? "\\n"
+               : c == '\r' ? "\\r"
+               : c == '\t' ? "\\t"
+               : c == '\b' ? "\\b"
+                           : "\\f";
+      } else {
+        static constexpr char kHex[] = "0123456789abcdef";
+        out += "\\u00";
+        out += kHex[u >> 4];
+        out += kHex[u & 0xf];
+      }
+    }
+    return out + "\"";
+  };
+  for (std::size_t size = 1; size <= 24; ++size) {
+    for (std::size_t at = 0; at < size; ++at) {
+      for (int byte = 0; byte < 256; ++byte) {
+        std::string text(size, 'a');
+        text[at] = static_cast<char>(byte);
+        if (at + 1 < size) text[size - 1] = '"';  // a second one to escape in the same string
+        std::string out;
+        append_json_string(out, text);
+        ASSERT_EQ(out, one_at_a_time(text)) << "size " << size << ", byte " << byte << " at " << at;
+      }
+    }
+  }
+}
+
 TEST(ReplyEncoding, SnapshotHasExactlyTheContractKeysInOrder) {
   const WalletState wallet{"w-1", "o\"1", Money::from_minor(13050), 3, 0, 1'764'107'141'123};
   EXPECT_EQ(encode_snapshot(wallet),
