@@ -70,6 +70,13 @@ void append_json_string(std::string& out, std::string_view value) {
   out += '"';
 }
 
+bool JsonWriter::needs_no_escape(std::string_view text) {
+  for (const char c : text) {
+    if (needs_escape(c)) return false;
+  }
+  return true;
+}
+
 void JsonWriter::separate() {
   // A value needs a comma unless it opens a container's contents or follows a key.
   if (out_.empty()) return;

@@ -4,6 +4,7 @@
 // Wallex writes came through the validating body decoder or from its own code).
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -22,7 +23,19 @@ class JsonWriter {
   JsonWriter& end_object();
   JsonWriter& begin_array();
   JsonWriter& end_array();
+  // A name that may need escaping (a projector's, a consumer group's).
   JsonWriter& key(std::string_view name);
+  // A literal name, written as it is: a literal key must need no escape (checked in debug builds).
+  template <std::size_t N>
+  JsonWriter& key(const char (&name)[N]) {
+    const std::string_view text(name, std::char_traits<char>::length(name));
+    assert(needs_no_escape(text));
+    separate();
+    out_ += '"';
+    out_ += text;
+    out_ += "\":";
+    return *this;
+  }
   JsonWriter& string(std::string_view value);
   JsonWriter& number_text(std::string_view json_number);  // already valid JSON number text
   JsonWriter& integer(std::int64_t value);
@@ -35,6 +48,7 @@ class JsonWriter {
   std::string take() { return std::move(out_); }
 
  private:
+  static bool needs_no_escape(std::string_view text);
   void separate();
   std::string out_;
 };

@@ -516,10 +516,16 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     CommitBatch::Entry entry;
     if (decision) {
       for (const Event& event : decision.value()) {
-        const WalletState* current = lookup(event.wallet_id);
-        WalletState next = wallex::apply(
-            current != nullptr ? std::optional<WalletState>(*current) : std::nullopt, event);
-        staged.insert_or_assign(event.wallet_id, std::move(next));
+        // A wallet this attempt changed already changes in place; another is copied once.
+        if (const auto it = staged.find(event.wallet_id); it != staged.end()) {
+          apply_money_event(it->second, event);
+        } else if (const WalletState* current = before(event.wallet_id); current != nullptr) {
+          WalletState next = *current;
+          apply_money_event(next, event);
+          staged.emplace(event.wallet_id, std::move(next));
+        } else {
+          staged.emplace(event.wallet_id, wallex::apply(std::nullopt, event));
+        }
       }
       reply.status = 201;
       if (const auto* transfer = std::get_if<TransferMoney>(&request.command)) {
