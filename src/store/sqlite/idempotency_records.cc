@@ -46,8 +46,8 @@ UPDATE idempotency_index_state
 DROP TABLE idempotency_keys;
 )sql";
 
-// Records are written kRecordsPerInsert with one statement as they are appended, the rest by
-// merge_step(); a merge writes its entries kIndexEntriesPerInsert with one statement (index_step).
+// merge_step() writes the appended records kRecordsPerInsert with one statement, and a merge its
+// index entries kIndexEntriesPerInsert with one statement (the rest of each one by one).
 // Entries of a merge cut short by a crash are written again: OR IGNORE, row by row.
 constexpr std::size_t kIndexEntriesPerInsert = 16;
 constexpr std::size_t kRecordsPerInsert = 16;
@@ -206,20 +206,16 @@ Result<std::optional<IdempotencyRecord>, StoreError> IdempotencyRecords::find(
   return std::optional<IdempotencyRecord>();
 }
 
-Status<StoreError> IdempotencyRecords::append(const IdempotencyRecord& record,
-                                              std::int64_t position) {
+void IdempotencyRecords::append(const IdempotencyRecord& record, std::int64_t position) {
   const std::int64_t id = next_id_ + static_cast<std::int64_t>(appended_.size());
   appended_.emplace_back(static_cast<std::int64_t>(key_hash(record.key)), id);
   unwritten_.emplace_back(&record, position);
-  if (unwritten_.size() < kRecordsPerInsert) return Ok{};
-  return write_appended(insert_records_, kRecordsPerInsert);
 }
 
-Status<StoreError> IdempotencyRecords::write_appended(SqliteStatement& s, std::size_t count) {
-  // The unwritten records are the last of appended_, which holds their hashes and ids.
+Status<StoreError> IdempotencyRecords::merge_step() {
+  // The appended records, the last of appended_ (which holds their hashes and ids).
   const std::size_t first = appended_.size() - unwritten_.size();
-  int parameter = 1;
-  for (std::size_t i = 0; i < count; ++i) {
+  const auto bind_record = [&](SqliteStatement& s, int parameter, std::size_t i) {
     const auto& [record, position] = unwritten_[i];
     s.bind(parameter++, appended_[first + i].second);
     s.bind(parameter++, appended_[first + i].first);
@@ -229,16 +225,14 @@ Status<StoreError> IdempotencyRecords::write_appended(SqliteStatement& s, std::s
     s.bind(parameter++, record->body);
     s.bind(parameter++, position);
     s.bind(parameter++, record->created_at_ms);
+    return parameter;
+  };
+  if (auto st = insert_rows(db_, insert_records_, kRecordsPerInsert, insert_record_,
+                            unwritten_.size(), bind_record, "recording idempotency keys");
+      !st) {
+    return st;
   }
-  if (auto st = run(s, "recording idempotency keys"); !st) return st;
-  unwritten_.erase(unwritten_.begin(), unwritten_.begin() + static_cast<std::ptrdiff_t>(count));
-  return Ok{};
-}
-
-Status<StoreError> IdempotencyRecords::merge_step() {
-  while (!unwritten_.empty()) {
-    if (auto st = write_appended(insert_record_, 1); !st) return st;
-  }
+  unwritten_.clear();
   if (auto st = index_step(); !st) return st;
   return filter_step();
 }
@@ -267,20 +261,15 @@ Status<StoreError> IdempotencyRecords::index_step() {
     }
     if (at.index == bucket.size()) at = Cursor{at.bucket + 1, 0};
   }
-  // kIndexEntriesPerInsert entries a statement, then one by one.
-  std::size_t next = 0;
-  for (; next + kIndexEntriesPerInsert <= entries.size(); next += kIndexEntriesPerInsert) {
-    int parameter = 1;
-    for (std::size_t i = next; i < next + kIndexEntriesPerInsert; ++i) {
-      insert_index_entries_.bind(parameter++, entries[i].first);
-      insert_index_entries_.bind(parameter++, entries[i].second);
-    }
-    if (auto st = run(insert_index_entries_, "indexing idempotency keys"); !st) return st;
-  }
-  for (; next < entries.size(); ++next) {
-    insert_index_.bind(1, entries[next].first);
-    insert_index_.bind(2, entries[next].second);
-    if (auto st = run(insert_index_, "indexing idempotency keys"); !st) return st;
+  const auto bind_entry = [&entries](SqliteStatement& s, int parameter, std::size_t i) {
+    s.bind(parameter++, entries[i].first);
+    s.bind(parameter++, entries[i].second);
+    return parameter;
+  };
+  if (auto st = insert_rows(db_, insert_index_entries_, kIndexEntriesPerInsert, insert_index_,
+                            entries.size(), bind_entry, "indexing idempotency keys");
+      !st) {
+    return st;
   }
   // In filter_ since their commit; rebuilt_ needs them when they land behind the scan's place.
   if (scan_) {

@@ -95,8 +95,9 @@ class IdempotencyRecords {
   // has the key's hash and the filter rules the index out.
   bool may_exist(std::string_view key) const;
   // Appends a record (in the caller's write transaction); `position` replaces record.position.
-  // Records are written several with one statement: `record` must live until merge_step().
-  Status<StoreError> append(const IdempotencyRecord& record, std::int64_t position);
+  // The record is written by merge_step(), several with one statement: `record` must live until
+  // then.
+  void append(const IdempotencyRecord& record, std::int64_t position);
   // Writes the records appended and not written yet, then the next chunk of a merge into the
   // index, starting one when enough records gathered, then reads the next slice of the filter's
   // rebuild, starting one when due (in the caller's write transaction, after the appends; before
@@ -139,8 +140,6 @@ class IdempotencyRecords {
     bool done = false;
   };
   Status<StoreError> run(SqliteStatement& s, std::string_view what);
-  // Writes the first `count` records of unwritten_ with `s` (1 or kRecordsPerInsert rows).
-  Status<StoreError> write_appended(SqliteStatement& s, std::size_t count);
   void add_pending(const Entry& entry);
   // False when the filter rules the hash out of the index and of the records in memory (it
   // holds all of them).
@@ -183,7 +182,7 @@ class IdempotencyRecords {
   std::int64_t purged_through_ = 0;
   // The open write transaction's effects, applied by committed().
   std::vector<Entry> appended_;
-  // The last records of appended_ not written yet, with their positions (the caller's records).
+  // The records of appended_ not written yet, with their positions (the caller's records).
   std::vector<std::pair<const IdempotencyRecord*, std::int64_t>> unwritten_;
   std::optional<Cursor> merged_after_commit_;
   std::optional<std::int64_t> purged_through_after_commit_;

@@ -2,6 +2,7 @@
 // the embedded read side, so a full disk, an I/O error or damage means the same in both.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -39,6 +40,27 @@ void close_without_checkpoint(sqlite3* db);
 
 // Steps a statement that returns no row and resets it; the error names `what`.
 Status<StoreError> run_statement(sqlite3* db, SqliteStatement& statement, std::string_view what);
+
+// Inserts rows 0..count-1: `group` rows with each step of `grouped` (its VALUES made by
+// values_groups(columns, group)) while that many are left, the rest one by one with `single`.
+// bind_row(statement, parameter, row) binds row `row` from parameter `parameter` on and returns
+// the parameter after it.
+template <typename BindRow>
+Status<StoreError> insert_rows(sqlite3* db, SqliteStatement& grouped, std::size_t group,
+                               SqliteStatement& single, std::size_t count, BindRow bind_row,
+                               std::string_view what) {
+  std::size_t row = 0;
+  for (; row + group <= count; row += group) {
+    int parameter = 1;
+    for (std::size_t i = row; i < row + group; ++i) parameter = bind_row(grouped, parameter, i);
+    if (auto s = run_statement(db, grouped, what); !s) return s;
+  }
+  for (; row < count; ++row) {
+    bind_row(single, 1, row);
+    if (auto s = run_statement(db, single, what); !s) return s;
+  }
+  return Ok{};
+}
 
 // Registers the deterministic SQL function `name`(text) → integer, computed by `hash` (NULL for a
 // NULL argument): the keys Wallex derives from ids, for SQL that must compute them too.

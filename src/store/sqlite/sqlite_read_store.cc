@@ -845,18 +845,12 @@ struct SqliteReadStore::Impl {
   // Sorted rows, kKeyRowsPerInsert a statement, then one by one; `rows` is emptied once written.
   Status<StoreError> write_sorted_keys(std::vector<KeyRow>& rows, Statement& bulk,
                                        Statement& single, std::string_view what) {
-    std::size_t i = 0;
-    for (; i + kKeyRowsPerInsert <= rows.size(); i += kKeyRowsPerInsert) {
-      int parameter = 1;
-      for (std::size_t j = i; j < i + kKeyRowsPerInsert; ++j) {
-        for (const std::int64_t value : rows[j]) bulk.bind(parameter++, value);
-      }
-      if (auto s = run_statement(db, bulk, what); !s) return s;
-    }
-    for (; i < rows.size(); ++i) {
-      for (int column = 0; column < 3; ++column) single.bind(column + 1, rows[i][column]);
-      if (auto s = run_statement(db, single, what); !s) return s;
-    }
+    const auto bind_row = [&rows](Statement& s, int parameter, std::size_t row) {
+      for (const std::int64_t value : rows[row]) s.bind(parameter++, value);
+      return parameter;
+    };
+    if (auto s = insert_rows(db, bulk, kKeyRowsPerInsert, single, rows.size(), bind_row, what); !s)
+      return s;
     rows.clear();
     return Ok{};
   }

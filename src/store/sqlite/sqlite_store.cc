@@ -78,8 +78,8 @@ PRAGMA user_version = 2;
 
 using Statement = SqliteStatement;
 
-// Events appended with one statement when a commit has that many (SqliteStore::write), and the
-// columns each binds.
+// A commit's events, kEventsPerInsert with one statement (SqliteStore::write), and the columns
+// each binds.
 constexpr std::size_t kEventsPerInsert = 16;
 constexpr int kEventColumns = 7;
 constexpr const char* kInsertEvent =
@@ -902,32 +902,14 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
   if (auto s = impl.run(impl.begin, "begin"); !s) return fail(impl.latch(s.error()));
   CommitResult result;
   result.entry_positions.reserve(batch.entries.size());
-  // The events are appended kEventsPerInsert at a time, then one by one; their documents live
-  // in `documents` until their statement has run (bound without a copy).
+  // The events are appended once every version is checked, kEventsPerInsert with one statement, the
+  // rest one by one; their documents live in `documents` until then (bound without a copy).
   std::size_t events = 0;
   for (const CommitBatch::Entry& entry : batch.entries) events += entry.events.size();
   std::vector<EventDocuments> documents;
   documents.reserve(events);
   std::vector<std::pair<std::int64_t, const Event*>> appending;
   appending.reserve(events);
-  std::size_t appended = 0;  // events of `appending` whose rows are written
-  const auto append_events = [&](std::size_t count, Statement& s) -> Status<StoreError> {
-    int parameter = 1;
-    for (std::size_t i = appended; i < appended + count; ++i) {
-      const auto& [event_position, event] = appending[i];
-      s.bind(parameter++, event_position);
-      s.bind(parameter++, event->wallet_id);
-      s.bind(parameter++, event->version);
-      s.bind(parameter++, event_type_name(event->type));
-      s.bind(parameter++, documents[i].data_json);
-      s.bind(parameter++, documents[i].metadata_json);
-      s.bind(parameter++, event->occurred_at_ms);
-    }
-    // The statement is reset (ResetOnExit): SQLite no longer refers to the strings.
-    if (auto st = impl.run(s, "appending events"); !st) return st;
-    appended += count;
-    return Ok{};
-  };
   std::int64_t position = impl.last_position;
   for (const CommitBatch::Entry& entry : batch.entries) {
     for (const Event& event : entry.events) {
@@ -942,22 +924,26 @@ Result<CommitResult, StoreError> SqliteStore::write(const CommitBatch& batch) {
       appending.emplace_back(position, &event);
       documents.push_back(
           EventDocuments{encode_event_data(event), encode_event_metadata(event, entry.metadata)});
-      if (appending.size() - appended == kEventsPerInsert) {
-        if (auto st = append_events(kEventsPerInsert, impl.insert_events); !st) {
-          return rollback(st.error());
-        }
-      }
     }
     const std::int64_t entry_position = entry.events.empty() ? 0 : position;
     result.entry_positions.push_back(entry_position);
-    if (entry.idempotency) {
-      if (auto st = impl.idempotency.append(*entry.idempotency, entry_position); !st) {
-        return rollback(st.error());
-      }
-    }
+    if (entry.idempotency) impl.idempotency.append(*entry.idempotency, entry_position);
   }
-  while (appended < appending.size()) {
-    if (auto st = append_events(1, impl.insert_event); !st) return rollback(st.error());
+  const auto bind_event = [&](Statement& s, int parameter, std::size_t i) {
+    const auto& [event_position, event] = appending[i];
+    s.bind(parameter++, event_position);
+    s.bind(parameter++, event->wallet_id);
+    s.bind(parameter++, event->version);
+    s.bind(parameter++, event_type_name(event->type));
+    s.bind(parameter++, documents[i].data_json);
+    s.bind(parameter++, documents[i].metadata_json);
+    s.bind(parameter++, event->occurred_at_ms);
+    return parameter;
+  };
+  if (auto st = insert_rows(impl.db, impl.insert_events, kEventsPerInsert, impl.insert_event,
+                            appending.size(), bind_event, "appending events");
+      !st) {
+    return rollback(st.error());
   }
   if (batch.keep_documents) result.documents = std::move(documents);
   std::size_t newly_changed = 0;  // wallets of this batch not changed since the snapshot
