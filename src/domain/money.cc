@@ -1,5 +1,6 @@
 #include "domain/money.h"
 
+#include <charconv>
 #include <cstdlib>
 
 namespace wallex {
@@ -95,23 +96,29 @@ std::optional<Money> Money::minus(Money other) const {
   return Money(difference);
 }
 
-std::string Money::to_fixed2() const {
-  const std::int64_t magnitude = std::llabs(minor_);
-  std::string text = minor_ < 0 ? "-" : "";
-  text += std::to_string(magnitude / kMinorPerUnit);
-  const auto cents = static_cast<int>(magnitude % kMinorPerUnit);
-  text += '.';
-  text += static_cast<char>('0' + cents / 10);
-  text += static_cast<char>('0' + cents % 10);
+Money::Text Money::fixed2_text() const {
+  Text text;
+  char* out = text.text_;
+  if (minor_ < 0) *out++ = '-';
+  // The magnitude of the smallest int64 does not fit in one: as unsigned.
+  const std::uint64_t magnitude =
+      minor_ < 0 ? 0 - static_cast<std::uint64_t>(minor_) : static_cast<std::uint64_t>(minor_);
+  out = std::to_chars(out, text.text_ + sizeof text.text_, magnitude / kMinorPerUnit).ptr;
+  const auto cents = static_cast<unsigned>(magnitude % kMinorPerUnit);
+  *out++ = '.';
+  *out++ = static_cast<char>('0' + cents / 10);
+  *out++ = static_cast<char>('0' + cents % 10);
+  text.size_ = static_cast<std::size_t>(out - text.text_);
   return text;
 }
 
-std::string Money::to_json_number() const {
-  std::string text = to_fixed2();
-  if (text.ends_with("00")) {
-    text.resize(text.size() - 3);  // drop ".00"
-  } else if (text.back() == '0') {
-    text.pop_back();  // "130.50" -> "130.5"
+Money::Text Money::json_number_text() const {
+  Text text = fixed2_text();
+  const std::string_view fixed = text.view();
+  if (fixed.ends_with("00")) {
+    text.size_ -= 3;  // drop ".00"
+  } else if (fixed.back() == '0') {
+    text.size_ -= 1;  // "130.50" -> "130.5"
   }
   return text;
 }

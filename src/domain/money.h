@@ -45,10 +45,22 @@ class Money {
   std::optional<Money> plus(Money other) const;
   std::optional<Money> minus(Money other) const;
 
+  // The text of an amount, on the stack (for the writer's hot paths; valid while it lives).
+  class Text {
+   public:
+    std::string_view view() const { return {text_, size_}; }
+
+   private:
+    friend class Money;
+    char text_[24];  // "-" and 19 digits, "." and two
+    std::size_t size_ = 0;
+  };
   // "130.5", "0.3", "100": shortest decimal text, for JSON numbers.
-  std::string to_json_number() const;
+  Text json_number_text() const;
+  std::string to_json_number() const { return std::string(json_number_text().view()); }
   // "130.50", "0.30", "100.00": always two decimals, for decimal strings.
-  std::string to_fixed2() const;
+  Text fixed2_text() const;
+  std::string to_fixed2() const { return std::string(fixed2_text().view()); }
 
   friend constexpr auto operator<=>(Money, Money) = default;
 

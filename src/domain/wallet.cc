@@ -37,15 +37,24 @@ DomainError balance_limit(const WalletState& wallet, Money amount) {
 }
 
 Event money_event(EventType type, const WalletState& wallet, Money amount,
-                  const std::optional<std::string>& description, TimestampMs now_ms) {
+                  std::optional<std::string> description, TimestampMs now_ms) {
   Event event;
   event.type = type;
   event.wallet_id = wallet.id;
   event.version = wallet.version + 1;
   event.occurred_at_ms = now_ms;
   event.amount = amount;
-  event.description = description;
+  event.description = std::move(description);
   return event;
+}
+
+// The events of one decision, moved in (a braced list would copy each event once more).
+template <typename... Events>
+std::vector<Event> events_of(Events&&... events) {
+  std::vector<Event> list;
+  list.reserve(sizeof...(events));
+  (list.push_back(std::forward<Events>(events)), ...);
+  return list;
 }
 
 Result<std::vector<Event>, DomainError> decide_create(const CreateWallet& command,
@@ -86,8 +95,8 @@ Result<std::vector<Event>, DomainError> decide_credit(const CreditWallet& comman
   const WalletState* wallet = lookup(command.wallet_id);
   if (wallet == nullptr) return fail(not_found(command.wallet_id));
   if (!wallet->balance.plus(command.amount)) return fail(balance_limit(*wallet, command.amount));
-  return std::vector<Event>{money_event(EventType::kWalletCredited, *wallet, command.amount,
-                                        command.description, now_ms)};
+  return events_of(money_event(EventType::kWalletCredited, *wallet, command.amount,
+                               command.description, now_ms));
 }
 
 Result<std::vector<Event>, DomainError> decide_debit(const DebitWallet& command,
@@ -97,8 +106,8 @@ Result<std::vector<Event>, DomainError> decide_debit(const DebitWallet& command,
   const WalletState* wallet = lookup(command.wallet_id);
   if (wallet == nullptr) return fail(not_found(command.wallet_id));
   if (command.amount > wallet->balance) return fail(insufficient_funds(*wallet, command.amount));
-  return std::vector<Event>{money_event(EventType::kWalletDebited, *wallet, command.amount,
-                                        command.description, now_ms)};
+  return events_of(
+      money_event(EventType::kWalletDebited, *wallet, command.amount, command.description, now_ms));
 }
 
 Result<std::vector<Event>, DomainError> decide_transfer(const TransferMoney& command,
@@ -115,15 +124,17 @@ Result<std::vector<Event>, DomainError> decide_transfer(const TransferMoney& com
   if (command.amount > from->balance) return fail(insufficient_funds(*from, command.amount));
   if (!to->balance.plus(command.amount)) return fail(balance_limit(*to, command.amount));
 
-  Event out = money_event(EventType::kWalletTransferInitiated, *from, command.amount,
-                          command.description.value_or("Transfer to wallet " + to->id), now_ms);
+  Event out = money_event(
+      EventType::kWalletTransferInitiated, *from, command.amount,
+      command.description ? *command.description : "Transfer to wallet " + to->id, now_ms);
   out.transfer_id = command.transfer_id;
   out.counterparty_id = to->id;
-  Event in = money_event(EventType::kWalletTransferCompleted, *to, command.amount,
-                         command.description.value_or("Transfer from wallet " + from->id), now_ms);
+  Event in = money_event(
+      EventType::kWalletTransferCompleted, *to, command.amount,
+      command.description ? *command.description : "Transfer from wallet " + from->id, now_ms);
   in.transfer_id = command.transfer_id;
   in.counterparty_id = from->id;
-  return std::vector<Event>{std::move(out), std::move(in)};
+  return events_of(std::move(out), std::move(in));
 }
 
 }  // namespace

@@ -31,15 +31,17 @@ void append_json_string(std::string& out, std::string_view value) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';
   // Runs of characters that need no escape are appended whole (ids, amounts, most text), found
-  // eight bytes at a time.
+  // eight bytes at a time; the last few bytes of a string of eight or more as the eight that
+  // end it (some of them looked at twice).
   std::size_t run = 0;
   std::size_t i = 0;
   while (i < value.size()) {
-    if (value.size() - i >= 8) {
+    if (value.size() >= 8) {
+      const std::size_t at = value.size() - i >= 8 ? i : value.size() - 8;
       std::uint64_t word;
-      std::memcpy(&word, value.data() + i, sizeof word);
+      std::memcpy(&word, value.data() + at, sizeof word);
       if (!needs_escape(word)) {
-        i += 8;
+        i = at + 8;
         continue;
       }
     }

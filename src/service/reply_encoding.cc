@@ -14,19 +14,30 @@ void write_snapshot(JsonWriter& out, const WalletState& wallet) {
   out.begin_object();
   out.key("id").string(wallet.id);
   out.key("ownerId").string(wallet.owner_id);
-  out.key("balance").number_text(wallet.balance.to_json_number());
+  out.key("balance").number_text(wallet.balance.json_number_text().view());
   out.key("version").integer(wallet.version);
   out.key("createdAt").string(Iso8601Ms(wallet.created_at_ms).view());
   out.key("updatedAt").string(Iso8601Ms(wallet.updated_at_ms).view());
   out.end_object();
 }
 
+void add_integer(std::string& out, std::int64_t value) {
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+}
+
 // Length-prefixed fields: no choice of field values can make two different commands collide.
 void add_field(std::string& out, std::string_view value) {
-  out += std::to_string(value.size());
+  add_integer(out, static_cast<std::int64_t>(value.size()));
   out += ':';
   out += value;
   out += ';';
+}
+
+void add_integer_field(std::string& out, std::int64_t value) {
+  char digits[24];
+  add_field(out,
+            std::string_view(digits, std::to_chars(digits, digits + sizeof digits, value).ptr));
 }
 
 void add_description(std::string& out, const std::optional<std::string>& description) {
@@ -41,11 +52,11 @@ void add_description(std::string& out, const std::optional<std::string>& descrip
 // "|balance|version|updatedAt" of a wallet, for the stored forms.
 void add_changing(std::string& out, const WalletState& wallet) {
   out += '|';
-  out += std::to_string(wallet.balance.minor());
+  add_integer(out, wallet.balance.minor());
   out += '|';
-  out += std::to_string(wallet.version);
+  add_integer(out, wallet.version);
   out += '|';
-  out += std::to_string(wallet.updated_at_ms);
+  add_integer(out, wallet.updated_at_ms);
 }
 
 std::optional<std::int64_t> parse_integer(std::string_view text) {
@@ -85,14 +96,18 @@ std::optional<WalletState> wallet_then(std::string_view id, const WalletLookup& 
 }  // namespace
 
 std::string stored_snapshot(const WalletState& wallet) {
-  std::string out = "s";
+  std::string out;
+  out.reserve(64);
+  out += 's';
   add_changing(out, wallet);
   return out;
 }
 
 std::string stored_transfer(const WalletState& from, const WalletState& to,
                             std::string_view transfer_id) {
-  std::string out = "t";
+  std::string out;
+  out.reserve(128);
+  out += 't';
   add_changing(out, from);
   add_changing(out, to);
   out += '|';
@@ -167,6 +182,7 @@ std::string encode_error(ErrorCode code, std::string_view message) {
 
 std::string fingerprint(const Command& command) {
   std::string out;
+  out.reserve(128);
   std::visit(
       [&](const auto& c) {
         using T = std::decay_t<decltype(c)>;
@@ -174,17 +190,17 @@ std::string fingerprint(const Command& command) {
           add_field(out, "create");
           add_field(out, c.wallet_id);
           add_field(out, c.owner_id);
-          add_field(out, std::to_string(c.initial_balance.minor()));
+          add_integer_field(out, c.initial_balance.minor());
         } else if constexpr (std::is_same_v<T, CreditWallet> || std::is_same_v<T, DebitWallet>) {
           add_field(out, std::is_same_v<T, CreditWallet> ? "credit" : "debit");
           add_field(out, c.wallet_id);
-          add_field(out, std::to_string(c.amount.minor()));
+          add_integer_field(out, c.amount.minor());
           add_description(out, c.description);
         } else {
           add_field(out, "transfer");
           add_field(out, c.from_wallet_id);
           add_field(out, c.to_wallet_id);
-          add_field(out, std::to_string(c.amount.minor()));
+          add_integer_field(out, c.amount.minor());
           add_description(out, c.description);
         }
       },

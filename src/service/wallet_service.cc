@@ -424,11 +424,16 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     const auto it = wallets_.find(id);
     return it == wallets_.end() ? nullptr : &it->second;
   };
-  // Decisions of this attempt, not yet written: they shadow the state before it.
-  WalletMap staged;
+  // Decisions of this attempt, not yet written: they shadow the state before it. Each with the
+  // version it had before the attempt (-1: created by it), which its commit expects.
+  struct Staged {
+    WalletState state;
+    std::int64_t expected_version = -1;
+  };
+  std::unordered_map<std::string, Staged, StringHash, std::equal_to<>> staged;
   std::unordered_set<std::string_view> staged_keys;
   const WalletLookup lookup = [&](std::string_view id) -> const WalletState* {
-    if (const auto it = staged.find(id); it != staged.end()) return &it->second;
+    if (const auto it = staged.find(id); it != staged.end()) return &it->second.state;
     return before(id);
   };
 
@@ -515,26 +520,36 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     std::string stored_body;  // the record's form of reply.body (service/reply_encoding.h)
     CommitBatch::Entry entry;
     if (decision) {
+      // The wallets of the first two events, as they are after the decision (a transfer's are
+      // its source's and its destination's; elements of `staged` stay where they are).
+      const WalletState* changed[2] = {nullptr, nullptr};
+      std::size_t changes = 0;
       for (const Event& event : decision.value()) {
         // A wallet this attempt changed already changes in place; another is copied once.
+        WalletState* state = nullptr;
         if (const auto it = staged.find(event.wallet_id); it != staged.end()) {
-          apply_money_event(it->second, event);
+          state = &it->second.state;
+          apply_money_event(*state, event);
         } else if (const WalletState* current = before(event.wallet_id); current != nullptr) {
-          WalletState next = *current;
-          apply_money_event(next, event);
-          staged.emplace(event.wallet_id, std::move(next));
+          Staged next{*current, current->version};
+          apply_money_event(next.state, event);
+          state = &staged.emplace(event.wallet_id, std::move(next)).first->second.state;
         } else {
-          staged.emplace(event.wallet_id, wallex::apply(std::nullopt, event));
+          state = &staged.emplace(event.wallet_id, Staged{wallex::apply(std::nullopt, event), -1})
+                       .first->second.state;
         }
+        if (changes < 2) changed[changes++] = state;
       }
       reply.status = 201;
       if (const auto* transfer = std::get_if<TransferMoney>(&request.command)) {
-        const WalletState& from = *lookup(transfer->from_wallet_id);
-        const WalletState& to = *lookup(transfer->to_wallet_id);
+        WALLEX_CHECK(changes == 2 && changed[0]->id == transfer->from_wallet_id &&
+                     changed[1]->id == transfer->to_wallet_id);
+        const WalletState& from = *changed[0];
+        const WalletState& to = *changed[1];
         reply.body = encode_transfer(from, to, transfer->transfer_id);
         if (request.idempotency_key) stored_body = stored_transfer(from, to, transfer->transfer_id);
       } else {
-        const WalletState& wallet = *lookup(decision.value().front().wallet_id);
+        const WalletState& wallet = *changed[0];
         reply.body = encode_snapshot(wallet);
         if (request.idempotency_key) stored_body = stored_snapshot(wallet);
       }
@@ -569,8 +584,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
   if (!commit.entries.empty()) {
     commit.wallets.reserve(staged.size());
     for (const auto& [id, wallet] : staged) {
-      const WalletState* previous = before(id);
-      commit.wallets.push_back(WalletWrite{wallet, previous == nullptr ? -1 : previous->version});
+      commit.wallets.push_back(WalletWrite{wallet.state, wallet.expected_version});
     }
     auto committed = pipelined_ ? store_.write(commit) : store_.commit(commit);
     if (!committed) {
@@ -615,7 +629,7 @@ WalletService::AttemptOutcome WalletService::attempt(std::span<Pending*> command
     ticket.wallets = std::move(written);
     ticket.events = std::move(logged);
     for (auto& [id, wallet] : staged) {
-      unsynced_wallets_.insert_or_assign(id, std::pair(std::move(wallet), ticket.seq));
+      unsynced_wallets_.insert_or_assign(id, std::pair(std::move(wallet.state), ticket.seq));
     }
     for (const std::string_view key : staged_keys) {
       unsynced_keys_.insert_or_assign(std::string(key), ticket.seq);

@@ -37,7 +37,7 @@ std::string encode_event_data(const Event& event) {
       break;
   }
   if (event.type != EventType::kWalletCreated) {
-    out.key("amount").string(event.amount.to_fixed2());
+    out.key("amount").string(event.amount.fixed2_text().view());
     if (event.description) out.key("description").string(*event.description);
   }
   out.end_object();

@@ -75,6 +75,16 @@ TEST(MoneyFormat, Fixed2AlwaysHasTwoDecimals) {
   EXPECT_EQ(Money::from_minor(-5).to_fixed2(), "-0.05");
 }
 
+// The texts are written into a buffer of their own: the widest values fit, whatever their sign.
+TEST(MoneyFormat, TheWidestValuesAreWrittenWhole) {
+  EXPECT_EQ(Money::from_minor(Money::kBalanceMaxMinor).to_fixed2(), "10000000000.00");
+  EXPECT_EQ(Money::from_minor(-Money::kBalanceMaxMinor).to_json_number(), "-10000000000");
+  EXPECT_EQ(Money::from_minor(INT64_MAX).fixed2_text().view(), "92233720368547758.07");
+  EXPECT_EQ(Money::from_minor(INT64_MIN).fixed2_text().view(), "-92233720368547758.08");
+  EXPECT_EQ(Money::from_minor(INT64_MIN + 8).json_number_text().view(), "-92233720368547758");
+  EXPECT_EQ(Money::from_minor(-10).json_number_text().view(), "-0.1");
+}
+
 TEST(MoneyArithmetic, PointOnePlusPointTwoIsPointThree) {
   const Money sum = *Money::parse("0.1").value().plus(Money::parse("0.2").value());
   EXPECT_EQ(sum.to_json_number(), "0.3");
