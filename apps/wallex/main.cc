@@ -283,6 +283,8 @@ int serve(const ServeConfig& config) {
       return 1;
     }
     projection_store = std::move(opened_projection_store).value();
+    // The runner flushes after each projector: rows may wait for it and go in groups.
+    projection_store->group_live_rows(true);
     auto opened_query_store =
         SqliteReadStore::open(config.data_dir, SqliteReadStore::Access::kReadOnly);
     if (!opened_query_store) {

@@ -126,6 +126,61 @@ TEST_F(RunnerTest, SmallBatchesApplyEveryEventOnce) {
   EXPECT_EQ(dump(read_store()), small_batches);
 }
 
+// The server's read store holds entries and event rows back and writes them 16 to a statement
+// (group_live_rows): in batches that leave groups part full, and in one batch of more rows than
+// may wait, the read side is the one a rebuild (rows one by one) makes.
+TEST_F(RunnerTest, RowsWrittenInGroupsAreTheRowsWrittenOneByOne) {
+  for (const std::size_t batch : {std::size_t{37}, std::size_t{100'000}}) {
+    SCOPED_TRACE("batches of " + std::to_string(batch));
+    runner_.reset();
+    read_.reset();
+    std::filesystem::remove(SqliteReadStore::path_in(dir_));
+    std::filesystem::remove(SqliteReadStore::path_in(dir_) + "-wal");
+    if (batch == 37) workload(10, 4'000);
+    const std::int64_t head = log().last_position().value();
+    ASSERT_GT(static_cast<std::size_t>(head), SqliteReadStore::kHeldRowsMax);
+    read_store().group_live_rows(true);
+    ProjectionRunner& r = runner(fast_retries(batch));
+    catch_up();
+    for (const ProjectorId id : kAllProjectors) EXPECT_EQ(r.checkpoint(id), head);
+    const ReadSideDump grouped = dump(read_store());
+    EXPECT_EQ(grouped.wallet_events.size(), static_cast<std::size_t>(head));
+    auto report = verify(log(), &read_store());
+    ASSERT_TRUE(report.ok());
+    EXPECT_TRUE(report.value().ok()) << report.value().differences.front();
+    runner_.reset();
+    read_store().group_live_rows(false);
+    auto rebuilt = rebuild(log(), read_store(), clock_);
+    ASSERT_TRUE(rebuilt.ok()) << rebuilt.error().message;
+    EXPECT_EQ(dump(read_store()), grouped);
+  }
+}
+
+// A row that fails when its group is written (here a ledger entry whose position is taken) is
+// its projector's failure, as a row inserted at once would be: the ledger's batch rolls back and
+// it is retried, the other projectors go on.
+TEST_F(RunnerTest, ARowThatFailsInItsGroupFailsItsProjectorOnly) {
+  workload(4, 60);
+  const std::int64_t head = log().last_position().value();
+  read_store().group_live_rows(true);  // creates read.db
+  sql("read.db",
+      "INSERT INTO ledger_entries (position, wallet_id, wallet_key, version, type,"
+      " amount_minor, balance_before_minor, balance_after_minor, reference_id,"
+      " created_at_ms, reference_hash) VALUES (" +
+          std::to_string(head - 3) + ", 'x', 0, 1, 'CREDIT', 1, 0, 1, 'x:1', 0, 0)");
+  ProjectionRunner& r = runner(fast_retries(1'000));
+  ASSERT_TRUE(r.run_once().ok());
+  EXPECT_EQ(r.checkpoint(ProjectorId::kReadModel), head);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kWalletEvents), head);
+  EXPECT_EQ(r.checkpoint(ProjectorId::kLedger), 0);
+  const ProjectorStatus ledger = status_of(r, ProjectorId::kLedger);
+  EXPECT_EQ(ledger.consecutive_failures, 1);
+  EXPECT_NE(ledger.last_error.find("ledger entries"), std::string::npos) << ledger.last_error;
+  // Nothing of the failed batch stayed: only the row put there by hand.
+  EXPECT_EQ(read_store().scan_entries(0, 1'000).value().size(), 1U);
+  EXPECT_EQ(dump(read_store()).wallet_events.size(), static_cast<std::size_t>(head));
+}
+
 TEST_F(RunnerTest, NumberingTheWalletsAfreshKeepsEveryProjectionExact) {
   // At most two numbered wallets: the numbering starts over after nearly every batch, and the
   // projectors' caches with it; a cache that kept its slots would mix up wallets.

@@ -51,8 +51,9 @@ DROP TABLE idempotency_keys;
 // Entries of a merge cut short by a crash are written again: OR IGNORE, row by row.
 constexpr std::size_t kIndexEntriesPerInsert = 16;
 constexpr std::size_t kRecordsPerInsert = 16;
+// OR FAIL: no statement journal for a statement of many rows (see insert_rows).
 constexpr const char* kInsertRecord =
-    "INSERT INTO idempotency_records"
+    "INSERT OR FAIL INTO idempotency_records"
     " (id, key_hash, key, fingerprint, status, body, position, created_at_ms) VALUES ";
 constexpr const char* kInsertIndex =
     "INSERT OR IGNORE INTO idempotency_index (key_hash, record) VALUES ";

@@ -43,6 +43,12 @@ Status<StoreError> run_statement(sqlite3* db, SqliteStatement& statement, std::s
 
 // Inserts rows 0..count-1: `group` rows with each step of `grouped` (its VALUES made by
 // values_groups(columns, group)) while that many are left, the rest one by one with `single`.
+// A failure leaves the rows before it written: the caller rolls its transaction back. So the
+// statements say OR FAIL (or OR IGNORE), not the default OR ABORT, which for a statement of many
+// rows makes SQLite copy every page the statement changes into a statement journal first, to
+// undo that statement alone (for rows spread over a table's pages, a page copied per row).
+// The statement journal is what SQLite calls it; it holds the pages' contents before the
+// statement, whatever the journal mode of the database.
 // bind_row(statement, parameter, row) binds row `row` from parameter `parameter` on and returns
 // the parameter after it.
 template <typename BindRow>

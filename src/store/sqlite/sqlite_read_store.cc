@@ -460,10 +460,14 @@ Result<std::optional<Row>, StoreError> first_of(Result<std::vector<Row>, StoreEr
 // The statements that write a table set, and read it back the way projectors do.
 // Key rows written with one statement (3 parameters each; SQLite allows 32,766).
 constexpr std::size_t kKeyRowsPerInsert = 256;
+// The values of a ledger entry (kEntryColumns, then reference_hash) and of a wallet event row.
+constexpr std::size_t kEntryParameters = 14;
+constexpr std::size_t kWalletEventParameters = 9;
 
 std::string key_rows_insert_sql(const std::string& table, std::string_view columns,
                                 std::size_t rows) {
-  return "INSERT INTO " + table + " (" + std::string(columns) + ") VALUES " +
+  // OR FAIL: no statement journal (insert_rows in sqlite_error.h).
+  return "INSERT OR FAIL INTO " + table + " (" + std::string(columns) + ") VALUES " +
          values_groups(3, rows);
 }
 
@@ -471,6 +475,8 @@ struct WriteStatements {
   Statement read_wallet, put_read_wallet, ledger_wallet, put_ledger_wallet, insert_entry,
       insert_ledger_key, event_wallet, put_event_wallet, insert_wallet_event,
       insert_wallet_event_key;
+  // SqliteReadStore::kRowsPerInsert entries or wallet event rows at once (group_live_rows).
+  Statement insert_entries_bulk, insert_wallet_events_bulk;
   // kKeyRowsPerInsert key rows at once (sorted key rows: a rebuild's, a live write's).
   Statement insert_ledger_keys_bulk, insert_wallet_event_keys_bulk;
 
@@ -497,10 +503,12 @@ struct WriteStatements {
              " version = excluded.version, balance_minor = excluded.balance_minor,"
              " credits_minor = excluded.credits_minor, debits_minor = excluded.debits_minor,"
              " entry_count = excluded.entry_count WHERE version < excluded.version"},
-        {&insert_entry,
-         "INSERT INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
-             ", reference_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-             " ?14)"},
+        {&insert_entry, "INSERT OR FAIL INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
+                            ", reference_hash) VALUES " + values_groups(kEntryParameters, 1)},
+        {&insert_entries_bulk,
+         "INSERT OR FAIL INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
+             ", reference_hash) VALUES " +
+             values_groups(kEntryParameters, SqliteReadStore::kRowsPerInsert)},
         {&insert_ledger_key, "INSERT INTO " + p + "ledger_keys" + s +
                                  " (wallet_key, created_at_ms, position) VALUES (?1, ?2, ?3)"},
         {&insert_wallet_event_key, "INSERT INTO " + p + "wallet_event_keys" + s +
@@ -518,9 +526,12 @@ struct WriteStatements {
              ") VALUES (?1, ?2, ?3, ?4) ON CONFLICT (wallet_id) DO UPDATE SET"
              " version = excluded.version, balance_minor = excluded.balance_minor"
              " WHERE version < excluded.version"},
-        {&insert_wallet_event, "INSERT INTO " + p + "wallet_events" + s + " (" +
-                                   kWalletEventColumns +
-                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+        {&insert_wallet_event, "INSERT OR FAIL INTO " + p + "wallet_events" + s + " (" +
+                                   kWalletEventColumns + ") VALUES " +
+                                   values_groups(kWalletEventParameters, 1)},
+        {&insert_wallet_events_bulk,
+         "INSERT OR FAIL INTO " + p + "wallet_events" + s + " (" + kWalletEventColumns +
+             ") VALUES " + values_groups(kWalletEventParameters, SqliteReadStore::kRowsPerInsert)},
     };
     for (const auto& [statement, sql] : statements) {
       const int rc = statement->prepare(db, sql);
@@ -686,6 +697,13 @@ struct SqliteReadStore::Impl {
   // flush_writes() or commit(). One at a time as the events came, each landed on a random page
   // (its wallet's) of a table larger than the CPU's caches: a third of the projector's time.
   std::vector<KeyRow> live_ledger_keys, live_event_keys;
+  // group_live_rows: the live entries and wallet event rows of the open write not written yet,
+  // the first held_* of each vector (the elements after them keep their strings' buffers).
+  bool group_rows = false;
+  std::vector<LedgerEntry> held_entries;
+  std::vector<WalletEventRow> held_events;
+  std::size_t held_entry_count = 0;
+  std::size_t held_event_count = 0;
   WriteStatements live;
   std::unique_ptr<WriteStatements> next;  // while a rebuild fills the _next tables
   QueryStatements queries;
@@ -822,6 +840,94 @@ struct SqliteReadStore::Impl {
     std::sort(pending_ledger_keys.begin(), pending_ledger_keys.end());
     sorter.join();
     return write_key_sets(*next, pending_ledger_keys, pending_event_keys);
+  }
+
+  // Binds an entry's values from `parameter` on; the parameter after them.
+  int bind_entry(Statement& s, int parameter, const LedgerEntry& entry) const {
+    s.bind(parameter++, entry.position);
+    s.bind(parameter++, entry.wallet_id);
+    s.bind(parameter++, entry.version);
+    s.bind(parameter++, entry_type_name(entry.type));
+    s.bind(parameter++, entry.amount.minor());
+    s.bind(parameter++, entry.balance_before.minor());
+    s.bind(parameter++, entry.balance_after.minor());
+    s.bind_optional(parameter++, entry.description);
+    s.bind(parameter++, entry.reference_id);
+    s.bind_optional(parameter++, entry.related_wallet_id);
+    if (log_path.empty()) {
+      s.bind(parameter++, entry.metadata);
+    } else {
+      s.bind_null(parameter++);  // the log's (log_path)
+    }
+    s.bind(parameter++, entry.created_at_ms);
+    s.bind(parameter++, entry.wallet_key);
+    s.bind(parameter++, reference_hash(entry.reference_id));
+    return parameter;
+  }
+
+  int bind_wallet_event(Statement& s, int parameter, const WalletEventRow& row) const {
+    s.bind(parameter++, row.position);
+    s.bind(parameter++, row.wallet_id);
+    s.bind(parameter++, row.version);
+    s.bind(parameter++, event_type_name(row.type));
+    if (log_path.empty()) {
+      s.bind(parameter++, row.data);
+      s.bind(parameter++, row.metadata);
+    } else {
+      s.bind_null(parameter++);  // the log's documents (log_path)
+      s.bind_null(parameter++);
+    }
+    s.bind(parameter++, row.occurred_at_ms);
+    s.bind(parameter++, row.balance_after.minor());
+    s.bind(parameter++, row.wallet_key);
+    return parameter;
+  }
+
+  // Keeps a copy of `row` in the first `count` of `held`, reusing the buffers of an element
+  // kept before.
+  template <typename Row>
+  static void hold(std::vector<Row>& held, std::size_t& count, const Row& row) {
+    if (count < held.size()) {
+      held[count] = row;
+    } else {
+      held.push_back(row);
+    }
+    ++count;
+  }
+
+  // The first `count` rows of `held`, kRowsPerInsert a statement (inside the open write).
+  template <typename Row>
+  Status<StoreError> write_held_set(std::vector<Row>& held, std::size_t& count, Statement& bulk,
+                                    Statement& single,
+                                    int (Impl::*bind)(Statement&, int, const Row&) const,
+                                    std::string_view what) {
+    const auto bind_row = [&](Statement& s, int parameter, std::size_t row) {
+      return (this->*bind)(s, parameter, held[row]);
+    };
+    if (auto s = insert_rows(db, bulk, SqliteReadStore::kRowsPerInsert, single, count, bind_row,
+                             what);
+        !s) {
+      return s;
+    }
+    count = 0;
+    return Ok{};
+  }
+
+  Status<StoreError> write_held_rows() {
+    if (auto s = write_held_set(held_entries, held_entry_count, live.insert_entries_bulk,
+                                live.insert_entry, &Impl::bind_entry, "writing ledger entries");
+        !s) {
+      return s;
+    }
+    return write_held_set(held_events, held_event_count, live.insert_wallet_events_bulk,
+                          live.insert_wallet_event, &Impl::bind_wallet_event,
+                          "writing wallet events");
+  }
+
+  // What the open write holds back: its rows, then their key rows.
+  Status<StoreError> write_held() {
+    if (auto s = write_held_rows(); !s) return s;
+    return write_live_keys();
   }
 
   // The live writes' key rows, sorted, into the live key tables (inside the open write).
@@ -1107,21 +1213,28 @@ Status<StoreError> SqliteReadStore::begin_write() {
   return run_statement(impl_->db, impl_->begin, "begin");
 }
 Status<StoreError> SqliteReadStore::commit() {
-  if (auto s = impl_->write_live_keys(); !s) return s;
+  if (auto s = impl_->write_held(); !s) return s;
   return run_statement(impl_->db, impl_->commit, "commit");
 }
 void SqliteReadStore::rollback() {
   impl_->live_ledger_keys.clear();
   impl_->live_event_keys.clear();
+  impl_->held_entry_count = 0;
+  impl_->held_event_count = 0;
   // After some errors SQLite has already rolled back; a failing ROLLBACK changes nothing.
   if (sqlite3_get_autocommit(impl_->db) == 0)
     (void)run_statement(impl_->db, impl_->rollback, "rollback");
 }
-// The key rows are the only buffered writes. A Kafka consumer-group projector does not call
-// this: its rows go in at commit(), so a key row that conflicts (possible only in a read.db that
-// is inconsistent already: the row it indexes would conflict first) fails the batch as a store
-// failure rather than as its message's.
-Status<StoreError> SqliteReadStore::flush_writes() { return impl_->write_live_keys(); }
+// A Kafka consumer-group projector does not call this (nor group_live_rows): its key rows go in
+// at commit(), so a key row that conflicts (possible only in a read.db that is inconsistent
+// already: the row it indexes would conflict first) fails the batch as a store failure rather
+// than as its message's.
+Status<StoreError> SqliteReadStore::flush_writes() { return impl_->write_held(); }
+
+void SqliteReadStore::group_live_rows(bool on) {
+  WALLEX_CHECK(impl_->held_entry_count == 0 && impl_->held_event_count == 0);
+  impl_->group_rows = on;
+}
 
 Status<StoreError> SqliteReadStore::begin_read() {
   if (auto s = exec(impl_->db, "BEGIN", "begin read"); !s) return s;
@@ -1221,25 +1334,14 @@ Result<std::vector<LedgerWallet>, StoreError> SqliteReadStore::scan_ledger_walle
 }
 
 Status<StoreError> SqliteReadStore::insert_entry(const LedgerEntry& entry) {
-  Statement& s = impl_->writes().insert_entry;
-  s.bind(1, entry.position);
-  s.bind(2, entry.wallet_id);
-  s.bind(3, entry.version);
-  s.bind(4, entry_type_name(entry.type));
-  s.bind(5, entry.amount.minor());
-  s.bind(6, entry.balance_before.minor());
-  s.bind(7, entry.balance_after.minor());
-  s.bind_optional(8, entry.description);
-  s.bind(9, entry.reference_id);
-  s.bind_optional(10, entry.related_wallet_id);
-  if (impl_->log_path.empty()) {
-    s.bind(11, entry.metadata);
-  } else {
-    s.bind_null(11);  // the log's (Impl::log_path)
+  if (impl_->group_rows && !impl_->next) {
+    Impl::hold(impl_->held_entries, impl_->held_entry_count, entry);
+    impl_->live_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
+    if (impl_->held_entry_count >= kHeldRowsMax) return impl_->write_held_rows();
+    return Ok{};
   }
-  s.bind(12, entry.created_at_ms);
-  s.bind(13, entry.wallet_key);
-  s.bind(14, reference_hash(entry.reference_id));
+  Statement& s = impl_->writes().insert_entry;
+  impl_->bind_entry(s, 1, entry);
   if (auto st = run_statement(impl_->db, s, "writing a ledger entry"); !st) return st;
   if (impl_->next) {
     impl_->pending_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
@@ -1312,21 +1414,14 @@ Result<std::vector<EventWallet>, StoreError> SqliteReadStore::scan_event_wallets
 }
 
 Status<StoreError> SqliteReadStore::insert_wallet_event(const WalletEventRow& row) {
-  Statement& s = impl_->writes().insert_wallet_event;
-  s.bind(1, row.position);
-  s.bind(2, row.wallet_id);
-  s.bind(3, row.version);
-  s.bind(4, event_type_name(row.type));
-  if (impl_->log_path.empty()) {
-    s.bind(5, row.data);
-    s.bind(6, row.metadata);
-  } else {
-    s.bind_null(5);  // the log's documents (Impl::log_path)
-    s.bind_null(6);
+  if (impl_->group_rows && !impl_->next) {
+    Impl::hold(impl_->held_events, impl_->held_event_count, row);
+    impl_->live_event_keys.push_back({row.wallet_key, row.version, row.position});
+    if (impl_->held_event_count >= kHeldRowsMax) return impl_->write_held_rows();
+    return Ok{};
   }
-  s.bind(7, row.occurred_at_ms);
-  s.bind(8, row.balance_after.minor());
-  s.bind(9, row.wallet_key);
+  Statement& s = impl_->writes().insert_wallet_event;
+  impl_->bind_wallet_event(s, 1, row);
   if (auto st = run_statement(impl_->db, s, "writing a wallet event"); !st) return st;
   if (impl_->next) {
     impl_->pending_event_keys.push_back({row.wallet_key, row.version, row.position});

@@ -55,7 +55,17 @@ class SqliteReadStore final : public ReadStore, public ConsumerStateStore {
   Status<StoreError> begin_write() override;
   Status<StoreError> commit() override;
   void rollback() override;
-  Status<StoreError> flush_writes() override;  // writes the key rows of the open write, sorted
+  // Writes the rows the open write holds back: its entries and event rows (with
+  // group_live_rows), then its key rows, sorted.
+  Status<StoreError> flush_writes() override;
+  // On: the live ledger entries and wallet event rows of a write wait for flush_writes() or
+  // commit() and go kRowsPerInsert to a statement (at most kHeldRowsMax wait; more are written
+  // at once). For a caller that flushes after each projector, as ProjectionRunner does, so a
+  // failing row is still its projector's. Off (the default): each row is inserted when it is
+  // handed over, as a consumer-group projector needs to dead-letter the message whose row failed.
+  void group_live_rows(bool on);
+  static constexpr std::size_t kRowsPerInsert = 16;
+  static constexpr std::size_t kHeldRowsMax = 4096;
   Status<StoreError> begin_read() override;
   void end_read() override;
 

@@ -79,12 +79,14 @@ PRAGMA user_version = 2;
 using Statement = SqliteStatement;
 
 // A commit's events, kEventsPerInsert with one statement (SqliteStore::write), and the columns
-// each binds.
+// each binds. OR FAIL: a statement of many rows that may abort half way makes SQLite keep a
+// statement journal, a copy of every page the statement changes; a failing row fails the whole
+// transaction here anyway (sqlite_error.h, insert_rows).
 constexpr std::size_t kEventsPerInsert = 16;
 constexpr int kEventColumns = 7;
 constexpr const char* kInsertEvent =
-    "INSERT INTO events (position, wallet_id, version, type, data, metadata, occurred_at_ms)"
-    " VALUES ";
+    "INSERT OR FAIL INTO events (position, wallet_id, version, type, data, metadata,"
+    " occurred_at_ms) VALUES ";
 
 // wallex.db's WAL (WalCheckpointer: the thread starts at 4,000 frames). The writer commits again
 // before each background checkpoint ends, so the WAL seldom finds the moment to start over by
