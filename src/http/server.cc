@@ -194,7 +194,10 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<HttpResponse> immediate =
         server_.handler.handle(view, [self = shared_from_this()](HttpResponse&& response) {
           self->server_.deliver([self, response = std::move(response)]() mutable {
-            // On the I/O thread; with one I/O thread there is no strand and this runs inline.
+            // On an I/O thread. With one, the session has no strand (accept()): this thread is
+            // the only one that touches it, so the reply is written at once, without the
+            // type-erased executor's dispatch.
+            if (self->server_.options.io_threads == 1) return self->write(std::move(response));
             net::dispatch(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
               self->write(std::move(response));
             });
