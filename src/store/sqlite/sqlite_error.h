@@ -46,9 +46,8 @@ Status<StoreError> run_statement(sqlite3* db, SqliteStatement& statement, std::s
 // A failure leaves the rows before it written: the caller rolls its transaction back. So the
 // statements say OR FAIL (or OR IGNORE), not the default OR ABORT, which for a statement of many
 // rows makes SQLite copy every page the statement changes into a statement journal first, to
-// undo that statement alone (for rows spread over a table's pages, a page copied per row).
-// The statement journal is what SQLite calls it; it holds the pages' contents before the
-// statement, whatever the journal mode of the database.
+// undo that statement alone (for rows spread over a table's pages, a page copied per row),
+// whatever the journal mode of the database.
 // bind_row(statement, parameter, row) binds row `row` from parameter `parameter` on and returns
 // the parameter after it.
 template <typename BindRow>

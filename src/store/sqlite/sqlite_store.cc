@@ -79,9 +79,7 @@ PRAGMA user_version = 2;
 using Statement = SqliteStatement;
 
 // A commit's events, kEventsPerInsert with one statement (SqliteStore::write), and the columns
-// each binds. OR FAIL: a statement of many rows that may abort half way makes SQLite keep a
-// statement journal, a copy of every page the statement changes; a failing row fails the whole
-// transaction here anyway (sqlite_error.h, insert_rows).
+// each binds. OR FAIL: no statement journal (insert_rows in sqlite_error.h).
 constexpr std::size_t kEventsPerInsert = 16;
 constexpr int kEventColumns = 7;
 constexpr const char* kInsertEvent =
