@@ -232,6 +232,30 @@ constexpr int kCheckpointFramesToSettle = 16'000;
 constexpr std::size_t kPendingKeysMax = 4'000'000;
 using KeyRow = std::array<std::int64_t, 3>;
 
+// What the store keeps of one table's rows (the ledger's entries or the wallets' event rows)
+// between the calls that hand them over and the statements that write them.
+template <typename Row>
+struct RowsInFlight {
+  // group_live_rows: the live rows of the open write not written yet, the first `held_count` of
+  // `held` (the elements after them keep their strings' buffers for the next rows).
+  std::vector<Row> held;
+  std::size_t held_count = 0;
+  // The key rows of the open write on the live tables, unsorted: written in key order at
+  // flush_writes() or commit(). One at a time as the events came, each landed on a random page
+  // (its wallet's) of a table larger than the CPU's caches: a third of the projector's time.
+  std::vector<KeyRow> live_keys;
+  std::vector<KeyRow> pending_keys;  // rebuild only, unsorted
+
+  void hold(const Row& row) {
+    if (held_count < held.size()) {
+      held[held_count] = row;
+    } else {
+      held.push_back(row);
+    }
+    ++held_count;
+  }
+};
+
 constexpr const char* kCheckpointTable = R"sql(
 CREATE TABLE $checkpoints (
   projector     TEXT    PRIMARY KEY,
@@ -692,18 +716,9 @@ struct SqliteReadStore::Impl {
   sqlite3* log_db = nullptr;
   Statement log_documents, log_document_range;
   enum class Rebuild { kNone, kNextTables, kSideFile } rebuild = Rebuild::kNone;
-  std::vector<KeyRow> pending_ledger_keys, pending_event_keys;  // rebuild only, unsorted
-  // The key rows of the open write on the live tables, unsorted: written in key order at
-  // flush_writes() or commit(). One at a time as the events came, each landed on a random page
-  // (its wallet's) of a table larger than the CPU's caches: a third of the projector's time.
-  std::vector<KeyRow> live_ledger_keys, live_event_keys;
-  // group_live_rows: the live entries and wallet event rows of the open write not written yet,
-  // the first held_* of each vector (the elements after them keep their strings' buffers).
-  bool group_rows = false;
-  std::vector<LedgerEntry> held_entries;
-  std::vector<WalletEventRow> held_events;
-  std::size_t held_entry_count = 0;
-  std::size_t held_event_count = 0;
+  RowsInFlight<LedgerEntry> ledger_rows;
+  RowsInFlight<WalletEventRow> event_rows;
+  bool group_rows = false;  // group_live_rows
   WriteStatements live;
   std::unique_ptr<WriteStatements> next;  // while a rebuild fills the _next tables
   QueryStatements queries;
@@ -836,10 +851,11 @@ struct SqliteReadStore::Impl {
   // order (inside the caller's transaction). The two sets are sorted on two threads (the other
   // core is idle at this point of a rebuild).
   Status<StoreError> write_pending_keys() {
-    std::thread sorter([this] { std::sort(pending_event_keys.begin(), pending_event_keys.end()); });
-    std::sort(pending_ledger_keys.begin(), pending_ledger_keys.end());
+    std::thread sorter(
+        [this] { std::sort(event_rows.pending_keys.begin(), event_rows.pending_keys.end()); });
+    std::sort(ledger_rows.pending_keys.begin(), ledger_rows.pending_keys.end());
     sorter.join();
-    return write_key_sets(*next, pending_ledger_keys, pending_event_keys);
+    return write_key_sets(*next, ledger_rows.pending_keys, event_rows.pending_keys);
   }
 
   // Binds an entry's values from `parameter` on; the parameter after them.
@@ -883,45 +899,56 @@ struct SqliteReadStore::Impl {
     return parameter;
   }
 
-  // Keeps a copy of `row` in the first `count` of `held`, reusing the buffers of an element
-  // kept before.
+  // One entry or wallet event row handed over: held for its group (group_live_rows), or
+  // written now; its key row is kept for the open write's or the rebuild's sorted write.
   template <typename Row>
-  static void hold(std::vector<Row>& held, std::size_t& count, const Row& row) {
-    if (count < held.size()) {
-      held[count] = row;
-    } else {
-      held.push_back(row);
+  Status<StoreError> insert_row(const Row& row, const KeyRow& key, RowsInFlight<Row>& rows,
+                                Statement WriteStatements::*single,
+                                int (Impl::*bind)(Statement&, int, const Row&) const,
+                                std::string_view what) {
+    if (group_rows && !next) {
+      rows.hold(row);
+      rows.live_keys.push_back(key);
+      if (rows.held_count >= SqliteReadStore::kHeldRowsMax) return write_held_rows();
+      return Ok{};
     }
-    ++count;
+    Statement& s = writes().*single;
+    (this->*bind)(s, 1, row);
+    if (auto st = run_statement(db, s, what); !st) return st;
+    if (next) {
+      rows.pending_keys.push_back(key);
+      if (rows.pending_keys.size() >= kPendingKeysMax) return write_pending_keys();
+      return Ok{};
+    }
+    rows.live_keys.push_back(key);
+    return Ok{};
   }
 
-  // The first `count` rows of `held`, kRowsPerInsert a statement (inside the open write).
+  // The held rows of `rows`, kRowsPerInsert a statement (inside the open write).
   template <typename Row>
-  Status<StoreError> write_held_set(std::vector<Row>& held, std::size_t& count, Statement& bulk,
-                                    Statement& single,
+  Status<StoreError> write_held_set(RowsInFlight<Row>& rows, Statement& bulk, Statement& single,
                                     int (Impl::*bind)(Statement&, int, const Row&) const,
                                     std::string_view what) {
     const auto bind_row = [&](Statement& s, int parameter, std::size_t row) {
-      return (this->*bind)(s, parameter, held[row]);
+      return (this->*bind)(s, parameter, rows.held[row]);
     };
-    if (auto s = insert_rows(db, bulk, SqliteReadStore::kRowsPerInsert, single, count, bind_row,
-                             what);
+    if (auto s = insert_rows(db, bulk, SqliteReadStore::kRowsPerInsert, single, rows.held_count,
+                             bind_row, what);
         !s) {
       return s;
     }
-    count = 0;
+    rows.held_count = 0;
     return Ok{};
   }
 
   Status<StoreError> write_held_rows() {
-    if (auto s = write_held_set(held_entries, held_entry_count, live.insert_entries_bulk,
-                                live.insert_entry, &Impl::bind_entry, "writing ledger entries");
+    if (auto s = write_held_set(ledger_rows, live.insert_entries_bulk, live.insert_entry,
+                                &Impl::bind_entry, "writing ledger entries");
         !s) {
       return s;
     }
-    return write_held_set(held_events, held_event_count, live.insert_wallet_events_bulk,
-                          live.insert_wallet_event, &Impl::bind_wallet_event,
-                          "writing wallet events");
+    return write_held_set(event_rows, live.insert_wallet_events_bulk, live.insert_wallet_event,
+                          &Impl::bind_wallet_event, "writing wallet events");
   }
 
   // What the open write holds back: its rows, then their key rows.
@@ -932,9 +959,9 @@ struct SqliteReadStore::Impl {
 
   // The live writes' key rows, sorted, into the live key tables (inside the open write).
   Status<StoreError> write_live_keys() {
-    std::sort(live_ledger_keys.begin(), live_ledger_keys.end());
-    std::sort(live_event_keys.begin(), live_event_keys.end());
-    return write_key_sets(live, live_ledger_keys, live_event_keys);
+    std::sort(ledger_rows.live_keys.begin(), ledger_rows.live_keys.end());
+    std::sort(event_rows.live_keys.begin(), event_rows.live_keys.end());
+    return write_key_sets(live, ledger_rows.live_keys, event_rows.live_keys);
   }
 
   Status<StoreError> write_key_sets(WriteStatements& into, std::vector<KeyRow>& ledger,
@@ -1217,10 +1244,10 @@ Status<StoreError> SqliteReadStore::commit() {
   return run_statement(impl_->db, impl_->commit, "commit");
 }
 void SqliteReadStore::rollback() {
-  impl_->live_ledger_keys.clear();
-  impl_->live_event_keys.clear();
-  impl_->held_entry_count = 0;
-  impl_->held_event_count = 0;
+  impl_->ledger_rows.live_keys.clear();
+  impl_->event_rows.live_keys.clear();
+  impl_->ledger_rows.held_count = 0;
+  impl_->event_rows.held_count = 0;
   // After some errors SQLite has already rolled back; a failing ROLLBACK changes nothing.
   if (sqlite3_get_autocommit(impl_->db) == 0)
     (void)run_statement(impl_->db, impl_->rollback, "rollback");
@@ -1232,7 +1259,7 @@ void SqliteReadStore::rollback() {
 Status<StoreError> SqliteReadStore::flush_writes() { return impl_->write_held(); }
 
 void SqliteReadStore::group_live_rows(bool on) {
-  WALLEX_CHECK(impl_->held_entry_count == 0 && impl_->held_event_count == 0);
+  WALLEX_CHECK(impl_->ledger_rows.held_count == 0 && impl_->event_rows.held_count == 0);
   impl_->group_rows = on;
 }
 
@@ -1334,22 +1361,9 @@ Result<std::vector<LedgerWallet>, StoreError> SqliteReadStore::scan_ledger_walle
 }
 
 Status<StoreError> SqliteReadStore::insert_entry(const LedgerEntry& entry) {
-  if (impl_->group_rows && !impl_->next) {
-    Impl::hold(impl_->held_entries, impl_->held_entry_count, entry);
-    impl_->live_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
-    if (impl_->held_entry_count >= kHeldRowsMax) return impl_->write_held_rows();
-    return Ok{};
-  }
-  Statement& s = impl_->writes().insert_entry;
-  impl_->bind_entry(s, 1, entry);
-  if (auto st = run_statement(impl_->db, s, "writing a ledger entry"); !st) return st;
-  if (impl_->next) {
-    impl_->pending_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
-    if (impl_->pending_ledger_keys.size() >= kPendingKeysMax) return impl_->write_pending_keys();
-    return Ok{};
-  }
-  impl_->live_ledger_keys.push_back({entry.wallet_key, entry.created_at_ms, entry.position});
-  return Ok{};
+  return impl_->insert_row(entry, {entry.wallet_key, entry.created_at_ms, entry.position},
+                           impl_->ledger_rows, &WriteStatements::insert_entry, &Impl::bind_entry,
+                           "writing a ledger entry");
 }
 
 Result<std::vector<LedgerEntry>, StoreError> SqliteReadStore::find_entries(
@@ -1414,22 +1428,9 @@ Result<std::vector<EventWallet>, StoreError> SqliteReadStore::scan_event_wallets
 }
 
 Status<StoreError> SqliteReadStore::insert_wallet_event(const WalletEventRow& row) {
-  if (impl_->group_rows && !impl_->next) {
-    Impl::hold(impl_->held_events, impl_->held_event_count, row);
-    impl_->live_event_keys.push_back({row.wallet_key, row.version, row.position});
-    if (impl_->held_event_count >= kHeldRowsMax) return impl_->write_held_rows();
-    return Ok{};
-  }
-  Statement& s = impl_->writes().insert_wallet_event;
-  impl_->bind_wallet_event(s, 1, row);
-  if (auto st = run_statement(impl_->db, s, "writing a wallet event"); !st) return st;
-  if (impl_->next) {
-    impl_->pending_event_keys.push_back({row.wallet_key, row.version, row.position});
-    if (impl_->pending_event_keys.size() >= kPendingKeysMax) return impl_->write_pending_keys();
-    return Ok{};
-  }
-  impl_->live_event_keys.push_back({row.wallet_key, row.version, row.position});
-  return Ok{};
+  return impl_->insert_row(row, {row.wallet_key, row.version, row.position}, impl_->event_rows,
+                           &WriteStatements::insert_wallet_event, &Impl::bind_wallet_event,
+                           "writing a wallet event");
 }
 
 Result<std::vector<std::string>, StoreError> SqliteReadStore::index_problems(std::size_t limit) {
@@ -1558,8 +1559,8 @@ Status<StoreError> SqliteReadStore::begin_rebuild() {
       !s) {
     return s;
   }
-  impl.pending_ledger_keys.clear();
-  impl.pending_event_keys.clear();
+  impl.ledger_rows.pending_keys.clear();
+  impl.event_rows.pending_keys.clear();
   auto mode = query_text(impl.db, "PRAGMA journal_mode = DELETE");
   std::string prefix, suffix, script;
   if (mode && mode.value() == "delete") {
