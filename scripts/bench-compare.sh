@@ -15,6 +15,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 scenario=${1:-credit}
 rounds=${ROUNDS:-2}
 
@@ -26,20 +28,13 @@ bin=$root/build/release/bin
 work=$(mktemp -d "${TMPDIR:-/tmp}/wallex-bench-compare-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 bench_sqlite() {
   local dir=$1 port
   port=$(free_port)
   "$bin/wallex" serve --port "$port" --host 127.0.0.1 --data-dir "$dir/data" \
     >"$dir/server.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-    sleep 0.1
-  done
+  wait_for_server "http://127.0.0.1:$port" "$pid" "$dir/server.log" bench-compare
   local status=0
   "$bin/wallex-bench" --url "http://127.0.0.1:$port" --scenario "$scenario" \
     --wallets "${WALLETS:-1000}" --operations "${OPERATIONS:-30000}" --workers "${WORKERS:-64}" \

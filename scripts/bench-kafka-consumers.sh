@@ -25,7 +25,13 @@ trap cleanup EXIT
 
 "$wallex" dev-kafka --brokers 3 > "$tmp/bootstrap" 2> /dev/null &
 kafka_pid=$!
-while [ ! -s "$tmp/bootstrap" ]; do sleep 0.05; done
+# Its first line is the bootstrap address; at most 10 s, and not past the cluster's end.
+for _ in $(seq 1 200); do
+  [ -s "$tmp/bootstrap" ] && break
+  kill -0 "$kafka_pid" 2>/dev/null || { echo "bench-kafka-consumers: dev-kafka did not start" >&2; exit 1; }
+  sleep 0.05
+done
+[ -s "$tmp/bootstrap" ] || { echo "bench-kafka-consumers: dev-kafka printed no address in 10 s" >&2; exit 1; }
 bootstrap=$(head -1 "$tmp/bootstrap")
 
 python3 - "$wallets" "$credits" > "$tmp/messages" <<'PY'

@@ -11,6 +11,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 wallex=${WALLEX_BIN:-$root/build/release/bin/wallex}
 bench=${WALLEX_BENCH_BIN:-$root/build/release/bin/wallex-bench}
 duration=${BENCH_DURATION:-10}
@@ -27,7 +29,6 @@ cleanup() {
 trap cleanup EXIT
 
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval('d' + sys.argv[1]))" "$1"; }
 
 start_kafka() {  # sets bootstrap and kafka_pid
@@ -36,7 +37,12 @@ start_kafka() {  # sets bootstrap and kafka_pid
   kafka_pid=$!
   pids+=("$kafka_pid")
   exec {keep}>"$tmp/kafka-in-$1"  # keeps its stdin open
-  for _ in $(seq 1 100); do [ -s "$tmp/kafka-$1.out" ] && break; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    [ -s "$tmp/kafka-$1.out" ] && break
+    kill -0 "$kafka_pid" 2>/dev/null || { echo "bench-kafka: dev-kafka did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -s "$tmp/kafka-$1.out" ] || { echo "bench-kafka: dev-kafka printed no address in 10 s" >&2; exit 1; }
   bootstrap=$(head -1 "$tmp/kafka-$1.out")
 }
 
@@ -49,7 +55,7 @@ start_server() {  # <name> <data dir> [serve args...]; sets url and server_pid
   "$wallex" serve --host 127.0.0.1 --port "$port" --data-dir "$dir" "$@" 2>"$results/$name.log" &
   server_pid=$!
   pids+=("$server_pid")
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$url/health" 2>/dev/null && break; sleep 0.1; done
+  wait_for_server "$url" "$server_pid" "$results/$name.log" "bench-kafka $name"
 }
 
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; }

@@ -11,6 +11,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 scenario=${1:-credit}
 instances=${2:-2}
 
@@ -28,10 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 "$bin/wallex" migrate up --store "$WALLEX_PG_URL" >/dev/null
 ports=()
 for i in $(seq 1 "$instances"); do
@@ -41,11 +39,9 @@ for i in $(seq 1 "$instances"); do
     --data-dir "$work/instance-$i" >"$work/server-$i.log" 2>&1 &
   servers+=($!)
 done
-for port in "${ports[@]}"; do
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-    sleep 0.1
-  done
+for i in $(seq 1 "$instances"); do
+  wait_for_server "http://127.0.0.1:${ports[$((i - 1))]}" "${servers[$((i - 1))]}" \
+    "$work/server-$i.log" "bench-pg instance $i"
 done
 
 benches=()
