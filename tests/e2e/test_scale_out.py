@@ -7,7 +7,8 @@ either replays the committed outcome or executes it (it never committed). Afterw
 balance equals the model built from the acknowledged replies, total money is conserved, every
 wallet's versions are contiguous, no request failed for contention (no 409, no 5xx), the
 survivors took the projection lease over and their shared read side agrees, and
-`wallex verify --store` passes.
+`wallex verify --store` passes. And a keyed request answered by one instance is replayed by the
+others, byte for byte, from the compact form its reply is stored in.
 
 Needs WALLEX_PG_URL (scripts/with-pg.sh); fails without it.
 Run: scripts/with-pg.sh tests/e2e/run_pg.sh build/release/bin/wallex test_scale_out
@@ -222,6 +223,65 @@ class ScaleOutTest(unittest.TestCase):
         print(f"\nscale-out: {len(acknowledged)} acknowledged, {len(refused)} refused for funds, "
               f"{retried[0]} resolved on another instance after the kill; lease {holder} -> "
               f"{lease}", flush=True)
+
+    def test_a_keyed_request_is_replayed_by_every_instance(self):
+        """A key answered by one instance is replayed by the others, byte for byte.
+
+        The store keeps a snapshot's or a transfer's reply in a compact form and rebuilds it
+        from the wallets it names (service/reply_encoding.h). The other instances have never
+        seen those wallets when the replay reaches them: they read them from the database.
+        """
+        first_server, others = self.servers[0], self.servers[1:]
+
+        def call(server, path, body, key):
+            status, headers, raw = server.request("POST", path, to_json(body),
+                                                  {"Idempotency-Key": key}, timeout=30)
+            return sup.Reply(status, headers, raw)
+
+        src, dst, new = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("src", "dst", "new"))
+        tag = uuid.uuid4().hex[:8]
+        requests = [
+            ("/wallets", {"walletId": src, "ownerId": "o-src", "initialBalance": "100.00"}),
+            ("/wallets", {"walletId": dst, "ownerId": "o-dst"}),
+            (f"/wallets/{src}/credit", {"amount": "12.34", "description": "tip"}),
+            (f"/wallets/{src}/debit", {"amount": "2.30"}),
+            (f"/wallets/{src}/transfer", {"toWalletId": dst, "amount": "50.05"}),
+            (f"/wallets/{src}/debit", {"amount": "1000.00"}),                        # refused
+            (f"/wallets/{dst}/transfer", {"toWalletId": src, "amount": "999.00"}),   # refused
+            ("/wallets", {"walletId": new, "ownerId": "o-new", "initialBalance": "7.00"}),
+        ]
+        expected = [201, 201, 201, 201, 201, 400, 400, 201]
+        firsts = []
+        for n, (path, body) in enumerate(requests):
+            key = f"replay-{tag}-{n}"
+            first = call(first_server, path, body, key)
+            self.assertEqual(first.status, expected[n], first)
+            self.assertIsNone(first.replayed, first)
+            firsts.append(first)
+            for server in others:
+                again = call(server, path, body, key)
+                self.assertEqual(again.status, first.status, (path, again))
+                self.assertEqual(again.raw, first.raw, path)
+                self.assertEqual(again.replayed, "true", (path, again))
+        self.assertEqual(firsts[5].json["code"], "INSUFFICIENT_FUNDS")
+        self.assertEqual(firsts[6].json["code"], "INSUFFICIENT_FUNDS")
+
+        # A key of one instance with another request on a second one: refused, nothing done.
+        reused = call(others[-1], f"/wallets/{src}/credit", {"amount": "99.00"}, f"replay-{tag}-2")
+        self.assertEqual(reused.status, 409, reused)
+        self.assertEqual(reused.json["code"], "IDEMPOTENCY_KEY_REUSED")
+
+        # The replays changed nothing: every instance reads the state the first replies left.
+        transfer = firsts[4].json
+        for server in self.servers:
+            for wallet in (transfer["fromWallet"], transfer["toWallet"]):
+                status, _, raw = server.request("GET", f"/wallets/{wallet['id']}")
+                self.assertEqual(status, 200, raw)
+                self.assertEqual(sup.loads(raw), wallet)
+        (events,), = psql(self.url, "SELECT count(*) FROM events")
+        # Two wallets created with a balance (two events each), one without, a credit, a debit,
+        # a transfer (two events); the refusals wrote none.
+        self.assertEqual(int(events), 2 * 2 + 1 + 1 + 1 + 2)
 
 
 if __name__ == "__main__":
