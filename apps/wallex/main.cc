@@ -67,6 +67,10 @@ struct ServeConfig {
   int projection_interval_ms = 500;
   int min_position_wait_ms = 2'000;
   bool skip_integrity_check = false;
+  // The embedded store's write-model snapshot (SqliteStore::OpenOptions, write_model.h).
+  std::int64_t snapshot_events_max = wallex::SqliteStore::OpenOptions{}.snapshot_events_max;
+  std::size_t snapshot_wallets_max = wallex::SqliteStore::OpenOptions{}.snapshot_wallets_max;
+  std::size_t snapshot_slice_rows = wallex::SqliteStore::OpenOptions{}.snapshot_slice_rows;
   std::string kafka_brokers;               // empty: no relay
   std::vector<std::string> kafka_config;   // key=value librdkafka properties
   std::size_t kafka_in_flight_max = 50'000;
@@ -206,8 +210,12 @@ int serve(const ServeConfig& config) {
     // The read side is shared too (PgSharedReadSide, below): every instance queries the shared
     // tables, the holder of the projection lease projects.
   } else {
-    auto opened = SqliteStore::open(config.data_dir,
-                                    SqliteStore::OpenOptions{!config.skip_integrity_check});
+    SqliteStore::OpenOptions options;
+    options.check_integrity = !config.skip_integrity_check;
+    options.snapshot_events_max = config.snapshot_events_max;
+    options.snapshot_wallets_max = config.snapshot_wallets_max;
+    options.snapshot_slice_rows = config.snapshot_slice_rows;
+    auto opened = SqliteStore::open(config.data_dir, options);
     if (!opened) {
       log::error("cannot open store: " + opened.error().message);
       return 1;
@@ -1053,6 +1061,20 @@ int main(int argc, char** argv) {
   dev_kafka_sub->add_option("--brokers", dev_kafka_brokers, "Number of brokers")
       ->check(CLI::Range(1, 9));
 
+  serve_command
+      ->add_option("--snapshot-events-max", config.snapshot_events_max,
+                   "Embedded store: events after the write model's last snapshot that begin the "
+                   "next one")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
+  serve_command
+      ->add_option("--snapshot-wallets-max", config.snapshot_wallets_max,
+                   "Embedded store: wallets changed since the last snapshot that begin the next "
+                   "one")
+      ->check(CLI::Range(1, 100'000'000));
+  serve_command
+      ->add_option("--snapshot-slice-rows", config.snapshot_slice_rows,
+                   "Embedded store: fewest snapshot rows written with each commit")
+      ->check(CLI::Range(1, 100'000'000));
   serve_command->add_flag("--skip-integrity-check", config.skip_integrity_check,
                           "Do not run PRAGMA quick_check on wallex.db at start (faster start of "
                           "a large store; a damaged file is then found only when read)");

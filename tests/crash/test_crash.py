@@ -62,21 +62,33 @@ class CrashTestCase(unittest.TestCase):
 
 
 class KillUnderLoadTest(CrashTestCase):
+    SERVER_ARGS = ()
+    KILL_COUNT = KILLS
+    WALLETS = 12
+    SEED_OFFSET = 0  # of this schedule's seeds from SEED
+
+    def before_kill(self):
+        """Called under load, just before the kill."""
+
+    def after_kill(self, number):
+        """Called with the data dir as a kill left it, once verify has passed."""
 
     def test_sigkill_at_random_moments_loses_and_doubles_nothing(self):
-        rnd = random.Random(SEED)  # the kill schedule: kinds, moments, start-up kills
-        sample_rnd = random.Random(SEED + 1)  # which older operations to replay
-        report(f"seed {SEED}, {KILLS} kills (reproduce: WALLEX_CRASH_SEED={SEED} "
-               f"WALLEX_CRASH_KILLS={KILLS})")
+        seed = SEED + self.SEED_OFFSET
+        rnd = random.Random(seed)  # the kill schedule: kinds, moments, start-up kills
+        sample_rnd = random.Random(seed + 1)  # which older operations to replay
+        report(f"{type(self).__name__}: seed {seed}, {self.KILL_COUNT} kills (reproduce: "
+               f"WALLEX_CRASH_SEED={SEED} WALLEX_CRASH_KILLS={KILLS})")
         started = time.monotonic()
-        self.server = cs.Server(self.data_dir)
+        self.server = cs.Server(self.data_dir, extra_args=self.SERVER_ARGS)
         self.server.start()
-        workload = cs.Workload(self.server, SEED, threads=6)
-        workload.create_wallets(12, rnd)
+        workload = cs.Workload(self.server, seed, threads=6)
+        workload.create_wallets(self.WALLETS, rnd)
 
         # Most kills land under load (requests in flight, group commits under way), some when
         # the server is idle; some restarts are themselves killed during start-up (recovery).
-        kinds = ["load"] * (KILLS - KILLS // 5) + ["idle"] * (KILLS // 5)
+        kills = self.KILL_COUNT
+        kinds = ["load"] * (kills - kills // 5) + ["idle"] * (kills // 5)
         rnd.shuffle(kinds)
         stats = {"kills": 0, "load": 0, "in_flight": 0, "idle": 0, "startup": 0,
                  "committed_unacked": 0, "executed_late": 0, "replays_checked": 0}
@@ -87,6 +99,7 @@ class KillUnderLoadTest(CrashTestCase):
             if kind == "load":
                 workload.start()
                 time.sleep(duration)
+                self.before_kill()
                 with workload.lock:
                     in_flight = workload.in_flight
                 self.server.kill9()
@@ -101,6 +114,7 @@ class KillUnderLoadTest(CrashTestCase):
 
             # The data dir exactly as the crash left it must already be consistent.
             self.assert_verify(f"after kill {number} ({kind})")
+            self.after_kill(number)
             if number % 4 == 0:
                 # Kill the next start-up too, somewhere inside opening, recovery and loading.
                 self.server.spawn()
@@ -139,18 +153,63 @@ class KillUnderLoadTest(CrashTestCase):
 
         ops = workload.ops
         acked = sum(op.outcome == "acked" for op in ops)
-        report(f"RESULT seed {SEED}: {stats['kills']} kills survived ({stats['load']} under load, "
+        report(f"RESULT seed {seed}: {stats['kills']} kills survived ({stats['load']} under load, "
                f"{stats['in_flight']} with requests in flight, {stats['idle']} idle, "
                f"{stats['startup']} during start-up); {len(ops)} operations "
                f"({acked} acknowledged, {stats['committed_unacked']} committed but unacknowledged, "
                f"{stats['executed_late']} re-sent and executed after restart; "
                f"{sum(op.status == 201 for op in ops)} applied) over {len(expected)} wallets; "
                f"{stats['replays_checked']} replays checked; {time.monotonic() - started:.1f} s")
-        self.assertGreaterEqual(stats["kills"], KILLS)
+        self.assertGreaterEqual(stats["kills"], kills)
         # Under continuous load from six clients a kill practically always lands with requests
         # in flight; demand most of them so the test cannot quietly degrade into idle kills.
         self.assertGreaterEqual(stats["in_flight"], stats["load"] * 3 // 4, stats)
         self.assertGreater(stats["committed_unacked"] + stats["executed_late"], 0, stats)
+
+
+class KillDuringSnapshotSlicesTest(KillUnderLoadTest):
+    """The same schedule, against a server whose write-model snapshot (write_model.h) is under
+    way about half the time: one begins every 100 events (65,536 by default, which the default
+    schedule passes once, late in its run), and its rows go twice the commit's wallets per commit, so a snapshot of the
+    hundred-odd wallets changed since the last spans several commits. A kill under load waits
+    (at most 2 s) until the live files show a snapshot under way, so it lands between slices, and
+    the start after it replays the log over rows written as of the snapshot's position. After
+    each kill the files the crash left are read again: most kills under load must have found a
+    snapshot under way."""
+    SERVER_ARGS = ("--snapshot-events-max", "100", "--snapshot-slice-rows", "1")
+    KILL_COUNT = max(8, KILLS // 2)
+    WALLETS = 40
+    SEED_OFFSET = 7
+
+    def setUp(self):
+        super().setUp()
+        self.under_way = 0
+        self.load_kills = 0
+
+    def snapshot_under_way(self):
+        # Read-only, beside the running server (WAL readers do not block its writer).
+        db = sqlite3.connect(f"file:{os.path.join(self.data_dir, 'wallex.db')}?mode=ro",
+                             uri=True, timeout=5)
+        try:
+            (rows,), = db.execute("SELECT count(*) FROM snapshot_under_way").fetchall()
+        finally:
+            db.close()
+        return rows > 0
+
+    def before_kill(self):
+        self.load_kills += 1
+        deadline = time.monotonic() + 2
+        while not self.snapshot_under_way() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def after_kill(self, number):
+        self.under_way += self.snapshot_under_way()
+
+    def test_sigkill_at_random_moments_loses_and_doubles_nothing(self):
+        super().test_sigkill_at_random_moments_loses_and_doubles_nothing()
+        report(f"a snapshot was under way at {self.under_way} of {self.KILL_COUNT} kills "
+               f"({self.load_kills} under load)")
+        self.assertGreaterEqual(self.under_way, self.load_kills * 3 // 4)
 
 
 class KillWhileProjectionsAreBehindTest(CrashTestCase):
