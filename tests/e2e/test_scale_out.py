@@ -265,6 +265,12 @@ class ScaleOutTest(unittest.TestCase):
                 self.assertEqual(again.replayed, "true", (path, again))
         self.assertEqual(firsts[5].json["code"], "INSUFFICIENT_FUNDS")
         self.assertEqual(firsts[6].json["code"], "INSUFFICIENT_FUNDS")
+        # Once every wallet has moved on, each key still answers with its first reply, on the
+        # last instance too (its wallets are now known to it at their newest state).
+        for n, (path, body) in enumerate(requests):
+            again = call(others[-1], path, body, f"replay-{tag}-{n}")
+            self.assertEqual(again.raw, firsts[n].raw, path)
+            self.assertEqual(again.replayed, "true", (path, again))
 
         # A key of one instance with another request on a second one: refused, nothing done.
         reused = call(others[-1], f"/wallets/{src}/credit", {"amount": "99.00"}, f"replay-{tag}-2")
