@@ -169,13 +169,13 @@ class KillUnderLoadTest(CrashTestCase):
 
 class KillDuringSnapshotSlicesTest(KillUnderLoadTest):
     """The same schedule, against a server whose write-model snapshot (write_model.h) is under
-    way about half the time: one begins every 100 events (65,536 by default, which the default
-    schedule passes once, late in its run), and its rows go twice the commit's wallets per commit, so a snapshot of the
-    hundred-odd wallets changed since the last spans several commits. A kill under load waits
-    (at most 2 s) until the live files show a snapshot under way, so it lands between slices, and
-    the start after it replays the log over rows written as of the snapshot's position. After
-    each kill the files the crash left are read again: most kills under load must have found a
-    snapshot under way."""
+    way about half the time: one begins every 100 events (by default every 65,536, which the
+    default schedule passes once, late in its run), and its rows go twice the commit's wallets
+    per commit, so a snapshot of the hundred-odd wallets changed since the last spans several
+    commits. A kill under load waits (at most 2 s) until the live files show a snapshot under
+    way, so it lands between slices, and the start after it replays the log over rows written as
+    of the snapshot's position. After each kill the files the crash left are read again: most
+    kills under load must have found a snapshot under way."""
     SERVER_ARGS = ("--snapshot-events-max", "100", "--snapshot-slice-rows", "1")
     KILL_COUNT = max(8, KILLS // 2)
     WALLETS = 40
