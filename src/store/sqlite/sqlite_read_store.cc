@@ -508,6 +508,11 @@ struct WriteStatements {
   Status<StoreError> prepare(sqlite3* db, std::string_view prefix, std::string_view suffix) {
     const std::string s(suffix);
     const std::string p(prefix);
+    // One row with the single statement, kRowsPerInsert with the bulk one.
+    const std::string insert_entries = "INSERT OR FAIL INTO " + p + "ledger_entries" + s + " (" +
+                                       kEntryColumns + ", reference_hash) VALUES ";
+    const std::string insert_wallet_events =
+        "INSERT OR FAIL INTO " + p + "wallet_events" + s + " (" + kWalletEventColumns + ") VALUES ";
     const std::pair<Statement*, std::string> statements[] = {
         {&read_wallet, std::string("SELECT ") + kWalletColumns + " FROM " + p + "read_wallets" + s +
                            " WHERE id = ?1"},
@@ -527,12 +532,9 @@ struct WriteStatements {
              " version = excluded.version, balance_minor = excluded.balance_minor,"
              " credits_minor = excluded.credits_minor, debits_minor = excluded.debits_minor,"
              " entry_count = excluded.entry_count WHERE version < excluded.version"},
-        {&insert_entry, "INSERT OR FAIL INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
-                            ", reference_hash) VALUES " + values_groups(kEntryParameters, 1)},
+        {&insert_entry, insert_entries + values_groups(kEntryParameters, 1)},
         {&insert_entries_bulk,
-         "INSERT OR FAIL INTO " + p + "ledger_entries" + s + " (" + kEntryColumns +
-             ", reference_hash) VALUES " +
-             values_groups(kEntryParameters, SqliteReadStore::kRowsPerInsert)},
+         insert_entries + values_groups(kEntryParameters, SqliteReadStore::kRowsPerInsert)},
         {&insert_ledger_key, "INSERT INTO " + p + "ledger_keys" + s +
                                  " (wallet_key, created_at_ms, position) VALUES (?1, ?2, ?3)"},
         {&insert_wallet_event_key, "INSERT INTO " + p + "wallet_event_keys" + s +
@@ -550,12 +552,10 @@ struct WriteStatements {
              ") VALUES (?1, ?2, ?3, ?4) ON CONFLICT (wallet_id) DO UPDATE SET"
              " version = excluded.version, balance_minor = excluded.balance_minor"
              " WHERE version < excluded.version"},
-        {&insert_wallet_event, "INSERT OR FAIL INTO " + p + "wallet_events" + s + " (" +
-                                   kWalletEventColumns + ") VALUES " +
-                                   values_groups(kWalletEventParameters, 1)},
+        {&insert_wallet_event, insert_wallet_events + values_groups(kWalletEventParameters, 1)},
         {&insert_wallet_events_bulk,
-         "INSERT OR FAIL INTO " + p + "wallet_events" + s + " (" + kWalletEventColumns +
-             ") VALUES " + values_groups(kWalletEventParameters, SqliteReadStore::kRowsPerInsert)},
+         insert_wallet_events +
+             values_groups(kWalletEventParameters, SqliteReadStore::kRowsPerInsert)},
     };
     for (const auto& [statement, sql] : statements) {
       const int rc = statement->prepare(db, sql);
