@@ -10,6 +10,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 wallex=${WALLEX_BIN:-$root/build/release/bin/wallex}
 wallets=${WALLETS:-1000}
 credits=${CREDITS:-100}
@@ -25,13 +27,7 @@ trap cleanup EXIT
 
 "$wallex" dev-kafka --brokers 3 > "$tmp/bootstrap" 2> /dev/null &
 kafka_pid=$!
-# Its first line is the bootstrap address; at most 10 s, and not past the cluster's end.
-for _ in $(seq 1 200); do
-  [ -s "$tmp/bootstrap" ] && break
-  kill -0 "$kafka_pid" 2>/dev/null || { echo "bench-kafka-consumers: dev-kafka did not start" >&2; exit 1; }
-  sleep 0.05
-done
-[ -s "$tmp/bootstrap" ] || { echo "bench-kafka-consumers: dev-kafka printed no address in 10 s" >&2; exit 1; }
+wait_for_bootstrap "$tmp/bootstrap" "$kafka_pid" bench-kafka-consumers
 bootstrap=$(head -1 "$tmp/bootstrap")
 
 python3 - "$wallets" "$credits" > "$tmp/messages" <<'PY'

@@ -37,12 +37,7 @@ start_kafka() {  # sets bootstrap and kafka_pid
   kafka_pid=$!
   pids+=("$kafka_pid")
   exec {keep}>"$tmp/kafka-in-$1"  # keeps its stdin open
-  for _ in $(seq 1 100); do
-    [ -s "$tmp/kafka-$1.out" ] && break
-    kill -0 "$kafka_pid" 2>/dev/null || { echo "bench-kafka: dev-kafka did not start" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -s "$tmp/kafka-$1.out" ] || { echo "bench-kafka: dev-kafka printed no address in 10 s" >&2; exit 1; }
+  wait_for_bootstrap "$tmp/kafka-$1.out" "$kafka_pid" bench-kafka
   bootstrap=$(head -1 "$tmp/kafka-$1.out")
 }
 

@@ -1,4 +1,4 @@
-# Shell functions shared by scripts/bench.sh, bench-ab.sh and bench-scale.sh (sourced, not run).
+# Shell functions shared by the bench scripts of scripts/ (sourced, not run).
 
 # A free loopback TCP port.
 free_port() {
@@ -17,6 +17,19 @@ wait_for_server() {
     sleep 0.1
   done
   curl -fsS -o /dev/null "$url/health"
+}
+
+# wait_for_bootstrap <file> <pid> <name>: until `wallex dev-kafka` (process <pid>) has written
+# its bootstrap address, the first line of <file>; exits the script when it dies first or writes
+# nothing within 10 s.
+wait_for_bootstrap() {
+  local file=$1 kafka=$2 name=$3
+  for _ in $(seq 1 100); do
+    [ -s "$file" ] && return 0
+    kill -0 "$kafka" 2>/dev/null || { echo "$name: dev-kafka did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -s "$file" ] || { echo "$name: dev-kafka printed no address in 10 s" >&2; exit 1; }
 }
 
 # require_executables <name> <file>...: exits the script unless every file is an executable.

@@ -59,9 +59,9 @@ class ScaleOutTest(unittest.TestCase):
     # ------------------------------------------------------------------ helpers
 
     def post(self, server, path, body, key):
-        status, _, raw = server.request("POST", path, to_json(body),
-                                        {"Idempotency-Key": key}, timeout=30)
-        return sup.Reply(status, {}, raw)
+        status, headers, raw = server.request("POST", path, to_json(body),
+                                              {"Idempotency-Key": key}, timeout=30)
+        return sup.Reply(status, headers, raw)
 
     def health(self, server):
         status, _, raw = server.request("GET", "/health")
@@ -232,12 +232,6 @@ class ScaleOutTest(unittest.TestCase):
         seen those wallets when the replay reaches them: they read them from the database.
         """
         first_server, others = self.servers[0], self.servers[1:]
-
-        def call(server, path, body, key):
-            status, headers, raw = server.request("POST", path, to_json(body),
-                                                  {"Idempotency-Key": key}, timeout=30)
-            return sup.Reply(status, headers, raw)
-
         src, dst, new = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("src", "dst", "new"))
         tag = uuid.uuid4().hex[:8]
         requests = [
@@ -254,12 +248,12 @@ class ScaleOutTest(unittest.TestCase):
         firsts = []
         for n, (path, body) in enumerate(requests):
             key = f"replay-{tag}-{n}"
-            first = call(first_server, path, body, key)
+            first = self.post(first_server, path, body, key)
             self.assertEqual(first.status, expected[n], first)
             self.assertIsNone(first.replayed, first)
             firsts.append(first)
             for server in others:
-                again = call(server, path, body, key)
+                again = self.post(server, path, body, key)
                 self.assertEqual(again.status, first.status, (path, again))
                 self.assertEqual(again.raw, first.raw, path)
                 self.assertEqual(again.replayed, "true", (path, again))
@@ -268,12 +262,13 @@ class ScaleOutTest(unittest.TestCase):
         # Once every wallet has moved on, each key still answers with its first reply, on the
         # last instance too (its wallets are now known to it at their newest state).
         for n, (path, body) in enumerate(requests):
-            again = call(others[-1], path, body, f"replay-{tag}-{n}")
+            again = self.post(others[-1], path, body, f"replay-{tag}-{n}")
             self.assertEqual(again.raw, firsts[n].raw, path)
             self.assertEqual(again.replayed, "true", (path, again))
 
         # A key of one instance with another request on a second one: refused, nothing done.
-        reused = call(others[-1], f"/wallets/{src}/credit", {"amount": "99.00"}, f"replay-{tag}-2")
+        reused = self.post(others[-1], f"/wallets/{src}/credit", {"amount": "99.00"},
+                           f"replay-{tag}-2")
         self.assertEqual(reused.status, 409, reused)
         self.assertEqual(reused.json["code"], "IDEMPOTENCY_KEY_REUSED")
 
